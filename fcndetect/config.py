@@ -1,0 +1,155 @@
+"""Detector settings: the :class:`DetectorConfig` dataclass and TOML presets.
+
+Precedence, highest first: explicit options (CLI flags or keyword arguments) > ``--config FILE`` >
+the model's own preset (``configs/<preset>.toml``, shipped with the package) > dataclass defaults.
+A preset or file may only contain the fields of :class:`DetectorConfig`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = ["DetectorConfig", "ConfigError", "load_preset", "read_config_file", "resolve_config", "preset_names"]
+
+
+class ConfigError(ValueError):
+    """A preset or config file is missing or invalid (the message names the file)."""
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """All settings of a detection run.
+
+    Attributes:
+        model: registry name of the model (``fcndetect models``).
+        threshold: minimum class probability for a window to count as a detection, in [0, 1].
+        nms: ``"max"`` (keep the best box of each overlap group) or ``"avg"`` (DDFD: average the group).
+        nms_iou: IoU above which boxes are grouped/suppressed.
+        min_size: smallest object side to find, in image pixels.
+        max_size: largest object side to find (``None``: the image's shorter side).
+        scale_factor: ratio between consecutive pyramid scales, in (0, 1) (``2 ** (-1/3)``: 3 per octave).
+        max_det: keep at most this many detections per image, best first.
+        min_neighbors: with ``nms = "avg"``, drop clusters of fewer windows than this (1 keeps all).
+        regress: refine each window's box with the model's box-regression head, where it has one
+            (MTCNN); ``False`` emits the raw windows.
+        clip: clip boxes to the image.
+        device: torch device, e.g. ``"cpu"`` or ``"cuda"``.
+    """
+
+    model: str = "face"
+    threshold: float = 0.5
+    nms: Literal["max", "avg"] = "avg"
+    nms_iou: float = 0.3
+    min_size: float = 24.0
+    max_size: float | None = None
+    scale_factor: float = 2 ** (-1 / 3)
+    max_det: int = 100
+    min_neighbors: int = 1
+    regress: bool = True
+    clip: bool = True
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ConfigError(f"threshold must be in [0, 1], got {self.threshold}")
+        if self.nms not in ("max", "avg"):
+            raise ConfigError(f"nms must be 'max' or 'avg', got {self.nms!r}")
+        if not 0.0 <= self.nms_iou <= 1.0:
+            raise ConfigError(f"nms_iou must be in [0, 1], got {self.nms_iou}")
+        if not self.min_size > 0:
+            raise ConfigError(f"min_size must be > 0, got {self.min_size}")
+        if self.max_size is not None and self.max_size < self.min_size:
+            raise ConfigError(f"max_size ({self.max_size}) is smaller than min_size ({self.min_size})")
+        if not 0.0 < self.scale_factor < 1.0:
+            raise ConfigError(f"scale_factor must be in (0, 1), got {self.scale_factor}")
+        if self.max_det < 1:
+            raise ConfigError(f"max_det must be >= 1, got {self.max_det}")
+        if self.min_neighbors < 1:
+            raise ConfigError(f"min_neighbors must be >= 1, got {self.min_neighbors}")
+
+    def replace(self, **changes: Any) -> "DetectorConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_FIELDS = {f.name: f for f in fields(DetectorConfig)}
+
+
+def _validate(data: dict[str, Any], origin: str) -> dict[str, Any]:
+    unknown = sorted(set(data) - set(_FIELDS))
+    if unknown:
+        raise ConfigError(f"{origin}: unknown setting(s) {', '.join(unknown)}; valid: {', '.join(_FIELDS)}")
+    out = dict(data)
+    for key in ("threshold", "nms_iou", "min_size", "max_size", "scale_factor"):
+        if key in out and isinstance(out[key], int) and not isinstance(out[key], bool):
+            out[key] = float(out[key])
+    return out
+
+
+def preset_names() -> list[str]:
+    """Names of the presets shipped in ``configs/``."""
+    root = resources.files("fcndetect.configs")
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Settings from a TOML file (only :class:`DetectorConfig` fields)."""
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read config ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: invalid TOML ({exc})") from None
+    return _validate(data, str(p))
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    """Settings of a shipped preset, by name (``face``, ``face-rnet``, ...)."""
+    res = resources.files("fcndetect.configs").joinpath(f"{name}.toml")
+    if not res.is_file():
+        raise ConfigError(f"unknown preset '{name}'; shipped presets: {', '.join(preset_names())}")
+    try:
+        data = tomllib.loads(res.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"preset {name}: invalid TOML ({exc})") from None
+    return _validate(data, f"preset {name}")
+
+
+def read_config(name_or_path: str) -> dict[str, Any]:
+    """``--config`` value: a path to a TOML file, or the name of a shipped preset."""
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or p.exists() or "/" in name_or_path:
+        return read_config_file(p)
+    return load_preset(name_or_path)
+
+
+def resolve_config(config: str | None = None, **overrides: Any) -> DetectorConfig:
+    """The effective settings: ``overrides`` (non-None) > ``config`` file/preset > model preset > defaults.
+
+    The model is taken from ``overrides``, else from the config file, else the default (``face``); when no
+    ``config`` is given, that model's own preset supplies the base values, so ``model="X"`` never inherits
+    another model's threshold.
+    """
+    from .models import get_spec  # local: keeps config importable without torch models
+
+    explicit = {k: v for k, v in overrides.items() if v is not None}
+    _validate(explicit, "options")
+    file_values = read_config(config) if config else {}
+    model = explicit.get("model", file_values.get("model", DetectorConfig.model))
+    try:
+        spec = get_spec(model)
+    except KeyError as exc:
+        raise ConfigError(str(exc.args[0])) from None
+    base = load_preset(spec.preset)
+    merged = {**base, **file_values, **explicit, "model": model}
+    return DetectorConfig(**merged)

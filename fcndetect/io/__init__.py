@@ -1,0 +1,1 @@
+"""Input decoding, output sinks and drawing."""

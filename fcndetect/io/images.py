@@ -1,0 +1,106 @@
+"""Robust image decoding: any common file to an upright ``[H, W, 3]`` uint8 RGB array, or a clear error."""
+
+from __future__ import annotations
+
+import os
+import stat
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+__all__ = ["ImageLoadError", "load_image", "to_rgb_array", "IMAGE_EXTENSIONS", "DEFAULT_MAX_PIXELS"]
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".pnm"}
+)
+#: Default guard against decompression bombs: 20,000 x 10,000 pixels (an 8K photo is 33 Mpx).
+DEFAULT_MAX_PIXELS = 200_000_000
+
+
+class ImageLoadError(Exception):
+    """An input could not be read as an image. ``str(err)`` is ``"<path>: <reason>"`` on one line."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        self.path = str(path)
+        self.reason = " ".join(str(reason).split())  # one line
+        super().__init__(f"{self.path}: {self.reason}")
+
+
+def _check_regular_file(path: Path) -> None:
+    try:
+        st = path.stat()  # follows symlinks: a broken link or a loop fails here
+    except FileNotFoundError:
+        reason = "broken symbolic link" if path.is_symlink() else "no such file"
+        raise ImageLoadError(path, reason) from None
+    except OSError as exc:
+        raise ImageLoadError(path, exc.strerror or str(exc)) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ImageLoadError(path, "is a directory, not an image file")
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageLoadError(path, "not a regular file (FIFO, socket or device)")
+    if st.st_size == 0:
+        raise ImageLoadError(path, "empty file (0 bytes)")
+
+
+def to_rgb_array(img: Image.Image) -> np.ndarray:
+    """Convert a decoded PIL image of any mode to ``[H, W, 3]`` uint8 RGB (EXIF orientation not applied).
+
+    16-bit and 32-bit integer images are scaled by their bit depth (``v / 257`` for 16 bits), not clipped;
+    alpha is dropped (opaque pixels keep their colour); palettes, grayscale and CMYK are converted.
+    """
+    mode = img.mode
+    if mode in {"I;16", "I;16B", "I;16L", "I;16N", "I"}:
+        arr = np.asarray(img).astype(np.float64)
+        top = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) <= 65535 else float(2**32 - 1)
+        arr = np.clip(np.round(arr * (255.0 / top)), 0, 255).astype(np.uint8)
+        return np.repeat(arr[:, :, None], 3, axis=2)
+    if mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        peak = 1.0 if arr.max(initial=0) <= 1.0 else 255.0
+        arr = np.clip(np.round(arr * (255.0 / peak)), 0, 255).astype(np.uint8)
+        return np.repeat(arr[:, :, None], 3, axis=2)
+    if mode in {"P", "PA"}:
+        img = img.convert("RGBA")
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    return np.asarray(img, dtype=np.uint8).copy()
+
+
+def load_image(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode an image file to an upright ``[H, W, 3]`` uint8 RGB array.
+
+    EXIF orientation is applied (boxes are in the upright image's coordinates); an animated image gives
+    its first frame.
+
+    Raises:
+        ImageLoadError: with a one-line reason (missing, not a regular file, empty, not an image,
+            truncated or corrupt, too many pixels).
+    """
+    p = Path(path)
+    _check_regular_file(p)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # DecompressionBombWarning, EXIF warnings
+            with Image.open(p) as img:
+                w, h = img.size
+                if max_pixels is not None and w * h > max_pixels:
+                    raise ImageLoadError(
+                        p, f"{w}x{h} = {w * h:,} pixels exceeds --max-pixels {max_pixels:,} (decompression-bomb guard)"
+                    )
+                img.seek(0)
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                arr = to_rgb_array(img)
+    except ImageLoadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageLoadError(p, "not a recognised image format") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageLoadError(p, f"too many pixels ({exc})") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageLoadError(p, f"corrupt or truncated image ({exc})") from None
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ImageLoadError(p, "image has no pixels")
+    return arr

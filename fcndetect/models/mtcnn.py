@@ -1,0 +1,113 @@
+"""MTCNN's R-Net and O-Net face/non-face classifiers, with the weights shipped by facenet-pytorch.
+
+The layer names and the forward pass mirror ``facenet_pytorch.models.mtcnn`` exactly, so its state dicts
+(``facenet_pytorch/data/rnet.pt``, ``onet.pt``; MIT licence) load unchanged. The weights are read from the
+installed package, located without importing its ``__init__`` (which pulls in the whole library).
+
+Inputs are RGB ``[B, 3, N, N]`` scaled as ``(x - 127.5) * 0.0078125`` (``x`` in 0..255); ``N`` is 24
+(R-Net) or 48 (O-Net). Both flatten their last feature map in ``(W, H, C)`` order before the first
+``Linear`` (they permute before ``view``), which :mod:`fcndetect.convert` accounts for.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+from torch import nn
+
+__all__ = ["ONet", "RNet", "mtcnn_weights_path", "WeightsNotFoundError"]
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """The weights file of a built-in model is not installed."""
+
+
+def mtcnn_weights_path(name: str) -> Path:
+    """Path of ``facenet_pytorch/data/<name>.pt`` in the installed package (not imported)."""
+    spec = importlib.util.find_spec("facenet_pytorch")
+    if spec is None or not spec.submodule_search_locations:
+        raise WeightsNotFoundError(
+            "facenet-pytorch is not installed; it ships the MTCNN weights: pip install facenet-pytorch==2.5.3"
+        )
+    for base in spec.submodule_search_locations:
+        path = Path(base) / "data" / f"{name}.pt"
+        if path.is_file():
+            return path
+    raise WeightsNotFoundError(f"facenet-pytorch is installed but has no data/{name}.pt")
+
+
+class RNet(nn.Module):
+    """MTCNN R-Net: ``[B, 3, 24, 24]`` -> (box regression ``[B, 4]``, face probabilities ``[B, 2]``)."""
+
+    input_size = 24
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 28, kernel_size=3)
+        self.prelu1 = nn.PReLU(28)
+        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.conv2 = nn.Conv2d(28, 48, kernel_size=3)
+        self.prelu2 = nn.PReLU(48)
+        self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.conv3 = nn.Conv2d(48, 64, kernel_size=2)
+        self.prelu3 = nn.PReLU(64)
+        self.dense4 = nn.Linear(576, 128)
+        self.prelu4 = nn.PReLU(128)
+        self.dense5_1 = nn.Linear(128, 2)
+        self.softmax5_1 = nn.Softmax(dim=1)
+        self.dense5_2 = nn.Linear(128, 4)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.prelu1(self.conv1(x))
+        x = self.pool1(x)
+        x = self.prelu2(self.conv2(x))
+        x = self.pool2(x)
+        x = self.prelu3(self.conv3(x))
+        x = x.permute(0, 3, 2, 1).contiguous()
+        x = self.prelu4(self.dense4(x.view(x.shape[0], -1)))
+        return self.dense5_2(x), self.softmax5_1(self.dense5_1(x))
+
+
+class ONet(nn.Module):
+    """MTCNN O-Net: ``[B, 3, 48, 48]`` -> (box regression ``[B, 4]``, landmarks ``[B, 10]``, face probs ``[B, 2]``)."""
+
+    input_size = 48
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 32, kernel_size=3)
+        self.prelu1 = nn.PReLU(32)
+        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.conv2 = nn.Conv2d(32, 64, kernel_size=3)
+        self.prelu2 = nn.PReLU(64)
+        self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.conv3 = nn.Conv2d(64, 64, kernel_size=3)
+        self.prelu3 = nn.PReLU(64)
+        self.pool3 = nn.MaxPool2d(2, 2, ceil_mode=True)
+        self.conv4 = nn.Conv2d(64, 128, kernel_size=2)
+        self.prelu4 = nn.PReLU(128)
+        self.dense5 = nn.Linear(1152, 256)
+        self.prelu5 = nn.PReLU(256)
+        self.dense6_1 = nn.Linear(256, 2)
+        self.softmax6_1 = nn.Softmax(dim=1)
+        self.dense6_2 = nn.Linear(256, 4)
+        self.dense6_3 = nn.Linear(256, 10)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = self.pool1(self.prelu1(self.conv1(x)))
+        x = self.pool2(self.prelu2(self.conv2(x)))
+        x = self.pool3(self.prelu3(self.conv3(x)))
+        x = self.prelu4(self.conv4(x))
+        x = x.permute(0, 3, 2, 1).contiguous()
+        x = self.prelu5(self.dense5(x.view(x.shape[0], -1)))
+        return self.dense6_2(x), self.dense6_3(x), self.softmax6_1(self.dense6_1(x))
+
+
+def load_mtcnn(name: str) -> nn.Module:
+    """``"onet"`` or ``"rnet"`` with the installed pretrained weights, in eval mode."""
+    net = {"onet": ONet, "rnet": RNet}[name]()
+    state = torch.load(mtcnn_weights_path(name), map_location="cpu", weights_only=True)
+    net.load_state_dict(state)
+    return net.eval()
