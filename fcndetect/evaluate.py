@@ -361,7 +361,9 @@ def _load_text(path: Path, lines: Sequence[str]) -> dict[str, np.ndarray]:
     return _to_arrays(out)
 
 
-def _records(path: Path, lines: Sequence[str], kind: str) -> Iterator[tuple[int, str, int, list[tuple[int, list[str]]]]]:
+def _records(
+    path: Path, lines: Sequence[str], kind: str
+) -> Iterator[tuple[int, str, int, list[tuple[int, list[str]]]]]:
     """Yield ``(name line, name, count, [(line, fields)] * count)`` of an FDDB / WIDER style listing.
 
     For WIDER a count of 0 is followed by one placeholder line of zeros, which is consumed.

@@ -127,8 +127,10 @@ def test_to_json_shape_and_rounding():
     assert first["recall_at_fp"] == {"0": 0.333333, "1": 0.333333, "2": 1.0}
     assert first["recall_at_precision"] == {"1": 0.333333, "0.9": 0.333333, "0.6": 1.0, "0.5": 1.0}
     assert (first["n_gt"], first["n_det"], first["n_tp"], first["n_fp"]) == (3, 5, 3, 2)
-    assert out["images"][1] == {"image": "b.jpg", "gt_key": "b.jpg", "n_gt": 1, "n_det": 2,
-                                "tp": {"0.5": 1, "0.3": 1, "0.95": 0}, "fp": {"0.5": 1, "0.3": 1, "0.95": 2}}  # fmt: skip
+    assert out["images"][1] == {
+        "image": "b.jpg", "gt_key": "b.jpg", "n_gt": 1, "n_det": 2,
+        "tp": {"0.5": 1, "0.3": 1, "0.95": 0}, "fp": {"0.5": 1, "0.3": 1, "0.95": 2},
+    }  # fmt: skip
 
 
 def test_unannotated_detection_images_and_undetected_gt_images():
@@ -423,7 +425,10 @@ GOLDEN = {
     "coco_instances.json": (
         "coco",
         {
-            "000000397133.jpg": [[388.66, 69.92, 388.66 + 109.41, 69.92 + 277.62], [0.0, 262.81, 62.16, 262.81 + 36.77]],
+            "000000397133.jpg": [
+                [388.66, 69.92, 388.66 + 109.41, 69.92 + 277.62],
+                [0.0, 262.81, 62.16, 262.81 + 36.77],
+            ],
             "val2017/000000037777.jpg": [],
             "000000252219.jpg": [[326.28, 174.56, 326.28 + 71.24, 174.56 + 197.36], [600, 400, 660, 450]],
         },
@@ -482,7 +487,8 @@ def test_auto_detection(name):
 
 
 def test_voc_single_file_and_class_filter():
-    assert as_dict(load_annotations(FIXTURES / "voc" / "000001.xml")) == {"000001.jpg": [[47, 239, 195, 371], [7, 11, 352, 498]]}
+    single = load_annotations(FIXTURES / "voc" / "000001.xml")
+    assert as_dict(single) == {"000001.jpg": [[47, 239, 195, 371], [7, 11, 352, 498]]}
     ann = load_annotations(FIXTURES / "voc", "voc", voc_classes={"face"})
     assert as_dict(ann) == {"000001.jpg": [[7, 11, 352, 498]], "000002.jpg": [[0, 0, 335, 500]]}
     assert as_dict(load_annotations(FIXTURES / "voc", voc_classes={"cat"})) == {"000001.jpg": [], "000002.jpg": []}
@@ -498,7 +504,9 @@ def test_fddb_ellipse_box_formula():
     assert got[0].tolist() == pytest.approx([cx - hx, cy - hy, cx + hx, cy + hy])
 
 
-@pytest.mark.parametrize("name", ["cmu_mit.txt", "wider_face_val_bbx_gt.txt", "FDDB-fold-01-ellipseList.txt", "imglab.xml"])
+@pytest.mark.parametrize(
+    "name", ["cmu_mit.txt", "wider_face_val_bbx_gt.txt", "FDDB-fold-01-ellipseList.txt", "imglab.xml"]
+)
 def test_crlf(tmp_path, name):
     fmt, expected = GOLDEN[name]
     crlf = tmp_path / name
@@ -574,8 +582,8 @@ def test_malformed_voc_in_folder_names_the_file(tmp_path):
 
 def test_coco_structural_errors_name_the_entry(tmp_path):
     p = tmp_path / "instances.json"
-    p.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.jpg"}],
-                             "annotations": [{"image_id": 1, "bbox": [0, 0, 1, 1]}, {"image_id": 2, "bbox": []}]}))  # fmt: skip
+    annotations = [{"image_id": 1, "bbox": [0, 0, 1, 1]}, {"image_id": 2, "bbox": []}]
+    p.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": annotations}))
     with pytest.raises(AnnotationError, match=r"instances\.json: annotations\[1\]"):
         load_annotations(p)
 
@@ -695,7 +703,8 @@ def test_match_images_ambiguous_name():
     with pytest.raises(AmbiguousMatchError) as info:
         match_images(["/tmp/x.jpg", "/tmp/y.jpg"], gt)
     assert info.value.ambiguous == {"/tmp/x.jpg": ["a/x.jpg", "b/x.jpg"]}
-    assert match_images(["/tmp/x.jpg", "/tmp/y.jpg"], gt, ambiguous="none") == {"/tmp/x.jpg": None, "/tmp/y.jpg": "c/y.jpg"}
+    lenient = match_images(["/tmp/x.jpg", "/tmp/y.jpg"], gt, ambiguous="none")
+    assert lenient == {"/tmp/x.jpg": None, "/tmp/y.jpg": "c/y.jpg"}
     # A longer suffix resolves it.
     assert match_images(["/tmp/b/x.jpg"], gt) == {"/tmp/b/x.jpg": "b/x.jpg"}
 
