@@ -132,7 +132,7 @@ def _run(sources: tuple[str, ...], cfg: Any, output: str | None, heatmap: bool, 
             record = result_record(item.path, dets, None)
             line = dumps_record(record)
             if out:
-                name = output_name(item.path, item.relative, item.root)
+                name = out.unique(output_name(item.path, item.relative, item.root))
                 ext = os.path.splitext(name)[1]
                 annotated = encode_image(draw_detections(image, dets), ext)
                 heat = (

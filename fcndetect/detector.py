@@ -115,6 +115,8 @@ class Detector:
             box-regression offsets ``[dx1, dy1, dx2, dy2]`` in window sides when :attr:`regresses`.
         """
         resized = resize_image(image, level.width, level.height)
+        if not resized.flags.writeable:
+            resized = resized.copy()
         x = torch.from_numpy(resized).to(self.device).permute(2, 0, 1).float()
         x = ((x - self.model.mean[:, None, None]) / self.model.std[:, None, None]).unsqueeze(0)
         if self.regresses:

@@ -44,6 +44,28 @@ def _check_regular_file(path: Path) -> None:
         raise ImageLoadError(path, "empty file (0 bytes)")
 
 
+_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF8", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+
+
+def _sniff(path: Path) -> str | None:
+    """The format a file's magic bytes claim, if any."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError:
+        return None
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    return next((name for sig, name in _SIGNATURES if head.startswith(sig)), None)
+
+
 def to_rgb_array(img: Image.Image) -> np.ndarray:
     """Convert a decoded PIL image of any mode to ``[H, W, 3]`` uint8 RGB (EXIF orientation not applied).
 
@@ -96,7 +118,9 @@ def load_image(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
     except ImageLoadError:
         raise
     except UnidentifiedImageError:
-        raise ImageLoadError(p, "not a recognised image format") from None
+        kind = _sniff(p)
+        reason = f"corrupt {kind} file (its header cannot be decoded)" if kind else "not a recognised image format"
+        raise ImageLoadError(p, reason) from None
     except Image.DecompressionBombError as exc:
         raise ImageLoadError(p, f"too many pixels ({exc})") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:

@@ -56,10 +56,10 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 
 def output_name(item_path: str, relative: str, root: str | None) -> str:
-    """Relative output name of an input: its path inside its source folder, or the path as given
-    (normalised, without leading ``/`` or ``..``) for a file named directly; ``/``-separated."""
-    rel = relative if root is not None else os.path.normpath(item_path)
-    parts = [p for p in Path(rel).parts if p not in ("..", ".", os.sep, "/") and not p.endswith(":\\")]
+    """Relative output name of an input (``/``-separated): its path inside its source folder, or the file
+    name for a file named directly (see :meth:`OutputDir.unique` for clashes)."""
+    rel = relative if root is not None else os.path.basename(item_path)
+    parts = [p for p in rel.replace(os.sep, "/").split("/") if p not in ("", ".", "..")]
     return "/".join(parts) or os.path.basename(item_path)
 
 
@@ -71,6 +71,19 @@ class OutputDir:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self.records: list[str] = []
+        self._used: set[str] = set()
+
+    def unique(self, name: str) -> str:
+        """``name``, or ``name`` with ``~2``, ``~3``... before its extension when an earlier input of this
+        run already wrote it (two files named directly with the same name): deterministic for a given
+        order of inputs."""
+        candidate, k = name, 1
+        while candidate.lower() in self._used:
+            k += 1
+            stem, ext = os.path.splitext(name)
+            candidate = f"{stem}~{k}{ext}"
+        self._used.add(candidate.lower())
+        return candidate
 
     def paths(self, name: str) -> dict[str, Path]:
         ext = os.path.splitext(name)[1] or ".png"

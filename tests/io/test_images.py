@@ -1,0 +1,126 @@
+"""Robust decoding: every odd input gives a correct RGB array or a precise one-line error."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fcndetect.io.images import ImageLoadError, load_image
+
+
+@pytest.fixture(scope="module")
+def photo(samples) -> Image.Image:
+    return Image.open(samples / "astronaut.png").convert("RGB").resize((128, 128))
+
+
+def _save(img: Image.Image, path, **kw):
+    img.save(path, **kw)
+    return path
+
+
+def test_rgb_png_roundtrip(tmp_path, photo):
+    arr = load_image(_save(photo, tmp_path / "a.png"))
+    assert arr.dtype == np.uint8 and arr.shape == (128, 128, 3)
+    np.testing.assert_array_equal(arr, np.asarray(photo))
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "L", "LA", "P", "CMYK"])
+def test_mode_conversions(tmp_path, photo, mode):
+    ext = ".jpg" if mode == "CMYK" else ".png"
+    img = photo.convert(mode)
+    arr = load_image(_save(img, tmp_path / f"x{ext}"))
+    assert arr.shape == (128, 128, 3)
+    ref = np.asarray(photo.convert("L").convert("RGB") if mode in ("L", "LA") else photo).astype(int)
+    tol = {"RGBA": 0, "L": 0, "LA": 0, "P": 40, "CMYK": 12}[mode]
+    assert np.abs(arr.astype(int) - ref).mean() <= tol
+
+
+def test_16_bit_png_scaled_by_bit_depth(tmp_path):
+    ramp = (np.arange(256, dtype=np.uint32) * 257).astype(np.uint16).reshape(16, 16)
+    Image.fromarray(ramp).save(tmp_path / "g16.png")
+    arr = load_image(tmp_path / "g16.png")
+    np.testing.assert_array_equal(arr[:, :, 0], np.arange(256, dtype=np.uint8).reshape(16, 16))
+
+
+def test_exif_rotation_applied(tmp_path, photo):
+    rotated = photo.transpose(Image.Transpose.ROTATE_90)  # stored sideways...
+    exif = Image.Exif()
+    exif[0x0112] = 6  # ...with orientation 6: "rotate 90 degrees clockwise to view"
+    rotated.save(tmp_path / "r.jpg", exif=exif, quality=95)
+    arr = load_image(tmp_path / "r.jpg")
+    assert arr.shape == (128, 128, 3)
+    assert np.abs(arr.astype(int) - np.asarray(photo).astype(int)).mean() < 6
+
+
+def test_animated_gif_first_frame(tmp_path, photo):
+    frames = [photo.convert("P"), Image.new("P", (128, 128))]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:], duration=100)
+    arr = load_image(tmp_path / "a.gif")
+    assert arr.shape == (128, 128, 3) and arr.mean() > 30  # not the black second frame
+
+
+@pytest.mark.parametrize("size", [(1, 1), (10000, 20)])
+def test_extreme_sizes(tmp_path, size):
+    arr = load_image(_save(Image.new("RGB", size, (10, 20, 30)), tmp_path / "s.png"))
+    assert arr.shape == (size[1], size[0], 3)
+
+
+def _truncated(tmp_path, photo):
+    buf = io.BytesIO()
+    photo.save(buf, "JPEG")
+    p = tmp_path / "t.jpg"
+    p.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    return p
+
+
+def _bad_crc(tmp_path, photo):
+    buf = io.BytesIO()
+    photo.save(buf, "PNG")
+    data = bytearray(buf.getvalue())
+    data[29] ^= 0xFF  # inside the IHDR chunk's CRC
+    p = tmp_path / "crc.png"
+    p.write_bytes(bytes(data))
+    return p
+
+
+def _write(path, data: bytes):
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda t, p: t / "missing.png", "no such file"),
+        (lambda t, p: _write(t / "e.jpg", b""), "empty file"),
+        (lambda t, p: _write(t / "x.jpg", b"hello"), "not a recognised image"),
+        (_truncated, "truncated"),
+        (_bad_crc, "corrupt"),
+        (lambda t, p: (t / "d.jpg").mkdir() or t / "d.jpg", "is a directory"),
+        (lambda t, p: os.symlink(t / "nowhere.png", t / "l.png") or t / "l.png", "broken symbolic link"),
+    ],
+)
+def test_errors_are_one_line_and_name_the_file(tmp_path, photo, make, reason):
+    path = make(tmp_path, photo)
+    with pytest.raises(ImageLoadError) as err:
+        load_image(path)
+    msg = str(err.value)
+    assert reason in msg and msg.startswith(str(path)) and "\n" not in msg
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_fifo_does_not_hang(tmp_path):
+    os.mkfifo(tmp_path / "y.jpg")
+    with pytest.raises(ImageLoadError, match="not a regular file"):
+        load_image(tmp_path / "y.jpg")
+
+
+def test_max_pixels_guard(tmp_path):
+    p = _save(Image.new("RGB", (300, 200)), tmp_path / "big.png")
+    with pytest.raises(ImageLoadError, match="exceeds --max-pixels"):
+        load_image(p, max_pixels=50_000)
+    assert load_image(p, max_pixels=None).shape == (200, 300, 3)

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import pytest
+
+from fcndetect.config import ConfigError, DetectorConfig, load_preset, preset_names, resolve_config
+
+
+def test_shipped_presets_load():
+    names = preset_names()
+    assert {"face", "face-rnet"} <= set(names)
+    for name in names:
+        cfg = resolve_config(name)
+        assert isinstance(cfg, DetectorConfig)
+
+
+def test_precedence_flags_over_file_over_preset(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text("threshold = 0.4\nnms = 'max'\n")
+    base = load_preset("face")
+    cfg = resolve_config(str(f), nms="avg")
+    assert cfg.threshold == 0.4 and cfg.nms == "avg" and cfg.min_size == base["min_size"]
+
+
+@pytest.mark.parametrize("text, msg", [("thresold = 0.4", "unknown setting"), ("threshold = [", "invalid TOML"),
+                                        ("threshold = 1.5", "threshold")])
+def test_bad_config_files(tmp_path, text, msg):
+    f = tmp_path / "bad.toml"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=msg) as err:
+        resolve_config(str(f))
+    if "unknown" in msg or "TOML" in msg:
+        assert str(f) in str(err.value)
+
+
+def test_missing_config_file():
+    with pytest.raises(ConfigError, match="not found"):
+        resolve_config("nope/missing.toml")

@@ -1,0 +1,183 @@
+"""The converted network against the original classifier (native size) and against crops (larger input)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from fcndetect import make_fully_convolutional
+from fcndetect.convert import ConversionError
+from fcndetect.models.mtcnn import ONet, RNet
+
+
+def _randomize(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Random weights, and non-trivial BatchNorm statistics so BN is not the identity."""
+    torch.manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+        if isinstance(m, nn.PReLU):
+            m.weight.data.uniform_(0.0, 0.5)
+    return model.eval()
+
+
+def _crop_oracle(model, dense, x, output=lambda y: y):
+    """Dense logits ``[K, H', W']`` and the classifier applied to each cell's crop, same shape."""
+    g = dense.geometry
+    with torch.no_grad():
+        d = dense(x)[0]
+        crops = []
+        for i in range(d.shape[1]):
+            for j in range(d.shape[2]):
+                y0, x0 = int(g.offset + g.stride * i), int(g.offset + g.stride * j)
+                crops.append(x[:, :, y0:y0 + g.window, x0:x0 + g.window])
+        o = output(model(torch.cat(crops)))
+    return d, o.T.reshape(d.shape)
+
+
+def _plain_classifier(pool: bool) -> tuple[nn.Module, int]:
+    feats = [nn.Conv2d(3, 8, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 16, 3), nn.ReLU(), nn.MaxPool2d(2)]
+    if pool:  # 20 -> 16 -> 8 -> 6 -> 3, global pool -> 16
+        layers = feats + [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10), nn.ReLU(), nn.Dropout(),
+                          nn.Linear(10, 3)]
+    else:
+        layers = feats + [nn.Flatten(), nn.Linear(16 * 3 * 3, 32), nn.ReLU(), nn.Dropout(), nn.Linear(32, 3),
+                          nn.Softmax(dim=1)]
+    return nn.Sequential(*layers), 20
+
+
+@pytest.mark.parametrize("pool", [False, True])
+def test_sequential_native_and_crops(pool):
+    model, n = _plain_classifier(pool)
+    model = _randomize(model)
+    dense = make_fully_convolutional(model, n)
+    x = torch.randn(2, 3, n, n)
+    with torch.no_grad():
+        ref = model(x)
+        got = dense(x)[:, :, 0, 0]
+    if not pool:
+        got = got.softmax(1)  # the dense net outputs logits; the classifier ended with a softmax
+    assert (got - ref).abs().max() <= 1e-5
+    # no padding, no ceil mode: every dense cell is exactly the classifier on its crop
+    big = torch.randn(1, 3, n + 4 * dense.geometry.stride, n + 3 * dense.geometry.stride)
+    d, o = _crop_oracle(model, dense, big, (lambda y: y.log()) if not pool else (lambda y: y))
+    if not pool:  # compare log-probabilities to logits up to the per-cell log-sum-exp constant
+        d = d.log_softmax(0)
+    assert d.shape[1:] == (5, 4)
+    assert (d - o).abs().max() <= 1e-4
+
+
+def _onet_original():
+    from facenet_pytorch.models.mtcnn import ONet as FacenetONet
+
+    return FacenetONet(pretrained=True).eval()
+
+
+def _rnet_original():
+    from facenet_pytorch.models.mtcnn import RNet as FacenetRNet
+
+    return FacenetRNet(pretrained=True).eval()
+
+
+@pytest.mark.parametrize("factory, n", [(_onet_original, 48), (_rnet_original, 24)])
+def test_mtcnn_pretrained_native_equivalence(factory, n):
+    """facenet-pytorch's own classes with their weights vs the dense conversion: (W, H, C) flatten order."""
+    model = factory()
+    dense = make_fully_convolutional(model, n)
+    torch.manual_seed(1)
+    x = torch.rand(8, 3, n, n) * 2 - 1
+    with torch.no_grad():
+        probs = model(x)[-1]
+        got = dense(x)[:, :, 0, 0].softmax(1)
+    assert (got - probs).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("cls", [ONet, RNet])
+def test_mtcnn_random_weights_native_equivalence(cls):
+    model = _randomize(cls(), seed=3)
+    n = model.input_size
+    dense = make_fully_convolutional(model, n)
+    x = torch.randn(4, 3, n, n)
+    with torch.no_grad():
+        assert (dense(x)[:, :, 0, 0].softmax(1) - model(x)[-1]).abs().max() <= 1e-5
+
+
+def test_naive_reshape_would_be_wrong():
+    """Guard against the silent bug: reshaping O-Net's dense5 as (C, H, W) gives different outputs."""
+    model = _randomize(ONet(), seed=4)
+    dense = make_fully_convolutional(model, 48)
+    conv = dense.hidden[0]
+    naive = model.dense5.weight.detach().reshape(256, 128, 3, 3)
+    assert conv.weight.shape == naive.shape and not torch.allclose(conv.weight, naive)
+
+
+def test_mtcnn_regressor_matches_original():
+    model = _randomize(ONet(), seed=5)
+    dense = make_fully_convolutional(model, 48)
+    x = torch.randn(3, 3, 48, 48)
+    with torch.no_grad():
+        logits, reg = dense.forward_with_regression(x)
+        assert (reg[:, :, 0, 0] - model(x)[0]).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize(
+    "name, n, bound",
+    [
+        ("alexnet", 224, None),
+        ("vgg16", 224, None),
+        ("resnet18", 224, None),
+        ("mobilenet_v2", 224, None),
+    ],
+)
+def test_torchvision_native_equivalence(name, n, bound):
+    model = _randomize(torchvision.models.get_model(name, weights=None, num_classes=50))
+    dense = make_fully_convolutional(model, n)
+    x = torch.randn(1, 3, n, n)
+    with torch.no_grad():
+        ref = model(x)
+        got = dense(x)[:, :, 0, 0]
+    assert (got - ref).abs().max() <= 1e-5 * max(1.0, float(ref.abs().max()))
+
+
+def test_alexnet_crops_padding_bound():
+    """AlexNet pads its convolutions: a crop sees zeros at its border where the dense net sees the real
+    neighbouring pixels, so cells and crops differ. The score in the cell stays close to the crop's."""
+    model = _randomize(torchvision.models.alexnet(weights=None, num_classes=10))
+    dense = make_fully_convolutional(model, 224)
+    assert dense.geometry.stride == 32
+    x = torch.randn(1, 3, 224 + 32, 224 + 32)
+    d, o = _crop_oracle(model, dense, x)
+    assert d.shape[1:] == (2, 2)
+    rel = (d - o).abs().max() / o.abs().max()
+    assert rel <= 0.2  # measured: 0.05 of the logit scale with these random weights
+
+
+def test_vgg16_fc6_becomes_7x7_conv_and_448_gives_8x8():
+    model = torchvision.models.vgg16(weights=None).eval()
+    dense = make_fully_convolutional(model, 224)
+    fc6 = dense.hidden[0]
+    assert isinstance(fc6, nn.Conv2d)
+    assert (fc6.in_channels, fc6.out_channels, fc6.kernel_size) == (512, 4096, (7, 7))
+    with torch.no_grad():
+        out = dense(torch.zeros(1, 3, 448, 448))
+    assert out.shape == (1, 1000, 8, 8)
+
+
+def test_unsupported_head_layer_is_refused():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 5), nn.LSTM(5, 5))
+    with pytest.raises(ConversionError, match="LSTM"):
+        make_fully_convolutional(model, 8)
+
+
+def test_sequential_without_flatten_is_refused():
+    with pytest.raises(ConversionError, match="Flatten"):
+        make_fully_convolutional(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()), 8)
+
+
+def test_wrong_input_size_is_refused():
+    model, _ = _plain_classifier(pool=False)
+    with pytest.raises(ConversionError, match="expects"):
+        make_fully_convolutional(model, 24)
