@@ -62,6 +62,14 @@ Exit codes: 0 all inputs processed, 1 some inputs failed, 2 usage error, 130 int
 @click.option("--min-neighbors", type=int, default=None, help="NMS-avg: drop clusters of fewer windows.")
 @click.option("--regress/--no-regress", default=None, help="Refine boxes with the model's regression head.")
 @click.option("--device", default=None, help="Torch device: cpu, cuda, cuda:1, mps.")
+@click.option("--arch", default=None, help="Alias of --model for a torchvision architecture.")
+@click.option("--weights", default=None, help="torchvision models: DEFAULT, a weight name, or a state-dict PATH.")
+@click.option("--num-classes", type=int, default=None, help="Outputs of a custom checkpoint (default 1000).")
+@click.option("--classes", multiple=True, help="Classes to detect: ImageNet names, indices or groups (cat, dog).")
+@click.option("--positive", multiple=True, help="Class index (or indices, comma-separated) to detect.")
+@click.option("--input-size", type=int, default=None, help="Native input side of a custom classifier.")
+@click.option("--mean", default=None, help="R,G,B mean of a custom classifier (0..1 units).")
+@click.option("--std", default=None, help="R,G,B std of a custom classifier (0..1 units).")
 @click.option("-o", "--output", "output", type=click.Path(file_okay=False), default=None,
               help="Write <name>.json and an annotated image per input, and detections.jsonl, into DIR.")
 @click.option("--heatmap", is_flag=True, help="With -o: also write the score map overlaid on each image.")
@@ -72,6 +80,13 @@ def run_cmd(sources: tuple[str, ...], config: str | None, output: str | None, he
     """Detect objects in images: files, folders (recursive) and glob patterns."""
     from .config import ConfigError, resolve_config
 
+    arch = options.pop("arch")
+    if arch is not None:
+        if options["model"] is not None and options["model"] != arch:
+            raise click.UsageError("--arch and --model name different models")
+        options["model"] = arch
+    classes = [c for c in options.pop("classes")] + [p for p in options.pop("positive")]
+    options["classes"] = classes or None
     try:
         cfg = resolve_config(config, **options)
     except (ConfigError, TypeError) as exc:
@@ -159,6 +174,153 @@ def _run(sources: tuple[str, ...], cfg: Any, output: str | None, heatmap: bool, 
         _err("error: no input images", quiet=False)
         return EXIT_FAILED
     return EXIT_FAILED if n_failed else EXIT_OK
+
+
+@cli.command("eval")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-a", "--annotations", multiple=True, required=True,
+              help="Ground truth (repeatable): imglab XML, text, COCO JSON, FDDB, WIDER, VOC XML/folder.")
+@click.option("--format", "gt_format", default=None, help="Ground-truth format (default: detected from the file).")
+@click.option("--iou", "ious", multiple=True, type=float, help="IoU threshold(s) for a match (default 0.5).")
+@click.option("--report", type=click.Path(dir_okay=False), default=None, help="Write the JSON report here.")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write PR and ROC-style curves (PNG).")
+@click.option("-m", "--model", default=None, help="Model, when INPUTS are images.")
+@click.option("-c", "--config", "config", default=None, help="Preset name or TOML file, when INPUTS are images.")
+@click.option("-t", "--threshold", type=float, default=None, help="Detection threshold, when INPUTS are images.")
+@click.option("--min-size", type=float, default=None, help="Smallest object side, when INPUTS are images.")
+@click.option("-q", "--quiet", is_flag=True, help="No table on stderr.")
+def eval_cmd(inputs: tuple[str, ...], annotations: tuple[str, ...], gt_format: str | None, ious: tuple[float, ...],
+             report: str | None, plot: str | None, quiet: bool, config: str | None, **options: Any) -> None:
+    """Score detections against ground truth: an existing detections.jsonl, or a fresh run over images.
+
+    \b
+    JSON report on stdout (or --report FILE); a human table on stderr.
+    Images are matched to ground truth by relative path, else by file name; an image absent from the
+    ground truth has no objects, so its detections are false positives.
+    """
+    import json
+
+    import numpy as np
+
+    from . import evaluate as ev
+    from .io.sinks import atomic_write_text
+
+    gt: dict[str, np.ndarray] = {}
+    try:
+        for path in annotations:
+            gt.update(ev.load_annotations(path, gt_format))
+    except (ev.AnnotationError, FileNotFoundError) as exc:
+        raise click.UsageError(str(exc)) from None
+    if len(inputs) == 1 and inputs[0].endswith((".jsonl", ".json")) and os.path.isfile(inputs[0]):
+        try:
+            dets, errors = ev.load_detections_jsonl_with_errors(inputs[0])
+        except ev.AnnotationError as exc:
+            raise click.UsageError(str(exc)) from None
+        for image, error in errors.items():
+            _err(f"warning: {image}: skipped, it failed in the detection run ({error})", quiet)
+    else:
+        dets = _detect_for_eval(inputs, config, options, quiet)
+    try:
+        keys = ev.match_images(list(dets), list(gt))
+        rep = ev.evaluate(dets, gt, iou_thresholds=ious or (0.5,), image_keys=keys)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    _err(ev.format_table(rep), quiet)
+    text = json.dumps(rep.to_json())
+    if report:
+        atomic_write_text(report, text + "\n")
+    else:
+        click.echo(text)
+    if plot:
+        try:
+            ev.plot_curves(rep, plot)
+        except RuntimeError as exc:
+            raise click.UsageError(str(exc)) from None
+
+
+def _detect_for_eval(inputs: tuple[str, ...], config: str | None, options: dict[str, Any], quiet: bool):
+    import numpy as np
+
+    from .config import ConfigError, resolve_config
+    from .detector import Detector
+    from .io.images import ImageLoadError, load_image
+    from .io.sources import expand_sources
+
+    try:
+        cfg = resolve_config(config, **options)
+        detector = Detector(cfg)
+    except (ConfigError, ValueError, KeyError, FileNotFoundError) as exc:
+        raise click.UsageError(str(exc)) from None
+    dets: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for item in expand_sources(inputs):
+        if item.error is not None:
+            _err(f"error: {item.path}: {item.error}", quiet=False)
+            continue
+        try:
+            d = detector.detect_array(load_image(item.path))
+        except ImageLoadError as exc:
+            _err(f"error: {exc}", quiet=False)
+            continue
+        dets[item.relative if item.root is not None else item.path] = (d.boxes, d.scores)
+    _err(f"detected with model {cfg.model}, threshold {cfg.threshold}, min_size {cfg.min_size}", quiet)
+    return dets
+
+
+@cli.command("bench")
+@click.argument("image", type=click.Path(dir_okay=False))
+@click.option("-m", "--model", default="face", show_default=True, help="Model name or torchvision architecture.")
+@click.option("--weights", default=None, help="torchvision models: DEFAULT, a weight name, a PATH, or none.")
+@click.option("--scales", default="1", show_default=True, help="Comma-separated pyramid scales.")
+@click.option("--batch-size", type=int, default=256, show_default=True, help="Crops per classifier call.")
+@click.option("--repeat", type=int, default=3, show_default=True, help="Best of this many timings.")
+@click.option("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+def bench_cmd(image: str, model: str, weights: str | None, scales: str, batch_size: int, repeat: int,
+              threads: int | None, as_json: bool) -> None:
+    """Dense evaluation vs the classifier on every window cropped one by one: speed-up, FLOP ratio,
+    GFLOP/s and the largest score difference."""
+    import json
+
+    import torch
+
+    from .bench import bench_dense_vs_crops
+    from .io.images import ImageLoadError, load_image
+    from .models import load_model
+
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        scale_list = [float(s) for s in scales.split(",") if s.strip()]
+    except ValueError:
+        raise click.UsageError(f"--scales: expected comma-separated numbers, got {scales!r}") from None
+    try:
+        arr = load_image(image)
+    except ImageLoadError as exc:
+        _err(f"error: {exc}")
+        sys.exit(EXIT_FAILED)
+    try:
+        loaded = load_model(model, weights=weights) if weights else load_model(model)
+        res = bench_dense_vs_crops(loaded, arr, scale_list, batch_size=batch_size, repeat=repeat)
+    except (ValueError, KeyError, FileNotFoundError) as exc:
+        raise click.UsageError(str(exc).strip("'\"")) from None
+    if as_json:
+        click.echo(json.dumps(res.to_json()))
+        return
+    g = loaded.dense.geometry
+    click.echo(f"model {res.model}: window {g.window}, stride {g.stride}, image {res.image_size[0]}x{res.image_size[1]}, "
+               f"scales {res.scales}, {res.windows} windows, {res.threads} threads")
+    click.echo(f"  dense       {res.dense_seconds * 1000:10.1f} ms  {res.dense_flops / 1e9:9.2f} GFLOP  "
+               f"{res.dense_gflops_per_s:7.1f} GFLOP/s")
+    click.echo(f"  crop-by-crop{res.crops_seconds * 1000:10.1f} ms  {res.crops_flops / 1e9:9.2f} GFLOP  "
+               f"{res.crops_gflops_per_s:7.1f} GFLOP/s")
+    click.echo(f"  speed-up {res.speedup:.2f}x   FLOP ratio {res.flop_ratio:.2f}x   "
+               f"matmul {res.matmul_gflops_per_s:.1f} GFLOP/s (dense reaches {res.dense_gflops_per_s / res.matmul_gflops_per_s:.0%})")
+    click.echo(f"  max |score difference| over all windows: {res.max_abs_diff:.2e}")
+    if res.max_abs_diff_rf_crops is not None:
+        click.echo(f"  ... with {g.receptive_field}px receptive-field crops instead of {g.window}px windows: "
+                   f"{res.max_abs_diff_rf_crops:.2e} (the rest is the ceil-mode pooling border of a window crop)")
+    elif g.rf_offset < 0:
+        click.echo("  (padding: a crop sees zeros at its border where the dense net sees the neighbouring pixels)")
 
 
 @cli.command("models")

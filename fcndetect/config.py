@@ -39,6 +39,11 @@ class DetectorConfig:
             (MTCNN); ``False`` emits the raw windows.
         clip: clip boxes to the image.
         device: torch device, e.g. ``"cpu"`` or ``"cuda"``.
+        weights: torchvision models: ``DEFAULT``, a torchvision weight name, or a state-dict path.
+        num_classes: outputs of a custom checkpoint (default: 1000 ImageNet classes).
+        classes: classes to detect (ImageNet names, indices, groups such as ``cat``); each is one label.
+        input_size: native input side of a custom classifier (default: the weights' crop size).
+        mean, std: RGB normalisation of a custom classifier, in 0..1 units.
     """
 
     model: str = "face"
@@ -53,8 +58,30 @@ class DetectorConfig:
     regress: bool = True
     clip: bool = True
     device: str = "cpu"
+    weights: str | None = None
+    num_classes: int | None = None
+    classes: tuple[str, ...] | None = None
+    input_size: int | None = None
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
 
     def __post_init__(self) -> None:
+        for key in ("classes", "mean", "std"):
+            value = getattr(self, key)
+            if isinstance(value, str):
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            if value is not None:
+                object.__setattr__(self, key, tuple(str(v) if key == "classes" else float(v) for v in value))
+        for key in ("mean", "std"):
+            value = getattr(self, key)
+            if value is not None and len(value) != 3:
+                raise ConfigError(f"{key} needs 3 values (R, G, B), got {len(value)}")
+        if self.std is not None and min(self.std) <= 0:
+            raise ConfigError("std values must be > 0")
+        if self.num_classes is not None and self.num_classes < 1:
+            raise ConfigError(f"num_classes must be >= 1, got {self.num_classes}")
+        if self.input_size is not None and self.input_size < 1:
+            raise ConfigError(f"input_size must be >= 1, got {self.input_size}")
         if not 0.0 <= self.threshold <= 1.0:
             raise ConfigError(f"threshold must be in [0, 1], got {self.threshold}")
         if self.nms not in ("max", "avg"):
@@ -76,7 +103,11 @@ class DetectorConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    def model_options(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`fcndetect.models.load_model` besides name and device."""
+        return {k: getattr(self, k) for k in ("weights", "num_classes", "classes", "input_size", "mean", "std")}
 
 
 _FIELDS = {f.name: f for f in fields(DetectorConfig)}

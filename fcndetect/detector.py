@@ -64,7 +64,7 @@ class Detector:
             cfg = resolve_config(config, **overrides)
         self.config: DetectorConfig = cfg
         self.device = torch.device(cfg.device)
-        self.model: LoadedModel = load_model(cfg.model, self.device)
+        self.model: LoadedModel = load_model(cfg.model, self.device, **cfg.model_options())
 
     @property
     def class_names(self) -> tuple[str, ...]:

@@ -40,7 +40,7 @@ def test_raw_windows_still_find_the_face(samples):
 def test_input_types_agree(face_detector, samples):
     path = samples / "astronaut.png"
     pil = Image.open(path).convert("RGB")
-    arr = np.asarray(pil)
+    arr = np.array(pil)
     ref = face_detector(path)
     for other in (
         face_detector(pil),

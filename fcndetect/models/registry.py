@@ -105,26 +105,80 @@ register_model(
 
 
 def get_spec(name: str) -> ModelSpec:
-    try:
+    """The spec of a named model; a torchvision architecture name gets the ImageNet spec (weights and
+    classes are chosen when it is loaded)."""
+    if name in _REGISTRY:
         return _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown model '{name}'; known models: {', '.join(sorted(_REGISTRY))}") from None
+    from .torchvision_models import is_torchvision_arch
+
+    if is_torchvision_arch(name):
+        return ModelSpec(
+            name=name,
+            description=f"torchvision {name} (ImageNet classes unless --num-classes)",
+            window=0,
+            mean=(0.0, 0.0, 0.0),
+            std=(1.0, 1.0, 1.0),
+            groups=(),
+            preset="imagenet",
+            source="torchvision weights (torch hub cache) or --weights PATH",
+            build=lambda: (_ for _ in ()).throw(RuntimeError("use load_model")),
+        )
+    raise KeyError(f"unknown model '{name}'; see `fcndetect models` (face models: {', '.join(sorted(_REGISTRY))})")
 
 
 def list_models() -> list[ModelSpec]:
     return [_REGISTRY[k] for k in sorted(_REGISTRY)]
 
 
-def load_model(name: str, device: str | torch.device = "cpu") -> LoadedModel:
-    """Build the named classifier with its weights and make it fully convolutional on ``device``."""
+def load_model(
+    name: str,
+    device: str | torch.device = "cpu",
+    *,
+    weights: str | None = None,
+    num_classes: int | None = None,
+    classes: list[str] | tuple[str, ...] | None = None,
+    input_size: int | None = None,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+) -> LoadedModel:
+    """Build the named classifier with its weights and make it fully convolutional on ``device``.
+
+    Args:
+        name: a built-in model (``face``, ``face-rnet``) or a torchvision architecture (``mobilenet_v2``...).
+        weights: torchvision architectures only: ``DEFAULT``, a weight name, a state-dict PATH or ``none``.
+        num_classes: outputs of a custom checkpoint (default: 1000 ImageNet classes).
+        classes: the classes to detect: ImageNet names, indices or groups (``cat``, ``dog``); each entry is
+            one detected label. Default: every class.
+        input_size, mean, std: override the preprocessing (``mean``/``std`` in 0..1 units).
+    """
     spec = get_spec(name)
-    classifier = spec.build().to(device).eval()
-    dense = make_fully_convolutional(classifier, spec.window)
+    if name in _REGISTRY:
+        if weights is not None or num_classes is not None or input_size is not None:
+            raise ValueError(f"model '{name}' has built-in weights: --weights/--num-classes/--input-size do not apply")
+        if classes is not None and [c.lower() for c in classes] != ["face"]:
+            raise ValueError(f"model '{name}' detects only 'face'")
+        classifier = spec.build().to(device).eval()
+        window, groups = spec.window, spec.groups
+        mean255, std255 = spec.mean, spec.std
+    else:
+        from .torchvision_models import build_torchvision_model, parse_classes
+
+        tv = build_torchvision_model(name, weights, num_classes, input_size, mean, std)
+        classifier = tv.model.to(device).eval()
+        window = tv.input_size
+        groups = tuple(ClassGroup(n, idx) for n, idx in parse_classes(classes, tv.categories))
+        mean255 = tuple(v * 255.0 for v in tv.mean)
+        std255 = tuple(v * 255.0 for v in tv.std)
+        spec = ModelSpec(
+            name=name, description=spec.description, window=window, mean=mean255, std=std255,  # type: ignore[arg-type]
+            groups=groups, preset=spec.preset, source=tv.source, build=spec.build,
+        )
+    dense = make_fully_convolutional(classifier, window)
     return LoadedModel(
         spec=spec,
         classifier=classifier,
         dense=dense,
-        groups=spec.groups,
-        mean=torch.tensor(spec.mean, dtype=torch.float32, device=device),
-        std=torch.tensor(spec.std, dtype=torch.float32, device=device),
+        groups=groups,
+        mean=torch.tensor(mean255, dtype=torch.float32, device=device),
+        std=torch.tensor(std255, dtype=torch.float32, device=device),
     )
