@@ -39,6 +39,8 @@ class DetectorConfig:
             (MTCNN); ``False`` emits the raw windows.
         clip: clip boxes to the image.
         device: torch device, e.g. ``"cpu"`` or ``"cuda"``.
+        max_memory_mb: activation budget of one network call in MiB; larger pyramid levels run in tiles
+            (with identical results). 0 disables tiling.
         weights: torchvision models: ``DEFAULT``, a torchvision weight name, or a state-dict path.
         num_classes: outputs of a custom checkpoint (default: 1000 ImageNet classes).
         classes: classes to detect (ImageNet names, indices, groups such as ``cat``); each is one label.
@@ -58,6 +60,7 @@ class DetectorConfig:
     regress: bool = True
     clip: bool = True
     device: str = "cpu"
+    max_memory_mb: int = 512
     weights: str | None = None
     num_classes: int | None = None
     classes: tuple[str, ...] | None = None
@@ -96,6 +99,8 @@ class DetectorConfig:
             raise ConfigError(f"scale_factor must be in (0, 1), got {self.scale_factor}")
         if self.max_det < 1:
             raise ConfigError(f"max_det must be >= 1, got {self.max_det}")
+        if self.max_memory_mb < 0:
+            raise ConfigError(f"max_memory_mb must be >= 0, got {self.max_memory_mb}")
         if self.min_neighbors < 1:
             raise ConfigError(f"min_neighbors must be >= 1, got {self.min_neighbors}")
 

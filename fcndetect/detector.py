@@ -18,7 +18,8 @@ import torch
 from .boxes import clip_boxes, nms_avg, nms_max, refine_boxes
 from .config import DetectorConfig, resolve_config
 from .detections import Detections, ScoreMap
-from .geometry import cells_to_boxes
+from .geometry import cells_to_boxes, dense_output_size
+from .tiling import activation_bytes_per_pixel, run_tiled
 from .io.images import DEFAULT_MAX_PIXELS, ImageLoadError, load_image, to_rgb_array
 from .models import LoadedModel, load_model
 from .pyramid import Level, pyramid_levels, resize_image
@@ -41,6 +42,10 @@ class DetectionResult:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+def _writable(a: np.ndarray) -> np.ndarray:
+    return a if a.flags.writeable and a.flags.c_contiguous else np.array(a, order="C")
 
 
 class Detector:
@@ -103,44 +108,86 @@ class Detector:
         return self.config.regress and self.model.dense.regressor is not None
 
     @torch.inference_mode()
-    def score_level(self, image: np.ndarray, level: Level) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Score maps of one pyramid level.
+    def score_level(
+        self, images: np.ndarray | list[np.ndarray], level: Level
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Score maps of one pyramid level for one image or a batch of same-size images.
 
         Args:
-            image: ``[H, W, 3]`` uint8 RGB.
+            images: ``[H, W, 3]`` uint8 RGB, or a list of them (all the same size).
             level: the level's size (from :func:`fcndetect.pyramid.pyramid_levels`).
 
         Returns:
-            ``(scores [G, H', W'], regression [4, H', W'] or None)``: class-group probabilities, and the
-            box-regression offsets ``[dx1, dy1, dx2, dy2]`` in window sides when :attr:`regresses`.
+            ``(scores [B, G, H', W'], regression [B, 4, H', W'] or None)``: class-group probabilities, and
+            the box-regression offsets ``[dx1, dy1, dx2, dy2]`` in window sides when :attr:`regresses`
+            (``B = 1`` for a single image). Large levels run in tiles within ``max_memory_mb``, with the same
+            result.
         """
-        resized = resize_image(image, level.width, level.height)
-        if not resized.flags.writeable:
-            resized = resized.copy()
-        x = torch.from_numpy(resized).to(self.device).permute(2, 0, 1).float()
-        x = ((x - self.model.mean[:, None, None]) / self.model.std[:, None, None]).unsqueeze(0)
-        if self.regresses:
-            logits, reg = self.model.dense.forward_with_regression(x)
-        else:
-            logits, reg = self.model.dense(x), None
-        probs = torch.softmax(logits, dim=1)[0]
-        scores = torch.stack([probs[list(g.indices)].sum(0) for g in self.model.groups])
-        return scores, (reg[0] if reg is not None else None)
+        batch = [images] if isinstance(images, np.ndarray) else images
+        x = torch.stack([torch.from_numpy(_writable(resize_image(im, level.width, level.height))) for im in batch])
+        x = x.to(self.device)
+        x = x.permute(0, 3, 1, 2)  # uint8 [B, 3, h, w]; normalised per tile below
+        dense = self.model.dense
+        mean = self.model.mean[:, None, None]
+        std = self.model.std[:, None, None]
+        regress = self.regresses
+
+        def run(tile: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+            t = (tile.float() - mean) / std
+            if regress:
+                logits, reg = dense.forward_with_regression(t)
+            else:
+                logits, reg = dense(t), None
+            probs = torch.softmax(logits, dim=1)
+            scores = torch.stack([probs[:, list(g.indices)].sum(1) for g in self.model.groups], dim=1)
+            return scores, reg
+
+        out_hw = dense_output_size(dense, level.height, level.width)
+        budget = self.config.max_memory_mb * 2**20 if self.config.max_memory_mb else None
+        bpp = activation_bytes_per_pixel(dense, dense.geometry.window, dense.geometry.stride) if budget else 0.0
+        return run_tiled(run, x, dense.geometry, out_hw, budget, bpp)
 
     def levels(self, width: int, height: int) -> list[Level]:
         cfg = self.config
         return pyramid_levels((width, height), self.model.window, cfg.min_size, cfg.max_size, cfg.scale_factor)
 
     @torch.inference_mode()
+    def detect_batch(self, images: list[np.ndarray], return_maps: bool = False) -> list[Detections]:
+        """Detect in several ``[H, W, 3]`` uint8 RGB arrays; same-size images share each network call.
+
+        The result of each image does not depend on the batch it was in.
+        """
+        results: list[Detections | None] = [None] * len(images)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for k, im in enumerate(images):
+            groups.setdefault(im.shape[:2], []).append(k)
+        for (height, width), members in groups.items():
+            per_image: list[list[tuple[Level, torch.Tensor, torch.Tensor | None]]] = [[] for _ in members]
+            for level in self.levels(width, height):
+                scores, reg = self.score_level([images[k] for k in members], level)
+                for b in range(len(members)):
+                    per_image[b].append((level, scores[b], reg[b] if reg is not None else None))
+            for b, k in enumerate(members):
+                results[k] = self._postprocess(per_image[b], (width, height), return_maps)
+        return [r for r in results if r is not None]
+
     def detect_array(self, image: np.ndarray, return_maps: bool = False) -> Detections:
         """Detect in an ``[H, W, 3]`` uint8 RGB array."""
+        return self.detect_batch([image], return_maps=return_maps)[0]
+
+    def _postprocess(
+        self,
+        outputs: list[tuple[Level, torch.Tensor, torch.Tensor | None]],
+        image_size: tuple[int, int],
+        return_maps: bool,
+    ) -> Detections:
+        """Threshold the levels' score maps, map cells to boxes, NMS, clip, sort, cap."""
         cfg = self.config
-        height, width = image.shape[:2]
+        width, height = image_size
         geometry = self.model.dense.geometry
         all_boxes, all_scores, all_labels = [], [], []
         maps: list[ScoreMap] = []
-        for level in self.levels(width, height):
-            scores, reg = self.score_level(image, level)
+        for level, scores, reg in outputs:
             if return_maps:
                 maps.append(ScoreMap(level.scale, level.sx, level.sy, scores.cpu().numpy().astype(np.float32)))
             g, i, j = torch.nonzero(scores > cfg.threshold, as_tuple=True)
