@@ -71,13 +71,27 @@ Exit codes: 0 all inputs processed, 1 some inputs failed, 2 usage error, 130 int
 @click.option("--mean", default=None, help="R,G,B mean of a custom classifier (0..1 units).")
 @click.option("--std", default=None, help="R,G,B std of a custom classifier (0..1 units).")
 @click.option("-o", "--output", "output", type=click.Path(file_okay=False), default=None,
-              help="Write <name>.json and an annotated image per input, and detections.jsonl, into DIR.")
+              help="Write <name>.json, an annotated image, detections.jsonl and run.json into DIR.")
 @click.option("--heatmap", is_flag=True, help="With -o: also write the score map overlaid on each image.")
+@click.option("--save-maps", is_flag=True, help="With -o: also write the raw score maps (.npy per level).")
+@click.option("--crops", is_flag=True, help="With -o: also write each detected region as an image.")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "coco", "csv", "fddb", "wider"]), default="jsonl",
+              show_default=True, help="One more combined output (with -o), or what stdout gets (without).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run into the same -o DIR.")
+@click.option("--overwrite", is_flag=True, help="Allow -o into a non-empty folder (an old run's files go).")
+@click.option("--fail-fast", is_flag=True, help="Stop at the first input that fails.")
+@click.option("--workers", type=int, default=None, help="Background image-decoding threads (default 1).")
+@click.option("--threads", type=int, default=None, help="torch intra-op threads (default: cores / workers).")
+@click.option("--batch-size", type=int, default=1, show_default=True, help="Same-size images per network call.")
+@click.option("--max-memory", type=str, default=None, help="Activation budget per call, e.g. 512M, 2G (tiles).")
+@click.option("--max-pixels", type=int, default=None, help="Refuse larger images (decompression-bomb guard).")
 @click.option("--print-config", is_flag=True, help="Print the effective settings (TOML) and exit.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
-def run_cmd(sources: tuple[str, ...], config: str | None, output: str | None, heatmap: bool,
+@click.option("-q", "--quiet", is_flag=True, help="No progress, errors or summary on stderr.")
+def run_cmd(sources: tuple[str, ...], config: str | None, output: str | None, heatmap: bool, save_maps: bool,
+            crops: bool, fmt: str, resume: bool, overwrite: bool, fail_fast: bool, workers: int | None,
+            threads: int | None, batch_size: int, max_memory: str | None, max_pixels: int | None,
             print_config: bool, quiet: bool, **options: Any) -> None:
-    """Detect objects in images: files, folders (recursive) and glob patterns."""
+    """Detect objects in images: files, folders (recursive), glob patterns, @list.txt, or - (stdin)."""
     from .config import ConfigError, resolve_config
 
     arch = options.pop("arch")
@@ -87,6 +101,8 @@ def run_cmd(sources: tuple[str, ...], config: str | None, output: str | None, he
         options["model"] = arch
     classes = [c for c in options.pop("classes")] + [p for p in options.pop("positive")]
     options["classes"] = classes or None
+    if max_memory is not None:
+        options["max_memory_mb"] = _parse_mib(max_memory)
     try:
         cfg = resolve_config(config, **options)
     except (ConfigError, TypeError) as exc:
@@ -97,83 +113,73 @@ def run_cmd(sources: tuple[str, ...], config: str | None, output: str | None, he
                 click.echo(f"{key} = {_toml_value(value)}")
         return
     if not sources:
-        raise click.UsageError("no SOURCES given (image files, folders or glob patterns)")
-    if heatmap and not output:
-        raise click.UsageError("--heatmap needs -o/--output DIR")
-    code = _run(sources, cfg, output, heatmap, quiet)
-    sys.exit(code)
+        raise click.UsageError("no SOURCES given (image files, folders, glob patterns, @list.txt or -)")
+    for flag, on in (("--heatmap", heatmap), ("--save-maps", save_maps), ("--crops", crops), ("--resume", resume),
+                     ("--overwrite", overwrite)):
+        if on and not output:
+            raise click.UsageError(f"{flag} needs -o/--output DIR")
+    if resume and overwrite:
+        raise click.UsageError("--resume and --overwrite exclude each other")
+    if batch_size < 1 or (workers is not None and workers < 0) or (threads is not None and threads < 1):
+        raise click.UsageError("--batch-size and --threads must be >= 1, --workers >= 0")
+    from pathlib import Path
+
+    from .io.images import DEFAULT_MAX_PIXELS
+    from .runner import RunOptions
+
+    n_workers = 1 if workers is None else workers
+    opts = RunOptions(
+        output=Path(output) if output else None, heatmap=heatmap, save_maps=save_maps, crops=crops, format=fmt,
+        resume=resume, overwrite=overwrite, fail_fast=fail_fast, workers=n_workers, batch_size=batch_size,
+        max_pixels=max_pixels if max_pixels is not None else DEFAULT_MAX_PIXELS, quiet=quiet,
+    )
+    sys.exit(_run(sources, cfg, opts, threads))
 
 
-def _run(sources: tuple[str, ...], cfg: Any, output: str | None, heatmap: bool, quiet: bool) -> int:
+def _parse_mib(text: str) -> int:
+    """``512``, ``512M``, ``2G``, ``2GiB`` -> MiB."""
+    t = text.strip().upper().removesuffix("IB").removesuffix("B")
+    mult = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}.get(t[-1:], None)
+    try:
+        value = float(t[:-1]) * mult if mult is not None else float(t)
+    except ValueError:
+        raise click.UsageError(f"--max-memory: expected a size such as 512M or 2G, got {text!r}") from None
+    return max(0, int(value))
+
+
+def _run(sources: tuple[str, ...], cfg: Any, opts: Any, threads: int | None) -> int:
     import torch
 
     from .detector import Detector
-    from .io.draw import draw_detections, encode_image, heatmap_overlay
-    from .io.images import ImageLoadError, load_image
-    from .io.sinks import OutputDir, dumps_record, output_name, result_record
-    from .io.sources import expand_sources
+    from .runner import BatchRunner, OutputDirError, read_sources
 
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise click.UsageError(f"--device {cfg.device}: CUDA is not available on this machine")
+    cores = os.cpu_count() or 1
+    torch.set_num_threads(threads or max(1, cores // max(1, opts.workers)))
     try:
+        paths = read_sources(sources)
         detector = Detector(cfg)
+        runner = BatchRunner(detector, opts)
+        summary = runner.run(paths)
+    except OutputDirError as exc:
+        _err(f"error: {exc}")
+        return EXIT_USAGE
     except (FileNotFoundError, KeyError, ValueError) as exc:
-        raise click.UsageError(str(exc)) from None
-    out = OutputDir(output) if output else None
-    n_images = n_failed = n_dets = 0
-    start = time.perf_counter()
-    try:
-        for item in expand_sources(sources):
-            if item.error is not None:
-                n_failed += 1
-                _err(f"error: {item.path}: {item.error}", quiet)
-                line = dumps_record(result_record(item.path, None, item.error))
-                click.echo(line)
-                if out:
-                    out.add_record(line)
-                continue
-            n_images += 1
-            try:
-                image = load_image(item.path)
-                dets = detector.detect_array(image, return_maps=heatmap)
-            except ImageLoadError as exc:
-                n_failed += 1
-                _err(f"error: {exc}", quiet)
-                line = dumps_record(result_record(item.path, None, exc.reason))
-                click.echo(line)
-                if out:
-                    out.add_record(line)
-                continue
-            record = result_record(item.path, dets, None)
-            line = dumps_record(record)
-            if out:
-                name = out.unique(output_name(item.path, item.relative, item.root))
-                ext = os.path.splitext(name)[1]
-                annotated = encode_image(draw_detections(image, dets), ext)
-                heat = (
-                    encode_image(heatmap_overlay(image, dets, detector.model.dense.geometry), ext)
-                    if heatmap else None
-                )
-                out.write_image(name, record, annotated, heat)
-                out.add_record(line)
-            click.echo(line)
-            n_dets += len(dets)
-    except KeyboardInterrupt:
-        _err("interrupted", quiet=False)
+        raise click.UsageError(str(exc).strip("'\"")) from None
+    if summary.interrupted:
+        _err("interrupted: rerun with --resume to finish" if opts.output else "interrupted")
         return EXIT_INTERRUPTED
-    finally:
-        if out:
-            out.close()
-    elapsed = time.perf_counter() - start
     _err(
-        f"{n_images} image(s), {n_dets} detection(s), {n_failed} failed input(s) in {elapsed:.1f} s "
-        f"[model {cfg.model}, threshold {cfg.threshold}]",
-        quiet,
+        f"{summary.n_images} image(s), {summary.n_detections} detection(s), {summary.n_failed} failed input(s)"
+        + (f", {summary.n_resumed} already done" if summary.n_resumed else "")
+        + f" in {summary.seconds:.1f} s [model {cfg.model}, threshold {cfg.threshold}]",
+        opts.quiet,
     )
-    if n_images == 0 and n_failed == 0:
-        _err("error: no input images", quiet=False)
+    if summary.n_inputs == 0:
+        _err("error: no input images")
         return EXIT_FAILED
-    return EXIT_FAILED if n_failed else EXIT_OK
+    return EXIT_FAILED if summary.n_failed or len(summary.records) < summary.n_inputs else EXIT_OK
 
 
 @cli.command("eval")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +19,7 @@ from .config import DetectorConfig, resolve_config
 from .detections import Detections, ScoreMap
 from .geometry import cells_to_boxes, dense_output_size
 from .tiling import activation_bytes_per_pixel, run_tiled
-from .io.images import DEFAULT_MAX_PIXELS, ImageLoadError, load_image, to_rgb_array
+from .io.images import DEFAULT_MAX_PIXELS, load_image, to_rgb_array
 from .models import LoadedModel, load_model
 from .pyramid import Level, pyramid_levels, resize_image
 
@@ -233,18 +232,25 @@ class Detector:
 
     def run(
         self,
-        paths: Iterable[str | os.PathLike[str]],
+        sources: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
         *,
         return_maps: bool = False,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        workers: int = 1,
+        batch_size: int = 1,
     ) -> Iterator[DetectionResult]:
-        """Detect in each file lazily; an unreadable file yields a result with ``error`` set, never raises."""
-        for path in paths:
-            name = str(path)
-            try:
-                image = load_image(Path(path), max_pixels=max_pixels)
-            except ImageLoadError as exc:
-                yield DetectionResult(name, None, exc.reason)
-                continue
-            dets = self.detect_array(image, return_maps=return_maps)
-            yield DetectionResult(name, dets, None, image.shape[1], image.shape[0])
+        """Detect in files, folders (recursive) and glob patterns, lazily and in order, with the CLI's error
+        semantics: an unreadable input yields a result with ``error`` set (one line), never raises.
+
+        Images are decoded in ``workers`` background threads; same-size images share network calls up to
+        ``batch_size`` (results do not depend on it).
+        """
+        from .io.sources import expand_sources
+        from .runner import iter_detections
+
+        srcs = [sources] if isinstance(sources, (str, os.PathLike)) else sources
+        items = list(expand_sources(str(s) for s in srcs))
+        for r in iter_detections(self, items, workers=workers, batch_size=batch_size, max_pixels=max_pixels,
+                                 return_maps=return_maps):
+            h, w = r.image.shape[:2] if r.image is not None else (None, None)
+            yield DetectionResult(r.item.path, r.detections, r.error, w, h)

@@ -114,7 +114,7 @@ def test_bad_inputs_do_not_stop_the_run(tmp_path, samples):
     assert "Traceback" not in r.stderr
     # outputs: the good image complete, nothing for the bad ones, no temporary files
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert files == ["detections.jsonl", "good.png.annotated.png", "good.png.json"]
+    assert files == ["detections.jsonl", "good.png.annotated.png", "good.png.json", "run.json"]
     assert json.loads((out / "good.png.json").read_text()) == recs["good.png"]
     assert len((out / "detections.jsonl").read_text().splitlines()) == len(recs)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..detections import Detections
 
-__all__ = ["result_record", "dumps_record", "atomic_write_bytes", "atomic_write_text", "output_name", "OutputDir"]
+__all__ = ["result_record", "dumps_record", "atomic_write_bytes", "atomic_write_text", "output_name"]
 
 
 def result_record(
@@ -61,49 +61,3 @@ def output_name(item_path: str, relative: str, root: str | None) -> str:
     rel = relative if root is not None else os.path.basename(item_path)
     parts = [p for p in rel.replace(os.sep, "/").split("/") if p not in ("", ".", "..")]
     return "/".join(parts) or os.path.basename(item_path)
-
-
-class OutputDir:
-    """Per-image files under ``-o DIR``: ``<name>.json``, ``<name>.annotated<ext>``, ``<name>.heatmap<ext>``
-    (``<name>`` keeps the image's extension, so ``a/x.jpg`` and ``a/x.png`` never collide), plus
-    ``detections.jsonl`` with every image's record, written atomically when the run ends."""
-
-    def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root)
-        self.records: list[str] = []
-        self._used: set[str] = set()
-
-    def unique(self, name: str) -> str:
-        """``name``, or ``name`` with ``~2``, ``~3``... before its extension when an earlier input of this
-        run already wrote it (two files named directly with the same name): deterministic for a given
-        order of inputs."""
-        candidate, k = name, 1
-        while candidate.lower() in self._used:
-            k += 1
-            stem, ext = os.path.splitext(name)
-            candidate = f"{stem}~{k}{ext}"
-        self._used.add(candidate.lower())
-        return candidate
-
-    def paths(self, name: str) -> dict[str, Path]:
-        ext = os.path.splitext(name)[1] or ".png"
-        base = self.root / name
-        return {
-            "json": base.with_name(base.name + ".json"),
-            "annotated": base.with_name(base.name + ".annotated" + ext),
-            "heatmap": base.with_name(base.name + ".heatmap" + ext),
-        }
-
-    def write_image(self, name: str, record: dict[str, object], annotated: bytes | None, heatmap: bytes | None) -> None:
-        p = self.paths(name)
-        if annotated is not None:
-            atomic_write_bytes(p["annotated"], annotated)
-        if heatmap is not None:
-            atomic_write_bytes(p["heatmap"], heatmap)
-        atomic_write_text(p["json"], dumps_record(record) + "\n")  # last: its presence marks completion
-
-    def add_record(self, line: str) -> None:
-        self.records.append(line)
-
-    def close(self) -> None:
-        atomic_write_text(self.root / "detections.jsonl", "".join(r + "\n" for r in self.records))

@@ -1,0 +1,464 @@
+"""Batch runs: inputs decoded in background workers, same-size images batched, outputs written atomically,
+interrupted runs resumable with identical final outputs.
+
+Output folder layout (``-o DIR``), for an input ``<name>`` (its path inside its source folder, or its file
+name; the image's extension is kept, so ``a/x.jpg`` and ``a/x.png`` never collide):
+
+* ``DIR/<name>.json``: the image's record (written last: its presence marks the image complete);
+* ``DIR/<name>.annotated<ext>``, and with ``--heatmap`` ``DIR/<name>.heatmap<ext>``;
+* ``--save-maps``: ``DIR/<name>.maps/NN.npy`` (``[G, H', W']`` float32 per pyramid level) + ``index.json``;
+* ``--crops``: ``DIR/<name>.crops/NNN_<label>.png``;
+* ``DIR/detections.jsonl``: every record, in input order; ``--format``: one more combined file;
+* ``DIR/run.json``: version, model, weights hash and effective settings; ``--resume`` refuses other settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from . import __version__
+from .detections import Detections
+from .io import formats
+from .io.draw import draw_detections, encode_image, heatmap_overlay
+from .io.images import DEFAULT_MAX_PIXELS, ImageLoadError, load_image
+from .io.sinks import atomic_write_bytes, atomic_write_text, dumps_record, output_name, result_record
+from .io.sources import SourceItem, expand_sources
+
+__all__ = ["RunOptions", "RunSummary", "BatchRunner", "OutputDirError", "iter_detections", "read_sources", "FORMATS"]
+
+FORMATS = ("jsonl", "coco", "csv", "fddb", "wider")
+
+
+class OutputDirError(Exception):
+    """The output folder cannot be used as asked (non-empty without --resume/--overwrite, other settings)."""
+
+
+def read_sources(args: Iterable[str], stdin: TextIO | None = None) -> list[str]:
+    """Expand ``@list.txt`` (one path a line; blank lines and ``#`` comments skipped) and ``-`` (paths on
+    stdin) among the command-line sources; other arguments are kept as they are."""
+    out: list[str] = []
+    for a in args:
+        if a == "-":
+            stream = stdin if stdin is not None else sys.stdin
+            out.extend(line.rstrip("\r\n") for line in stream if line.strip())
+        elif a.startswith("@") and len(a) > 1:
+            path = Path(a[1:])
+            try:
+                lines = path.read_text(encoding="utf-8").splitlines()
+            except OSError as exc:
+                raise OutputDirError(f"{path}: cannot read list file ({exc.strerror or exc})") from None
+            out.extend(line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#"))
+        else:
+            out.append(a)
+    return out
+
+
+@dataclass
+class _Loaded:
+    item: SourceItem
+    image: np.ndarray | None
+    error: str | None
+
+
+def _load(item: SourceItem, max_pixels: int | None) -> _Loaded:
+    if item.error is not None:
+        return _Loaded(item, None, item.error)
+    try:
+        return _Loaded(item, load_image(item.path, max_pixels=max_pixels), None)
+    except ImageLoadError as exc:
+        return _Loaded(item, None, exc.reason)
+
+
+def _prefetch(items: list[SourceItem], workers: int, max_pixels: int | None) -> Iterator[_Loaded]:
+    """Decode in ``workers`` background threads, in input order, a bounded number of images ahead."""
+    if workers <= 0:
+        for item in items:
+            yield _load(item, max_pixels)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fcndetect-load") as pool:
+        pending: deque[Future[_Loaded]] = deque()
+        it = iter(items)
+        try:
+            for item in it:
+                pending.append(pool.submit(_load, item, max_pixels))
+                if len(pending) >= 2 * workers + 1:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for f in pending:
+                f.cancel()
+
+
+@dataclass
+class ItemResult:
+    """The outcome for one input: its source item, the decoded image and detections, or an error."""
+
+    item: SourceItem
+    image: np.ndarray | None
+    detections: Detections | None
+    error: str | None
+
+
+def iter_detections(
+    detector: Any,
+    items: list[SourceItem],
+    *,
+    workers: int = 1,
+    batch_size: int = 1,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    return_maps: bool = False,
+) -> Iterator[ItemResult]:
+    """Detect in every item lazily, in input order: decoding in background workers, same-size images
+    batched up to ``batch_size``; unreadable inputs give an :class:`ItemResult` with ``error`` set."""
+    batch: list[_Loaded] = []
+
+    def flush() -> Iterator[ItemResult]:
+        images = [b.image for b in batch if b.image is not None]
+        dets = iter(detector.detect_batch(images, return_maps=return_maps) if images else [])
+        for b in batch:
+            if b.image is None:
+                yield ItemResult(b.item, None, None, b.error)
+            else:
+                yield ItemResult(b.item, b.image, next(dets), None)
+        batch.clear()
+
+    for loaded in _prefetch(items, workers, max_pixels):
+        batch.append(loaded)
+        if len(batch) >= max(1, batch_size):
+            yield from flush()
+    yield from flush()
+
+
+@dataclass
+class RunOptions:
+    """Options of a batch run (see ``fcndetect run --help``)."""
+
+    output: Path | None = None
+    heatmap: bool = False
+    save_maps: bool = False
+    crops: bool = False
+    format: str = "jsonl"
+    resume: bool = False
+    overwrite: bool = False
+    fail_fast: bool = False
+    workers: int = 1
+    batch_size: int = 1
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    quiet: bool = False
+    progress: bool | None = None  # None: a bar when stderr is a terminal
+
+    def output_settings(self) -> dict[str, Any]:
+        """The options that change what is written (recorded in run.json, checked by --resume)."""
+        return {"heatmap": self.heatmap, "save_maps": self.save_maps, "crops": self.crops, "format": self.format,
+                "max_pixels": self.max_pixels}
+
+
+@dataclass
+class RunSummary:
+    n_inputs: int = 0
+    n_images: int = 0
+    n_failed: int = 0
+    n_detections: int = 0
+    n_resumed: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+
+def weights_fingerprint(detector: Any) -> str:
+    """sha256 of the model's parameters and buffers (identifies the weights whatever file they came from)."""
+    h = hashlib.sha256()
+    for name, t in sorted(detector.model.classifier.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+class _Progress:
+    """Progress on stderr: a one-line bar on a terminal, else a plain line every ``every`` seconds."""
+
+    def __init__(self, total: int, enabled: bool, tty: bool, stream: TextIO, every: float = 10.0) -> None:
+        self.total, self.enabled, self.tty, self.stream, self.every = total, enabled, tty, stream, every
+        self.start = self.last = time.perf_counter()
+
+    def update(self, done: int, errors: int) -> None:
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        rate = done / max(now - self.start, 1e-9)
+        if self.tty:
+            width = 30
+            filled = int(width * done / max(self.total, 1))
+            self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} "
+                              f"{rate:5.1f} img/s  {errors} error(s)")
+            self.stream.flush()
+        elif now - self.last >= self.every or done == self.total:
+            self.stream.write(f"progress: {done}/{self.total} images, {rate:.1f} img/s, {errors} error(s)\n")
+            self.stream.flush()
+            self.last = now
+
+    def close(self) -> None:
+        if self.enabled and self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+class BatchRunner:
+    """Runs a :class:`~fcndetect.detector.Detector` over many inputs and writes every output.
+
+    Args:
+        detector: the detector.
+        options: output and throughput options.
+        out: where JSON Lines (or ``--format`` text without ``-o``) go (stdout).
+        err: where progress, per-input errors and the summary go (stderr).
+    """
+
+    def __init__(self, detector: Any, options: RunOptions, out: TextIO | None = None, err: TextIO | None = None):
+        self.detector = detector
+        self.opt = options
+        self.out = out if out is not None else sys.stdout
+        self.err = err if err is not None else sys.stderr
+        self._used_names: set[str] = set()
+
+    # -- output folder -----------------------------------------------------------------------------
+    def run_info(self) -> dict[str, Any]:
+        cfg = self.detector.config
+        return {
+            "fcndetect": __version__,
+            "model": cfg.model,
+            "weights_sha256": weights_fingerprint(self.detector),
+            "classes": list(self.detector.class_names),
+            "settings": {k: v for k, v in cfg.to_dict().items() if k not in ("device", "max_memory_mb")},
+            "outputs": self.opt.output_settings(),
+        }
+
+    def _prepare_output(self) -> dict[str, Any] | None:
+        root = self.opt.output
+        if root is None:
+            return None
+        info = self.run_info()
+        if root.exists() and not root.is_dir():
+            raise OutputDirError(f"{root}: exists and is not a folder")
+        entries = list(root.iterdir()) if root.is_dir() else []
+        run_json = root / "run.json"
+        if entries and self.opt.resume:
+            if not run_json.is_file():
+                raise OutputDirError(f"{root}: --resume needs a folder written by fcndetect (no run.json)")
+            try:
+                previous = json.loads(run_json.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise OutputDirError(f"{run_json}: unreadable ({exc})") from None
+            if previous != info:
+                diff = sorted(k for k in set(previous) | set(info) if previous.get(k) != info.get(k))
+                raise OutputDirError(
+                    f"{root}: --resume refused: run.json was written with other settings ({', '.join(diff)}); "
+                    "use the same options, or --overwrite"
+                )
+        elif entries and self.opt.overwrite:
+            if run_json.is_file():  # our own folder: start clean so no stale file survives
+                for e in entries:
+                    shutil.rmtree(e) if e.is_dir() and not e.is_symlink() else e.unlink()
+        elif entries:
+            raise OutputDirError(f"{root}: output folder is not empty; use --resume or --overwrite")
+        _remove_temporaries(root)
+        atomic_write_text(run_json, json.dumps(info, indent=2, sort_keys=True) + "\n")
+        return info
+
+    def _name(self, item: SourceItem) -> str:
+        name = output_name(item.path, item.relative, item.root)
+        candidate, k = name, 1
+        while candidate.lower() in self._used_names:
+            k += 1
+            stem, ext = os.path.splitext(name)
+            candidate = f"{stem}~{k}{ext}"
+        self._used_names.add(candidate.lower())
+        return candidate
+
+    def _json_path(self, name: str) -> Path:
+        assert self.opt.output is not None
+        return self.opt.output / (name + ".json")
+
+    def _write_image_outputs(self, name: str, record: dict[str, Any], image: np.ndarray, dets: Detections) -> None:
+        root = self.opt.output
+        assert root is not None
+        ext = os.path.splitext(name)[1] or ".png"
+        base = root / name
+        atomic_write_bytes(base.with_name(base.name + ".annotated" + ext), encode_image(draw_detections(image, dets), ext))
+        geometry = self.detector.model.dense.geometry
+        if self.opt.heatmap:
+            atomic_write_bytes(base.with_name(base.name + ".heatmap" + ext),
+                               encode_image(heatmap_overlay(image, dets, geometry), ext))
+        if self.opt.save_maps and dets.score_maps is not None:
+            folder = base.with_name(base.name + ".maps")
+            index = []
+            for k, sm in enumerate(dets.score_maps):
+                buf = _npy_bytes(sm.scores)
+                atomic_write_bytes(folder / f"{k:02d}.npy", buf)
+                index.append({"file": f"{k:02d}.npy", "scale": round(sm.scale, 6), "sx": round(sm.sx, 6),
+                              "sy": round(sm.sy, 6), "shape": list(sm.scores.shape)})
+            atomic_write_text(folder / "index.json", json.dumps(
+                {"classes": list(dets.class_names), "geometry": geometry.to_dict(), "levels": index}, indent=1) + "\n")
+        if self.opt.crops:
+            folder = base.with_name(base.name + ".crops")
+            h, w = image.shape[:2]
+            for k, (box, label) in enumerate(zip(dets.boxes, dets.label_names)):
+                x1, y1 = max(0, int(np.floor(box[0]))), max(0, int(np.floor(box[1])))
+                x2, y2 = min(w, int(np.ceil(box[2]))), min(h, int(np.ceil(box[3])))
+                if x2 > x1 and y2 > y1:
+                    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in label)
+                    atomic_write_bytes(folder / f"{k:03d}_{safe}.png", encode_image(image[y1:y2, x1:x2], ".png"))
+        atomic_write_text(self._json_path(name), dumps_record(record) + "\n")  # last: marks completion
+
+    def _completed(self, name: str) -> dict[str, Any] | None:
+        path = self._json_path(name)
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def _write_combined(self, records: list[dict[str, Any]], names: list[str]) -> None:
+        root = self.opt.output
+        assert root is not None
+        atomic_write_text(root / "detections.jsonl", "".join(dumps_record(r) + "\n" for r in records))
+        fmt = self.opt.format
+        if fmt == "coco":
+            results, images, cats = formats.coco_results(records, list(self.detector.class_names))
+            atomic_write_text(root / "detections.json", formats.json_text(results))
+            atomic_write_text(root / "images.json", formats.json_text(formats.coco_images_json(images, cats)))
+        elif fmt == "csv":
+            atomic_write_text(root / "detections.csv", formats.csv_text(records))
+        elif fmt == "fddb":
+            atomic_write_text(root / "detections.fddb.txt", formats.fddb_text(records, names=names))
+        elif fmt == "wider":
+            for r, n in zip(records, names):
+                atomic_write_text(root / "wider" / formats.wider_relpath(n), formats.wider_text(r, n))
+
+    def _format_stdout(self, records: list[dict[str, Any]], names: list[str]) -> str:
+        fmt = self.opt.format
+        if fmt == "coco":
+            return formats.json_text(formats.coco_results(records, list(self.detector.class_names))[0])
+        if fmt == "csv":
+            return formats.csv_text(records)
+        if fmt == "fddb":
+            return formats.fddb_text(records, names=names)
+        if fmt == "wider":
+            return "".join(formats.wider_text(r, n) for r, n in zip(records, names))
+        return ""
+
+    def _error(self, path: str, reason: str) -> None:
+        if not self.opt.quiet:
+            self.err.write(f"error: {path}: {reason}\n")
+            self.err.flush()
+
+    # -- the run -------------------------------------------------------------------------------------
+    def run(self, sources: Iterable[str]) -> RunSummary:
+        """Process every input; returns the counts. Raises :class:`OutputDirError` before any work."""
+        opt = self.opt
+        items = list(expand_sources(sources))
+        self._prepare_output()
+        summary = RunSummary(n_inputs=len(items))
+        start = time.perf_counter()
+        names = [self._name(it) for it in items]
+        records: list[dict[str, Any] | None] = [None] * len(items)
+        todo: list[int] = []
+        for k, (item, name) in enumerate(zip(items, names)):
+            done = self._completed(name) if opt.output is not None and opt.resume and item.error is None else None
+            if done is not None:
+                records[k] = done
+                summary.n_resumed += 1
+            else:
+                todo.append(k)
+        tty = bool(getattr(self.err, "isatty", lambda: False)())
+        show = (not opt.quiet) if opt.progress is None else opt.progress
+        progress = _Progress(len(items), show and len(items) > 1, tty, self.err)
+        stream_jsonl = opt.format == "jsonl" or opt.output is not None
+        emitted = 0
+
+        def emit_ready() -> None:
+            nonlocal emitted
+            while emitted < len(records) and records[emitted] is not None:
+                if stream_jsonl:
+                    self.out.write(dumps_record(records[emitted]) + "\n")  # type: ignore[arg-type]
+                    self.out.flush()
+                emitted += 1
+
+        need_maps = opt.heatmap or opt.save_maps
+        try:
+            emit_ready()
+            results = iter_detections(
+                self.detector, [items[k] for k in todo], workers=opt.workers, batch_size=opt.batch_size,
+                max_pixels=opt.max_pixels, return_maps=need_maps,
+            )
+            for k, res in zip(todo, results):
+                item = items[k]
+                if res.error is not None:
+                    summary.n_failed += 1
+                    self._error(item.path, res.error)
+                    records[k] = result_record(item.path, None, res.error)
+                else:
+                    assert res.detections is not None and res.image is not None
+                    rec = result_record(item.path, res.detections, None)
+                    if opt.output is not None:
+                        self._write_image_outputs(names[k], rec, res.image, res.detections)
+                    records[k] = rec
+                    summary.n_detections += len(res.detections)
+                emit_ready()
+                progress.update(sum(r is not None for r in records), summary.n_failed)
+                if opt.fail_fast and res.error is not None:
+                    break
+        except KeyboardInterrupt:
+            summary.interrupted = True
+        finally:
+            progress.close()
+        summary.n_images = sum(1 for it in items if it.error is None)
+        summary.seconds = time.perf_counter() - start
+        finished = [r for r in records if r is not None]
+        summary.records = finished
+        if summary.interrupted or len(finished) != len(records):
+            return summary  # combined files only for a complete run: --resume finishes them
+        summary.n_failed = sum(1 for r in finished if r.get("error"))
+        summary.n_detections = sum(len(r.get("detections") or []) for r in finished)
+        if opt.output is not None:
+            self._write_combined(finished, names)
+        elif not stream_jsonl:
+            self.out.write(self._format_stdout(finished, names))
+            self.out.flush()
+        return summary
+
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(arr, dtype=np.float32))
+    return buf.getvalue()
+
+
+def _remove_temporaries(root: Path) -> None:
+    """Delete temporary files (``.<name>.<random>.tmp``) left by a run that was killed."""
+    if not root.is_dir():
+        return
+    for dirpath, _dirs, files in os.walk(root):
+        for f in files:
+            if f.startswith(".") and f.endswith(".tmp"):
+                try:
+                    os.unlink(os.path.join(dirpath, f))
+                except OSError:
+                    pass
+

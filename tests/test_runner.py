@@ -1,0 +1,232 @@
+"""Batch mode: hardened inputs, faithful conversions, outputs, resume after SIGKILL, formats, sources."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from fcndetect.cli import cli
+from fcndetect.runner import read_sources
+
+FACE_SIDE = 256  # the astronaut photo scaled to 256 px: one face of about 45 px
+
+
+def _invoke(args, **kw):
+    return CliRunner().invoke(cli, [str(a) for a in args], **kw)
+
+
+def _records(stdout: str) -> dict[str, dict]:
+    return {Path(r["image"]).name: r for r in map(json.loads, stdout.splitlines())}
+
+
+@pytest.fixture(scope="module")
+def photo(samples) -> Image.Image:
+    return Image.open(samples / "astronaut.png").convert("RGB").resize((FACE_SIDE, FACE_SIDE), Image.LANCZOS)
+
+
+def _build_folder(root: Path, photo: Image.Image) -> dict[str, str | None]:
+    """Every case of issue 4 item 7; returns file name -> expected error fragment (None: processed)."""
+    root.mkdir()
+    sub = root / "sub dir"
+    sub.mkdir()
+    photo.save(root / "plain.png")
+    photo.save(sub / "фото с лицом.png")  # unicode and spaces
+    photo.convert("CMYK").save(root / "cmyk.jpg", quality=95)
+    photo.convert("RGBA").save(root / "rgba.png")
+    pal = photo.convert("P", palette=Image.ADAPTIVE, colors=256)
+    pal.save(root / "palette.png")
+    pal.convert("RGB").save(root / "palette_rgb.png")  # the same pixels, stored as RGB
+    photo.convert("L").save(root / "gray.png")
+    gray16 = (np.asarray(photo.convert("L")).astype(np.uint16) * 257)
+    Image.fromarray(gray16).save(root / "gray16.png")
+    rgb16 = np.asarray(photo)[:, :, ::-1].astype(np.uint16) * 257
+    cv2.imwrite(str(root / "rgb16.png"), rgb16)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo.transpose(Image.Transpose.ROTATE_90).save(root / "exif.jpg", exif=exif, quality=95)
+    photo.save(root / "plain.jpg", quality=95)
+    frames = [photo.convert("P"), Image.new("P", photo.size)]
+    frames[0].save(root / "anim.gif", save_all=True, append_images=frames[1:], duration=50)
+    Image.new("RGB", (1, 1)).save(root / "one.png")
+    Image.new("RGB", (10000, 20), (90, 90, 90)).save(root / "wide.png")
+    Image.new("RGB", (700, 500)).save(root / "huge.png")  # over --max-pixels below
+    (root / "zero.jpg").write_bytes(b"")
+    buf = io.BytesIO()
+    photo.save(buf, "JPEG")
+    (root / "truncated.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    data = bytearray((root / "plain.png").read_bytes())
+    data[29] ^= 0xFF
+    (root / "badcrc.png").write_bytes(bytes(data))
+    (root / "text.jpg").write_text("not an image\n")
+    (root / "notes.xml").write_text("<annotation/>")  # skipped silently
+    os.symlink(root / "l2.jpg", root / "l1.jpg")
+    os.symlink(root / "l1.jpg", root / "l2.jpg")
+    os.symlink(root, root / "loop")  # a folder symlink loop: not followed
+    os.symlink(root / "nowhere.png", root / "broken.jpg")
+    (root / "x.jpg").mkdir()
+    os.mkfifo(root / "y.jpg")
+    return {
+        "plain.png": None, "palette_rgb.png": None, "фото с лицом.png": None, "cmyk.jpg": None, "rgba.png": None, "palette.png": None,
+        "gray.png": None, "gray16.png": None, "rgb16.png": None, "exif.jpg": None, "plain.jpg": None,
+        "anim.gif": None, "one.png": None, "wide.png": None,
+        "huge.png": "exceeds --max-pixels", "zero.jpg": "empty file", "truncated.jpg": "truncated",
+        "badcrc.png": "corrupt PNG", "text.jpg": "not a recognised image format",
+        "l1.jpg": "symbolic links", "l2.jpg": "symbolic links", "broken.jpg": "broken symbolic link",
+        "x.jpg": "is a directory", "y.jpg": "not a regular file",
+    }
+
+
+def _iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def test_hardened_folder(tmp_path, photo):
+    folder = tmp_path / "in"
+    expected = _build_folder(folder, photo)
+    out = tmp_path / "out"
+    r = _invoke(["run", folder, "-o", out, "--max-pixels", 300_000, "--min-size", 30], catch_exceptions=False)
+    assert r.exit_code == 1
+    recs = _records(r.stdout)
+    assert sorted(recs) == sorted(expected)  # one line per image file, nothing for notes.xml
+    for name, err in expected.items():
+        if err is None:
+            assert recs[name]["error"] is None, (name, recs[name]["error"])
+        else:
+            assert err in recs[name]["error"], (name, recs[name]["error"])
+    assert "Traceback" not in r.stderr
+    lines = [x for x in r.stderr.splitlines()[:-1] if not x.startswith("progress: ")]
+    assert len(lines) == sum(e is not None for e in expected.values())
+    assert all(line.startswith("error: ") for line in lines)
+    # faithful conversions. Lossless variants give exactly the detections of the same pixels stored as RGB:
+    face = recs["plain.png"]["detections"]
+    assert len(face) == 1
+    for name, same_as in (("фото с лицом.png", "plain.png"), ("rgba.png", "plain.png"), ("rgb16.png", "plain.png"),
+                          ("gray16.png", "gray.png"), ("palette.png", "palette_rgb.png")):
+        assert recs[name]["detections"] == recs[same_as]["detections"], name
+    # lossy variants (JPEG, CMYK JPEG, EXIF-rotated JPEG, GIF palette, grayscale): the best detection is the face
+    for name in ("cmyk.jpg", "exif.jpg", "plain.jpg", "anim.gif", "gray.png", "palette.png"):
+        dets = recs[name]["detections"]
+        assert dets and _iou(dets[0]["box"], face[0]["box"]) >= 0.7, (name, dets)
+    assert (recs["one.png"]["width"], recs["wide.png"]["width"]) == (1, 10000)
+    # outputs of every good image complete, nothing partial, no temporary file
+    for name, err in expected.items():
+        rel = (folder / name).relative_to(folder) if name != "фото с лицом.png" else Path("sub dir") / name
+        js = out / (str(rel) + ".json")
+        assert js.is_file() == (err is None), name
+        if err is None:
+            assert json.loads(js.read_text()) == recs[name]
+            assert (out / (str(rel) + ".annotated" + Path(name).suffix)).stat().st_size > 0
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+    assert len((out / "detections.jsonl").read_text().splitlines()) == len(expected)
+
+
+def _cli_cmd() -> list[str]:
+    return [sys.executable, "-c", "from fcndetect.cli import main; main()"]
+
+
+def _outputs(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_sigkill_then_resume_equals_uninterrupted(tmp_path, photo):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for k in range(12):
+        photo.rotate(k * 7).save(folder / f"img{k:02d}.png")
+    (folder / "bad.jpg").write_text("nope")
+    args = ["run", str(folder), "--min-size", "40", "--format", "csv", "--heatmap", "-q"]
+    ref = tmp_path / "ref"
+    p = subprocess.run(_cli_cmd() + args + ["-o", str(ref)], capture_output=True, text=True)
+    assert p.returncode == 1, p.stderr
+    out = tmp_path / "out"
+    proc = subprocess.Popen(_cli_cmd() + args + ["-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(out.glob("img*.json"))) < 3:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(list(out.glob("img*.json")))
+    assert 3 <= done < 12, "the run was not killed mid-way"
+    assert not (out / "detections.csv").exists()  # combined files only for a complete run
+    # a different setting is refused...
+    p = subprocess.run(_cli_cmd() + args[:-1] + ["--threshold", "0.5", "-o", str(out), "--resume"],
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and "other settings" in p.stderr
+    # ...the same settings finish the run
+    p = subprocess.run(_cli_cmd() + args + ["-o", str(out), "--resume"], capture_output=True, text=True)
+    assert p.returncode == 1, p.stderr
+    assert _outputs(out) == _outputs(ref)
+
+
+def test_non_empty_output_refused_and_overwrite(tmp_path, samples):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    r = _invoke(["run", samples / "coffee.png", "-o", out])
+    assert r.exit_code == 2 and "not empty" in r.stderr
+    r = _invoke(["run", samples / "coffee.png", "-o", out, "--overwrite", "-q"])
+    assert r.exit_code == 0 and (out / "coffee.png.json").is_file()
+
+
+def test_batching_and_workers_do_not_change_bytes(tmp_path, photo):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for k in range(5):
+        photo.rotate(k * 9).save(folder / f"i{k}.png")
+    outs = []
+    for extra in (["--batch-size", "1", "--workers", "0"], ["--batch-size", "3", "--workers", "2"]):
+        o = tmp_path / f"o{len(outs)}"
+        r = _invoke(["run", folder, "-o", o, "--min-size", "40", "--format", "coco", "-q", *extra])
+        assert r.exit_code == 0
+        outs.append((r.stdout, _outputs(o)))
+    assert outs[0] == outs[1]
+
+
+def test_coco_output_loads_in_pycocotools(tmp_path, samples):
+    coco = pytest.importorskip("pycocotools.coco")
+    out = tmp_path / "o"
+    r = _invoke(["run", samples, "-o", out, "--format", "coco", "-q"])
+    assert r.exit_code == 0
+    gt = json.loads((out / "images.json").read_text())
+    gt["annotations"] = [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [181, 62, 87, 110], "area": 87 * 110,
+                          "iscrowd": 0}]
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    ground = coco.COCO(str(tmp_path / "gt.json"))
+    res = ground.loadRes(str(out / "detections.json"))
+    assert len(res.getAnnIds()) == 1
+
+
+def test_format_without_output_goes_to_stdout(samples):
+    r = _invoke(["run", samples / "astronaut.png", "--format", "csv", "-q"])
+    assert r.exit_code == 0 and r.stdout.splitlines()[0] == "image,width,height,label,score,x1,y1,x2,y2"
+
+
+def test_sources_list_stdin_and_dedup(tmp_path, samples):
+    lst = tmp_path / "list.txt"
+    lst.write_text(f"# my images\n{samples / 'coffee.png'}\n\n{samples / 'chelsea.png'}\n")
+    assert read_sources([f"@{lst}"]) == [str(samples / "coffee.png"), str(samples / "chelsea.png")]
+    r = _invoke(["run", f"@{lst}", "-", str(samples / "coffee.png"), str(samples), "-q"],
+                input=f"{samples / 'chelsea.png'}\n")
+    assert r.exit_code == 0
+    names = [Path(json.loads(line)["image"]).name for line in r.stdout.splitlines()]
+    assert names == ["coffee.png", "chelsea.png", "astronaut.png"]  # each file once
+
+
+def test_quiet_silences_stderr(samples, tmp_path):
+    r = _invoke(["run", samples / "coffee.png", tmp_path / "missing.png", "-q"])
+    assert r.exit_code == 1 and r.stderr == ""
