@@ -55,24 +55,21 @@ def nms_avg(
         return boxes.new_zeros((0, 4)), scores.new_zeros((0,)), labels.new_zeros((0,)), empty
     order = torch.argsort(scores, descending=True, stable=True)
     b, s, lab = boxes[order].double(), scores[order], labels[order]
-    iou = box_iou(b, b)
-    same = lab[:, None] == lab[None, :]
-    member = (iou > iou_threshold) & same
     alive = torch.ones(n, dtype=torch.bool)
     out_boxes, out_scores, out_labels, out_sizes = [], [], [], []
-    # One iteration per cluster (not per window): at most N, typically a few dozen.
-    while True:
-        remaining = torch.nonzero(alive)
-        if remaining.numel() == 0:
-            break
-        seed = int(remaining[0])
-        cluster = member[seed] & alive
+    seed = 0
+    # One iteration per cluster (not per window), each O(N): memory stays O(N) for any number of boxes.
+    while seed < n:
+        iou = box_iou(b[seed : seed + 1], b)[0]
+        cluster = alive & (lab == lab[seed]) & (iou > iou_threshold)
         cluster[seed] = True
         out_boxes.append(b[cluster].mean(dim=0))
         out_scores.append(s[seed])
         out_labels.append(lab[seed])
         out_sizes.append(int(cluster.sum()))
         alive &= ~cluster
+        remaining = torch.nonzero(alive[seed:])
+        seed = seed + int(remaining[0]) if remaining.numel() else n
     return (
         torch.stack(out_boxes).to(boxes.dtype),
         torch.stack(out_scores),

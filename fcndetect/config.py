@@ -60,7 +60,7 @@ class DetectorConfig:
     regress: bool = True
     clip: bool = True
     device: str = "cpu"
-    max_memory_mb: int = 512
+    max_memory_mb: int = 256
     weights: str | None = None
     num_classes: int | None = None
     classes: tuple[str, ...] | None = None

@@ -123,8 +123,8 @@ class Detector:
             result.
         """
         batch = [images] if isinstance(images, np.ndarray) else images
-        x = torch.stack([torch.from_numpy(_writable(resize_image(im, level.width, level.height))) for im in batch])
-        x = x.to(self.device)
+        arrays = [torch.from_numpy(_writable(resize_image(im, level.width, level.height))) for im in batch]
+        x = (arrays[0][None] if len(arrays) == 1 else torch.stack(arrays)).to(self.device)  # no copy for one image
         x = x.permute(0, 3, 1, 2)  # uint8 [B, 3, h, w]; normalised per tile below
         dense = self.model.dense
         mean = self.model.mean[:, None, None]

@@ -1,0 +1,381 @@
+"""fcndetect next to its peers: speed and accuracy of several face detectors on one labelled set.
+
+Runs, in one process and on the same decoded images:
+
+* ``fcndetect:face`` / ``fcndetect:face-rnet``: the presets with a *low* threshold (0.5) so that AP and
+  recall-at-FP see (nearly) the whole score curve;
+* ``fcndetect:face@preset``: the ``face`` preset with its own threshold, i.e. its operating point;
+* ``opencv:haar``: OpenCV's ``haarcascade_frontalface_default.xml`` through
+  ``CascadeClassifier.detectMultiScale3(gray, scaleFactor=1.1, minNeighbors=3, outputRejectLevels=True)``,
+  with the returned ``levelWeights`` as scores;
+* ``mtcnn``: facenet-pytorch's ``MTCNN(keep_all=True, device="cpu").detect(pil_image)`` boxes and
+  probabilities, with its default thresholds (0.6, 0.7, 0.7) and ``min_face_size=20``.
+
+Any fcndetect preset can be added as ``fcndetect:<preset>`` (threshold 0.5), ``fcndetect:<preset>@preset``
+(the preset's threshold) or ``fcndetect:<preset>@<threshold>``.
+
+What is measured:
+
+* ms/image: each method gets one warm-up call on the first image, then all images are run in turn with
+  ``time.perf_counter`` around the detector call; the total divided by the number of images, best of
+  ``--repeat`` passes. Image decoding is excluded (images are decoded once, EXIF-upright, before any
+  timing); each method's own input conversion (grey for Haar, PIL for MTCNN is prepared beforehand)
+  is what its API needs. ``--threads`` sets torch's and OpenCV's thread counts.
+* accuracy: :func:`fcndetect.evaluate.evaluate` at the given IoU thresholds (default 0.5): all-point AP,
+  max recall, recall at 10 / 31 / 50 false positives, number of detections and of false positives.
+
+Fairness caveats:
+
+* every method runs with its own defaults (pyramid step, smallest face, NMS); none was tuned on this set;
+* Haar's ``levelWeights`` are not calibrated probabilities, and with ``minNeighbors=3`` many weak
+  candidates are already dropped, so its curve is short and its AP only roughly comparable;
+* MTCNN's default thresholds also cut its curve early (its AP is that of its operating point);
+* fcndetect's ``face`` preset uses MTCNN's own O-Net weights, without P-Net / R-Net proposals;
+* the default set, ``../shared/data/dev_faces``, is 9 images / 43 faces: the numbers are indicative only.
+
+Usage::
+
+    python benchmarks/peers.py --threads 2
+    python benchmarks/peers.py --images DIR --annotations a.xml b.xml --iou 0.5 0.4 --repeat 3 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "dev_faces"
+DEFAULT_ANNOTATIONS = ("training.xml", "testing.xml")
+DEFAULT_METHODS = ("fcndetect:face", "fcndetect:face-rnet", "fcndetect:face@preset", "opencv:haar", "mtcnn")
+LOW_THRESHOLD = 0.5
+FP_POINTS = (10, 31, 50)
+HAAR_CASCADE = "haarcascade_frontalface_default.xml"
+
+# boxes [N, 4] float64 xyxy, scores [N] float64
+Result = tuple[np.ndarray, np.ndarray]
+
+
+@dataclass
+class Method:
+    """A detector under test: ``detect(index)`` runs it on the ``index``-th prepared image."""
+
+    name: str
+    settings: str
+    detect: Callable[[int], Result]
+
+
+@dataclass
+class MethodResult:
+    name: str
+    settings: str
+    ms_per_image: float
+    report: dict[str, object] = field(repr=False)
+
+
+class SkipMethod(Exception):
+    """A method cannot run here (missing dependency or data); the message says why."""
+
+
+def _as_result(boxes: object, scores: object) -> Result:
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    return b, s
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Methods
+
+
+def make_fcndetect(spec: str, images: Sequence[np.ndarray]) -> Method:
+    """``fcndetect:<preset>[@preset|@<threshold>]``."""
+    from fcndetect import Detector
+    from fcndetect.config import resolve_config
+
+    preset, _, point = spec.partition(":")[2].partition("@")
+    own = resolve_config(preset).threshold
+    if point == "preset":
+        threshold, note = own, "preset threshold (operating point)"
+    elif point:
+        threshold, note = float(point), "threshold set on the command line"
+    else:
+        threshold, note = LOW_THRESHOLD, f"low threshold for the full curve; preset's is {own:g}"
+    det = Detector(config=preset, threshold=threshold)
+    cfg = det.config
+    settings = (
+        f"preset `{preset}`, threshold {threshold:g} ({note}), min_size {cfg.min_size:g}, "
+        f"scale_factor {cfg.scale_factor:.3f}, nms {cfg.nms} {cfg.nms_iou:g}"
+    )
+
+    def detect(i: int) -> Result:
+        d = det.detect_array(images[i])
+        return _as_result(d.boxes, d.scores)
+
+    return Method(spec, settings, detect)
+
+
+def make_haar(spec: str, images: Sequence[np.ndarray]) -> Method:
+    """OpenCV's default frontal-face Haar cascade; ``levelWeights`` as scores."""
+    try:
+        import cv2
+    except ImportError as e:
+        raise SkipMethod(f"OpenCV is not installed ({e})") from None
+    data = getattr(cv2, "data", None)
+    cascade_dir = getattr(data, "haarcascades", None)
+    if cascade_dir is None:
+        raise SkipMethod(f"cv2.data.haarcascades is missing in OpenCV {cv2.__version__} (OpenCV 5 dropped it)")
+    path = Path(cascade_dir) / HAAR_CASCADE
+    if not path.is_file():
+        raise SkipMethod(f"{path} is missing in OpenCV {cv2.__version__}")
+    cascade = cv2.CascadeClassifier(str(path))
+    if cascade.empty():
+        raise SkipMethod(f"OpenCV could not load {path}")
+    settings = f"`{HAAR_CASCADE}`, scaleFactor 1.1, minNeighbors 3, scores = levelWeights (uncalibrated)"
+
+    def detect(i: int) -> Result:
+        gray = cv2.cvtColor(images[i], cv2.COLOR_RGB2GRAY)
+        rects, _levels, weights = cascade.detectMultiScale3(
+            gray, scaleFactor=1.1, minNeighbors=3, outputRejectLevels=True
+        )
+        r = np.asarray(rects, dtype=np.float64).reshape(-1, 4)
+        boxes = np.concatenate([r[:, :2], r[:, :2] + r[:, 2:]], axis=1)  # x, y, w, h -> xyxy
+        return _as_result(boxes, weights)
+
+    return Method(spec, settings, detect)
+
+
+def make_mtcnn(spec: str, images: Sequence[np.ndarray]) -> Method:
+    """facenet-pytorch's full MTCNN cascade (P-Net, R-Net, O-Net) with its defaults."""
+    try:
+        from facenet_pytorch import MTCNN
+    except ImportError as e:
+        raise SkipMethod(f"facenet-pytorch is not installed ({e})") from None
+    from PIL import Image
+
+    mtcnn = MTCNN(keep_all=True, device="cpu")
+    pil_images = [Image.fromarray(im) for im in images]
+    settings = (
+        f"facenet-pytorch MTCNN, thresholds {list(mtcnn.thresholds)}, min_face_size {mtcnn.min_face_size}, "
+        f"factor {mtcnn.factor}"
+    )
+
+    def detect(i: int) -> Result:
+        boxes, probs = mtcnn.detect(pil_images[i])
+        if boxes is None:
+            return _as_result(np.zeros((0, 4)), np.zeros(0))
+        return _as_result(boxes, probs)
+
+    return Method(spec, settings, detect)
+
+
+def make_method(spec: str, images: Sequence[np.ndarray]) -> Method:
+    if spec.startswith("fcndetect:"):
+        return make_fcndetect(spec, images)
+    if spec in ("opencv:haar", "haar"):
+        return make_haar(spec, images)
+    if spec == "mtcnn":
+        return make_mtcnn(spec, images)
+    raise SkipMethod(f"unknown method {spec!r} (fcndetect:<preset>[@preset|@<threshold>], opencv:haar, mtcnn)")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Running
+
+
+def run_method(method: Method, n: int, repeat: int) -> tuple[float, list[Result]]:
+    """Warm up on image 0, then time ``repeat`` passes over all images; returns (best ms/image, results)."""
+    method.detect(0)
+    best = math.inf
+    results: list[Result] = []
+    for _ in range(repeat):
+        results = []
+        total = 0.0
+        for i in range(n):
+            t0 = time.perf_counter()
+            res = method.detect(i)
+            total += time.perf_counter() - t0
+            results.append(res)
+        best = min(best, total)
+    return 1000.0 * best / n, results
+
+
+def load_data(images_dir: Path, annotation_files: Sequence[Path]) -> tuple[list[str], list[np.ndarray], dict]:
+    """Ground truth of all annotation files merged, and the decoded images it names (sorted by name)."""
+    from fcndetect.evaluate import load_annotations
+    from fcndetect.io.images import load_image
+
+    gt: dict[str, np.ndarray] = {}
+    for path in annotation_files:
+        for key, boxes in load_annotations(path).items():
+            if key in gt:
+                sys.exit(f"peers.py: image {key!r} is annotated in several files")
+            gt[key] = boxes
+    names = sorted(gt)
+    missing = [k for k in names if not (images_dir / k).is_file()]
+    if missing:
+        sys.exit(f"peers.py: {len(missing)} annotated image(s) missing under {images_dir}: {missing[:5]}")
+    return names, [load_image(images_dir / k) for k in names], gt
+
+
+def _versions() -> str:
+    import fcndetect
+
+    parts = [f"python {platform.python_version()}", f"torch {torch.__version__}"]
+    try:
+        import cv2
+
+        parts.append(f"cv2 {cv2.__version__}")
+    except ImportError:
+        parts.append("cv2 -")
+    try:
+        parts.append(f"facenet-pytorch {importlib.metadata.version('facenet-pytorch')}")
+    except importlib.metadata.PackageNotFoundError:
+        parts.append("facenet-pytorch -")
+    parts.append(f"fcndetect {fcndetect.__version__}")
+    return ", ".join(parts)
+
+
+def _cpu_name() -> str:
+    """CPU model from /proc/cpuinfo where there is one, else ``platform.processor()``, else the architecture."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({platform.machine()})"
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _machine() -> str:
+    load = f", load average {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else ""
+    return f"{_cpu_name()}, os.cpu_count() {os.cpu_count()}, torch threads {torch.get_num_threads()}{load}"
+
+
+def _num(x: object, digits: int = 3) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def markdown_table(results: Sequence[MethodResult], iou_index: int) -> str:
+    iou = results[0].report["results"][iou_index]["iou"]  # type: ignore[index]
+    lines = [
+        f"| method | ms/image | AP@{iou:g} | recall@10FP | recall@31FP | max recall | detections | FP |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        m = r.report["results"][iou_index]  # type: ignore[index]
+        lines.append(
+            f"| `{r.name}` | {r.ms_per_image:.1f} | {_num(m['ap'])} | {_num(m['recall_at_fp']['10'])} | "
+            f"{_num(m['recall_at_fp']['31'])} | {_num(m['max_recall'])} | {m['n_det']} | {m['n_fp']} |"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--images", type=Path, default=DEFAULT_DATA, help=f"image folder (default: {DEFAULT_DATA})")
+    p.add_argument("--annotations", type=Path, nargs="+",
+                   help="annotation file(s) of any format fcndetect.evaluate reads "
+                        f"(default: {' and '.join(DEFAULT_ANNOTATIONS)} in --images)")  # fmt: skip
+    p.add_argument("--iou", type=float, nargs="+", default=[0.5], help="IoU threshold(s) (default: 0.5)")
+    p.add_argument("--repeat", type=int, default=1, help="timed passes per method; the best counts (default: 1)")
+    p.add_argument("--threads", type=int, help="torch and OpenCV threads (default: torch's default)")
+    p.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS),
+                   help=f"methods to run (default: {' '.join(DEFAULT_METHODS)})")  # fmt: skip
+    p.add_argument("--json", type=Path, help="write the raw numbers (and per-image counts) to this file")
+    args = p.parse_args(argv)
+    if args.repeat < 1:
+        p.error("--repeat must be >= 1")
+    if args.threads is not None and args.threads < 1:
+        p.error("--threads must be >= 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    from fcndetect.evaluate import evaluate
+
+    annotations = args.annotations or [args.images / a for a in DEFAULT_ANNOTATIONS]
+    absent = [str(p) for p in [args.images, *annotations] if not p.exists()]
+    if absent:
+        sys.exit(f"peers.py: data not found: {', '.join(absent)} (pass --images DIR --annotations FILE ...)")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+        try:
+            import cv2
+
+            cv2.setNumThreads(args.threads)
+        except ImportError:
+            pass
+
+    names, images, gt = load_data(args.images, annotations)
+    n_gt = sum(len(v) for v in gt.values())
+    command = shlex.join(sys.argv if argv is None else ["benchmarks/peers.py", *argv])
+    date = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    print(f"# {date} | {_machine()} | {_versions()}")
+    print(f"# command: python {command}")
+    print(f"# data: {args.images} ({len(images)} images, {n_gt} faces), IoU {', '.join(f'{t:g}' for t in args.iou)}, "
+          f"best of {args.repeat} pass(es) after 1 warm-up call")  # fmt: skip
+
+    results: list[MethodResult] = []
+    skipped: dict[str, str] = {}
+    for spec in args.methods:
+        try:
+            method = make_method(spec, images)
+        except SkipMethod as e:
+            print(f"# skipped {spec}: {e}", file=sys.stderr)
+            skipped[spec] = str(e)
+            continue
+        ms, dets = run_method(method, len(images), args.repeat)
+        report = evaluate(dict(zip(names, dets)), gt, iou_thresholds=args.iou, fp_points=FP_POINTS)
+        results.append(MethodResult(spec, method.settings, ms, report.to_json()))
+        print(f"# done {spec}: {ms:.1f} ms/image", file=sys.stderr)
+
+    if not results:
+        sys.exit("peers.py: no method could run")
+    print()
+    for k in range(len(args.iou)):
+        print(markdown_table(results, k))
+        print()
+    print("Settings (each method's own defaults unless stated):")
+    for r in results:
+        print(f"- `{r.name}`: {r.settings}")
+    for spec, why in skipped.items():
+        print(f"- `{spec}`: skipped: {why}")
+
+    if args.json:
+        payload = {
+            "date": date,
+            "machine": _machine(),
+            "versions": _versions(),
+            "command": f"python {command}",
+            "images": str(args.images),
+            "annotations": [str(a) for a in annotations],
+            "n_images": len(images),
+            "n_gt": n_gt,
+            "repeat": args.repeat,
+            "methods": [
+                {"method": r.name, "settings": r.settings, "ms_per_image": round(r.ms_per_image, 3), **r.report}
+                for r in results
+            ],
+            "skipped": skipped,
+        }
+        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
