@@ -330,9 +330,11 @@ def bench_cmd(image: str, model: str, weights: str | None, scales: str, batch_si
 
 
 @cli.command("models")
-def models_cmd() -> None:
-    """List the available models with their window, stride and weights source."""
+@click.option("--geometry", is_flag=True, help="Also build each torchvision architecture to show its stride.")
+def models_cmd(geometry: bool) -> None:
+    """List the models: built-in face models, and torchvision architectures usable with --model."""
     from .models import list_models, load_model
+    from .models.torchvision_models import list_architectures
 
     rows = []
     for spec in list_models():
@@ -341,11 +343,25 @@ def models_cmd() -> None:
             stride, rf = str(g.stride), str(g.receptive_field)
         except Exception as exc:  # noqa: BLE001 - listing must not fail on one missing weight file
             stride, rf = "?", f"unavailable: {exc}"
-        rows.append((spec.name, str(spec.window), stride, rf, spec.preset, spec.source, spec.description))
-    header = ("name", "window", "stride", "rf", "preset", "weights", "description")
+        rows.append((spec.name, str(spec.window), stride, rf, spec.preset, spec.source))
+    for arch in list_architectures():
+        stride = rf = "-"
+        if geometry:
+            try:
+                g = load_model(arch.name, weights="none").dense.geometry
+                stride, rf = str(g.stride), str(g.receptive_field)
+            except Exception as exc:  # noqa: BLE001
+                stride, rf = "?", str(exc)
+        weights = f"DEFAULT cached: {arch.default_file}" if arch.cached else f"DEFAULT not cached ({arch.default_file})"
+        rows.append((arch.name, str(arch.input_size), stride, rf, "imagenet", weights if arch.default_file else "-"))
+    header = ("name", "window", "stride", "rf", "preset", "weights")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
     for r in [header, *rows]:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+    from .convert import UNSUPPORTED_ARCHS
+
+    if UNSUPPORTED_ARCHS:
+        click.echo("\nnot convertible: " + ", ".join(sorted(UNSUPPORTED_ARCHS)) + " (see --model NAME for why)")
 
 
 def main() -> None:

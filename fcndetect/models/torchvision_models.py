@@ -28,6 +28,7 @@ __all__ = [
     "TorchvisionModel",
     "build_torchvision_model",
     "is_torchvision_arch",
+    "list_architectures",
     "load_checkpoint",
     "parse_classes",
 ]
@@ -178,6 +179,28 @@ def parse_classes(spec: list[str] | tuple[str, ...] | str | None, categories: li
     return groups
 
 
+@dataclass(frozen=True)
+class ArchInfo:
+    """A convertible torchvision architecture: native input size and its DEFAULT weights file."""
+
+    name: str
+    input_size: int
+    default_file: str | None
+    cached: bool
+
+
+def list_architectures() -> list[ArchInfo]:
+    """Every convertible torchvision classification architecture, with whether its DEFAULT weights are in
+    the torch hub cache (nothing is downloaded)."""
+    hub = Path(torch.hub.get_dir()) / "checkpoints"
+    out = []
+    for name, size in sorted(_list_archs().items()):
+        enum = _weights_enum(name)
+        fname = os.path.basename(enum.DEFAULT.url) if enum is not None else None
+        out.append(ArchInfo(name, size, fname, bool(fname) and (hub / fname).is_file()))
+    return out
+
+
 @dataclass
 class TorchvisionModel:
     """A torchvision classifier with its weights, preprocessing and class names."""
@@ -236,13 +259,22 @@ def build_torchvision_model(
     if state is not None:
         if arch in ("googlenet", "inception_v3"):
             state = {k: v for k, v in state.items() if not k.startswith("aux")}
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing or unexpected:
+        own = model.state_dict()
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+                      if k in state and state[k].shape != v.shape]
+        if missing or unexpected or mismatched:
+            detail = "; ".join(part for part in (
+                f"missing {len(missing)}: {', '.join(missing[:3])}" if missing else "",
+                f"unexpected {len(unexpected)}: {', '.join(unexpected[:3])}" if unexpected else "",
+                f"shape mismatch: {', '.join(mismatched[:2])}" if mismatched else "",
+            ) if part)
             raise ModelLoadError(
-                f"{source}: weights do not fit {arch} with {classes} classes "
-                f"(missing {len(missing)}: {', '.join(missing[:3])}; unexpected {len(unexpected)}: "
-                f"{', '.join(unexpected[:3])}); check --arch and --num-classes"
+                f"{source}: weights do not fit {arch} with {classes} classes ({detail}); "
+                "check --arch and --num-classes"
             )
+        model.load_state_dict(state)
     imagenet = classes == 1000 and meta_w is not None
     t = meta_w.transforms() if imagenet else None
     size = input_size or (int(t.crop_size[0]) if t is not None else archs[arch])
