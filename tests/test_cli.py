@@ -41,8 +41,10 @@ def test_run_astronaut_json_line(samples):
 def test_models_lists_window_and_stride():
     r = _run(["models"])
     assert r.exit_code == 0
-    rows = {line.split()[0]: line.split() for line in r.output.splitlines()[1:]}
+    rows = {line.split()[0]: line.split() for line in r.output.splitlines()[1:] if line.strip()}
     assert rows["face"][1:3] == ["48", "8"] and rows["face-rnet"][1:3] == ["24", "4"]
+    assert rows["mobilenet_v2"][1] == "224" and rows["inception_v3"][1] == "299"
+    assert "vit_b_16" in r.output.splitlines()[-1]
 
 
 def test_print_config_precedence(tmp_path):
