@@ -15,7 +15,7 @@ All boxes are ``[x1, y1, x2, y2]`` floats with continuous edges: ``[0, 0, W, H]`
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -73,6 +73,7 @@ class _Span:
     jump: int
     left: int  # left edge of the receptive field of output index 0, in input pixels
     extent: int  # receptive field size
+    channels_last: bool = False  # the tensor is ``[B, H, W, C]`` (ConvNeXt blocks permute around Linear)
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,8 @@ def _window_op(
             out -= 1
     else:
         out = num // stride + 1
-    return _Span(
+    return replace(
+        span,
         size=out,
         jump=span.jump * stride,
         left=span.left - padding * span.jump,
@@ -191,6 +193,12 @@ def _module_span(mod: nn.Module, span: _Span, axis: int, name: str) -> _Span:
         )
     if isinstance(mod, _POINTWISE_MODULES) or getattr(mod, "fcn_pointwise", False):
         return span
+    if isinstance(mod, (nn.Linear, nn.LayerNorm)):
+        # Per position only when they act on a channels-last tensor (ConvNeXt's Permute -> LayerNorm ->
+        # Linear -> GELU -> Linear -> Permute); on a [B, C, H, W] tensor they would mix the W axis.
+        if span.channels_last and (not isinstance(mod, nn.LayerNorm) or len(mod.normalized_shape) == 1):
+            return span
+        raise GeometryError(f"{name}: {type(mod).__name__} on a channels-first map mixes spatial positions")
     span_fn = getattr(mod, "fcn_span", None)
     if span_fn is not None:  # modules of our own that describe their spatial effect
         return span_fn(span, axis)
@@ -207,19 +215,74 @@ def _merge(spans: list[_Span], name: str) -> _Span:
         raise GeometryError(f"{name}: inputs with different strides {sorted(jumps)} are combined")
     left = min(s.left for s in spans)
     right = max(s.left + s.extent for s in spans)
-    return _Span(size=min(s.size for s in spans), jump=spans[0].jump, left=left, extent=right - left)
+    return replace(spans[0], size=min(s.size for s in spans), left=left, extent=right - left)
+
+
+class _Tracer(fx.Tracer):
+    """torch.fx tracer that keeps modules describing their own geometry (``fcn_span``/``fcn_pointwise``) opaque."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        if hasattr(m, "fcn_span") or getattr(m, "fcn_pointwise", False):
+            return True
+        return super().is_leaf_module(m, module_qualified_name)
+
+
+# Positional parameters after ``input`` of the functional pools (torch.nn.functional signatures).
+_POOL_PARAMS = {
+    "max_pool2d": ("kernel_size", "stride", "padding", "dilation", "ceil_mode"),
+    "avg_pool2d": ("kernel_size", "stride", "padding", "ceil_mode"),
+}
+
+
+def _function_pool_span(node: fx.Node, fname: str, span: _Span, axis: int) -> _Span:
+    """``F.max_pool2d`` / ``F.avg_pool2d`` called with constant arguments (Inception V3 calls them in forward)."""
+    bound: dict[str, object] = dict(zip(_POOL_PARAMS[fname], node.args[1:]))
+    bound.update({k: v for k, v in node.kwargs.items() if k in _POOL_PARAMS[fname]})
+    kernel = bound["kernel_size"]
+    stride = bound.get("stride") or kernel
+    if any(isinstance(v, fx.Node) for v in (kernel, stride, bound.get("padding"), bound.get("dilation"))):
+        raise GeometryError(f"{node.name}: '{fname}' with computed arguments has no static geometry")
+    return _window_op(
+        span,
+        _pair(kernel)[axis],  # type: ignore[arg-type]
+        _pair(stride)[axis],  # type: ignore[arg-type]
+        _pair(bound.get("padding", 0))[axis],  # type: ignore[arg-type]
+        _pair(bound.get("dilation", 1))[axis],  # type: ignore[arg-type]
+        bool(bound.get("ceil_mode", False)),
+        node.name,
+    )
+
+
+def _permute_span(node: fx.Node, span: _Span) -> _Span:
+    """Track ``[B, C, H, W]`` <-> ``[B, H, W, C]`` permutes (other permutes leave the layout flag alone)."""
+    dims = node.args[1:]
+    if len(dims) == 1 and isinstance(dims[0], (list, tuple)):
+        dims = tuple(dims[0])
+    if tuple(dims) == (0, 2, 3, 1):
+        return replace(span, channels_last=True)
+    if tuple(dims) == (0, 3, 1, 2):
+        return replace(span, channels_last=False)
+    return span
 
 
 def _trace_axis(module: nn.Module, size: int, axis: int) -> _Span:
+    return _walk(module, _Span(size=size, jump=1, left=0, extent=1), axis)
+
+
+def _walk(module: nn.Module, start: _Span, axis: int) -> _Span:
+    """Propagate ``start`` (the span of ``module``'s single input) through ``module``'s fx graph.
+
+    Modules of our own use this in ``fcn_span`` to describe blocks that torch.fx cannot trace.
+    """
     try:
-        graph = fx.symbolic_trace(module).graph
+        graph = _Tracer().trace(module)
     except Exception as exc:  # noqa: BLE001 - fx raises many types
         raise GeometryError(f"cannot trace {type(module).__name__} with torch.fx: {exc}") from exc
     spans: dict[fx.Node, _Span] = {}
     result: _Span | None = None
     for node in graph.nodes:
         if node.op == "placeholder":
-            spans[node] = _Span(size=size, jump=1, left=0, extent=1)
+            spans[node] = start
             continue
         inputs = [a for a in node.all_input_nodes if a in spans]
         if node.op == "output":
@@ -232,9 +295,13 @@ def _trace_axis(module: nn.Module, size: int, axis: int) -> _Span:
             spans[node] = _module_span(mod, _merge([spans[a] for a in inputs], str(node.target)), axis, str(node.target))
         elif node.op == "call_function" or node.op == "call_method":
             fname = getattr(node.target, "__name__", str(node.target))
-            if fname in _SPATIAL_FUNCTIONS:
+            if fname in _POOL_PARAMS and node.op == "call_function":
+                spans[node] = _function_pool_span(node, fname, spans[inputs[0]], axis)
+            elif fname in _SPATIAL_FUNCTIONS:
                 raise GeometryError(f"{node.name}: function '{fname}' changes the spatial layout")
-            if node.target is operator.getitem:
+            elif fname == "permute":  # torch.permute(x, dims) or x.permute(*dims)
+                spans[node] = _permute_span(node, spans[inputs[0]])
+            elif node.target is operator.getitem:
                 spans[node] = spans[inputs[0]]
             else:
                 spans[node] = _merge([spans[a] for a in inputs], node.name)

@@ -155,17 +155,6 @@ def test_alexnet_crops_padding_bound():
     assert rel <= 0.2  # measured: 0.05 of the logit scale with these random weights
 
 
-def test_vgg16_fc6_becomes_7x7_conv_and_448_gives_8x8():
-    model = torchvision.models.vgg16(weights=None).eval()
-    dense = make_fully_convolutional(model, 224)
-    fc6 = dense.hidden[0]
-    assert isinstance(fc6, nn.Conv2d)
-    assert (fc6.in_channels, fc6.out_channels, fc6.kernel_size) == (512, 4096, (7, 7))
-    with torch.no_grad():
-        out = dense(torch.zeros(1, 3, 448, 448))
-    assert out.shape == (1, 1000, 8, 8)
-
-
 def test_unsupported_head_layer_is_refused():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 5), nn.LSTM(5, 5))
     with pytest.raises(ConversionError, match="LSTM"):
