@@ -67,7 +67,7 @@ def count_flops(fn: Callable[[], object]) -> float:
     return float(counter.get_total_flops())
 
 
-def matmul_gflops(n: int = 1024, repeat: int = 5) -> float:
+def matmul_gflops(n: int = 2048, repeat: int = 5) -> float:
     """This machine's float32 matrix-multiply throughput in GFLOP/s (best of ``repeat``)."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     torch.mm(a, b)
@@ -94,6 +94,7 @@ def _rf_crop_diff(
     cells: list[tuple[torch.Tensor, torch.Tensor]],
     stride: int,
     rf: int,
+    rf_offset: int,
     window: int,
     batch_size: int,
 ) -> float | None:
@@ -102,7 +103,7 @@ def _rf_crop_diff(
     exceeds the window because of ceil-mode pooling, such as O-Net: 49 px): ``None`` where the classifier
     does not accept such crops. A difference near zero shows that the window-crop difference comes only from
     the partial last pooling window of a window-sized crop."""
-    if rf <= window:
+    if rf <= window or rf_offset != 0:
         return None
     worst = 0.0
     try:
@@ -155,8 +156,8 @@ def bench_dense_vs_crops(
         if lw < g.window or lh < g.window:
             raise ValueError(f"scale {s}: a {lw}x{lh} level is smaller than the {g.window}px window")
         arr = resize_image(image, lw, lh).copy()
-        x = torch.from_numpy(arr).to(device).permute(2, 0, 1).float()
-        x = ((x - model.mean[:, None, None]) / model.std[:, None, None]).unsqueeze(0)
+        x = torch.from_numpy(arr).to(device)[None].permute(0, 3, 1, 2).float()  # channels-last, as in detection
+        x = (x - model.mean[:, None, None]) / model.std[:, None, None]
         levels.append(x)
 
     def run_dense() -> list[torch.Tensor]:
@@ -182,7 +183,8 @@ def bench_dense_vs_crops(
 
     crop_out = run_crops()
     diff = max(float((d.reshape(d.shape[0], -1).T - c).abs().max()) for d, c in zip(dense_out, crop_out))
-    diff_rf = _rf_crop_diff(classify, levels, dense_out, cells, g.stride, g.receptive_field, g.window, batch_size)
+    diff_rf = _rf_crop_diff(classify, levels, dense_out, cells, g.stride, g.receptive_field, g.rf_offset, g.window,
+                            batch_size)
 
     dense_seconds = _best_time(run_dense, repeat)
     crops_seconds = _best_time(run_crops, repeat)
