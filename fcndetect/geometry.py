@@ -274,10 +274,13 @@ def _walk(module: nn.Module, start: _Span, axis: int) -> _Span:
 
     Modules of our own use this in ``fcn_span`` to describe blocks that torch.fx cannot trace.
     """
-    try:
-        graph = _Tracer().trace(module)
-    except Exception as exc:  # noqa: BLE001 - fx raises many types
-        raise GeometryError(f"cannot trace {type(module).__name__} with torch.fx: {exc}") from exc
+    graph = module.__dict__.get("_fcn_fx_graph")  # traced once per module: tracing costs milliseconds
+    if graph is None:
+        try:
+            graph = _Tracer().trace(module)
+        except Exception as exc:  # noqa: BLE001 - fx raises many types
+            raise GeometryError(f"cannot trace {type(module).__name__} with torch.fx: {exc}") from exc
+        module.__dict__["_fcn_fx_graph"] = graph
     spans: dict[fx.Node, _Span] = {}
     result: _Span | None = None
     for node in graph.nodes:
