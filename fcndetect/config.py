@@ -39,8 +39,9 @@ class DetectorConfig:
             (MTCNN); ``False`` emits the raw windows.
         clip: clip boxes to the image.
         device: torch device, e.g. ``"cpu"`` or ``"cuda"``.
-        max_memory_mb: activation budget of one network call in MiB; larger pyramid levels run in tiles
-            (with identical results). 0 disables tiling.
+        max_memory_mb: activation budget per image of one network call, in MiB; larger pyramid levels run
+            in tiles (with identical results). Small tiles stay in the CPU caches: 32 MiB ran O-Net 1.3x
+            (dev photos) to 2.4x (4000x3000 level) faster than untiled on this project's CPU. 0: never tile.
         weights: torchvision models: ``DEFAULT``, a torchvision weight name, or a state-dict path.
         num_classes: outputs of a custom checkpoint (default: 1000 ImageNet classes).
         classes: classes to detect (ImageNet names, indices, groups such as ``cat``); each is one label.
@@ -60,7 +61,7 @@ class DetectorConfig:
     regress: bool = True
     clip: bool = True
     device: str = "cpu"
-    max_memory_mb: int = 256
+    max_memory_mb: int = 32
     weights: str | None = None
     num_classes: int | None = None
     classes: tuple[str, ...] | None = None

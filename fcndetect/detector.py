@@ -132,7 +132,7 @@ class Detector:
         regress = self.regresses
 
         def run(tile: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-            t = (tile.float() - mean) / std
+            t = (tile.to(torch.float32, memory_format=torch.channels_last) - mean) / std
             if regress:
                 logits, reg = dense.forward_with_regression(t)
             else:

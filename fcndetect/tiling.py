@@ -87,18 +87,19 @@ def run_tiled(
         x: ``[B, 3, H, W]`` input.
         geometry: the network's geometry.
         out_hw: ``(H', W')``, the untiled output size.
-        max_bytes: activation budget (``None``: never tile).
+        max_bytes: activation budget per image of the batch (``None``: never tile).
         bytes_per_pixel: from :func:`activation_bytes_per_pixel`.
 
     Returns:
         the same tensors as ``fn(x)`` (equal up to floating-point summation order of the convolutions).
     """
     b, _, h, w = x.shape
-    if max_bytes is None or b * h * w * bytes_per_pixel <= max_bytes:
+    # The budget is per image, so the tile grid (and every number) does not depend on the batch size.
+    if max_bytes is None or h * w * bytes_per_pixel <= max_bytes:
         return fn(x)
     oh, ow = out_hw
     # square tiles of about max_bytes, in whole cells, at least one cell
-    side_px = math.sqrt(max(max_bytes / (b * bytes_per_pixel), 1.0))
+    side_px = math.sqrt(max(max_bytes / bytes_per_pixel, 1.0))
     cells = max(1, int((side_px - geometry.receptive_field) // geometry.stride) + 1)
     out_s: torch.Tensor | None = None
     out_r: torch.Tensor | None = None

@@ -1,0 +1,99 @@
+"""`fcndetect eval` and `fcndetect bench` end to end on small inputs."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from fcndetect.cli import cli
+
+IMGLAB = """<?xml version='1.0' encoding='ISO-8859-1'?>
+<dataset><images>
+  <image file='astronaut.png'><box top='62' left='181' width='87' height='110'/></image>
+  <image file='coffee.png'></image>
+</images></dataset>
+"""
+
+
+@pytest.fixture()
+def gt(tmp_path):
+    path = tmp_path / "gt.xml"
+    path.write_text(IMGLAB)
+    return path
+
+
+def test_eval_fresh_run(samples, gt):
+    r = CliRunner().invoke(cli, ["eval", "-a", str(gt), str(samples), "--iou", "0.4", "--iou", "0.5"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.stdout)
+    assert [x["iou"] for x in rep["results"]] == [0.4, 0.5]
+    res = rep["results"][0]
+    assert (res["n_gt"], res["n_tp"], res["ap"]) == (1, 1, 1.0)
+    assert {im["image"] for im in rep["images"]} >= {"astronaut.png", "coffee.png", "chelsea.png"}
+    assert "AP" in r.stderr  # the human table
+
+
+def test_eval_detections_file(tmp_path, gt):
+    dets = tmp_path / "d.jsonl"
+    lines = [
+        {"image": "x/astronaut.png", "detections": [{"box": [181, 62, 268, 172], "score": -1.5},
+                                                     {"box": [0, 0, 50, 50], "score": -3.0}], "error": None},
+        {"image": "x/other.png", "detections": [{"box": [0, 0, 5, 5], "score": -2.0}], "error": None},
+    ]
+    dets.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    report = tmp_path / "r.json"
+    r = CliRunner().invoke(cli, ["eval", "-a", str(gt), str(dets), "--report", str(report), "-q"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(report.read_text())["results"][0]
+    # scores of any range: the true positive ranks first, then two false positives
+    assert (res["n_det"], res["n_tp"], res["n_fp"], res["ap"]) == (3, 1, 2, 1.0)
+
+
+def test_eval_malformed_annotations(tmp_path, samples):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("astronaut.png 1 2 3 4\nastronaut.png 1 two 3 4\n")
+    r = CliRunner().invoke(cli, ["eval", "-a", str(bad), str(samples)])
+    assert r.exit_code == 2 and "bad.txt:2" in r.output
+
+
+def test_bench_json(samples, tmp_path):
+    small = tmp_path / "small.png"
+    Image.open(samples / "astronaut.png").convert("RGB").resize((160, 120)).save(small)
+    r = CliRunner().invoke(cli, ["bench", str(small), "--model", "face-rnet", "--json", "--repeat", "1"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    for key in ("speedup", "flop_ratio", "max_abs_diff", "windows", "dense_seconds", "crops_seconds",
+                "dense_gflops_per_s", "matmul_gflops_per_s"):
+        assert key in res
+    assert res["windows"] == 35 * 25  # ((160 - 24) / 4 + 1) x ((120 - 24) / 4 + 1)
+    assert res["flop_ratio"] > 5
+    # ceil-mode border of a window crop; with receptive-field crops the dense cells are exact
+    assert res["max_abs_diff"] < 0.5 and res["max_abs_diff_rf_crops"] < 1e-4
+
+
+def test_sigint_exits_130_with_one_line(tmp_path, samples):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    photo = Image.open(samples / "astronaut.png").convert("RGB")
+    for k in range(30):
+        photo.rotate(k).save(folder / f"{k:02d}.png")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-c", "from fcndetect.cli import main; main()", "run", str(folder),
+                             "-o", str(out), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(out.glob("*.json"))) < 2:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert stderr.strip().splitlines() == ["interrupted: rerun with --resume to finish"]
+    assert "Traceback" not in stderr
+    assert all(json.loads(line)["error"] is None for line in stdout.splitlines())
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
