@@ -83,7 +83,8 @@ Exit codes: 0 all inputs processed, 1 some inputs failed, 2 usage error, 130 int
 @click.option("--workers", type=int, default=None, help="Background image-decoding threads (default 1).")
 @click.option("--threads", type=int, default=None, help="torch intra-op threads (default: cores / workers).")
 @click.option("--batch-size", type=int, default=1, show_default=True, help="Same-size images per network call.")
-@click.option("--max-memory", type=str, default=None, help="Activation budget per call, e.g. 512M, 2G (tiles).")
+@click.option("--max-memory", type=str, default=None,
+              help="Activation budget per image and call, e.g. 32M, 1G (tiles; default 32M).")
 @click.option("--max-pixels", type=int, default=None, help="Refuse larger images (decompression-bomb guard).")
 @click.option("--print-config", is_flag=True, help="Print the effective settings (TOML) and exit.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress, errors or summary on stderr.")
