@@ -1087,12 +1087,13 @@ def plot_curves(report: EvalReport, path: str | os.PathLike[str], *, fp_scale: s
     for r in report.results:
         label = f"IoU {r.iou:g}, AP {r.ap:.3f}" if not math.isnan(r.ap) else f"IoU {r.iou:g}"
         ax_pr.plot(np.r_[0.0, r.recall], np.r_[1.0, r.precision], drawstyle="steps-post", label=label)
-        ax_fp.plot(np.r_[0, r.cum_fp], np.r_[0.0, r.recall], drawstyle="steps-post", label=label)
+        ax_fp.plot(r.cum_fp, r.recall, drawstyle="steps-post", label=label)
     ax_pr.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title="Precision-recall")
     ax_fp.set(xlabel="false positives", ylabel="detection rate (recall)", ylim=(0, 1.02),
               title="Detection rate vs false positives")  # fmt: skip
     if fp_scale == "log":
         ax_fp.set_xscale("symlog", linthresh=1)
+    ax_fp.set_xlim(left=0)  # false positives are never negative
     for ax in (ax_pr, ax_fp):
         ax.grid(True, alpha=0.3)
         ax.legend(loc="lower left" if ax is ax_pr else "lower right")
