@@ -288,13 +288,17 @@ class BatchRunner:
         self._used_names.add(candidate.lower())
         return candidate
 
+    @property
+    def _root(self) -> Path:
+        if self.opt.output is None:
+            raise RuntimeError("no output folder (-o) was given")
+        return self.opt.output
+
     def _json_path(self, name: str) -> Path:
-        assert self.opt.output is not None
-        return self.opt.output / (name + ".json")
+        return self._root / (name + ".json")
 
     def _write_image_outputs(self, name: str, record: dict[str, Any], image: np.ndarray, dets: Detections) -> None:
-        root = self.opt.output
-        assert root is not None
+        root = self._root
         ext = os.path.splitext(name)[1] or ".png"
         base = root / name
         atomic_write_bytes(base.with_name(base.name + ".annotated" + ext), encode_image(draw_detections(image, dets), ext))
@@ -333,8 +337,7 @@ class BatchRunner:
             return None
 
     def _write_combined(self, records: list[dict[str, Any]], names: list[str]) -> None:
-        root = self.opt.output
-        assert root is not None
+        root = self._root
         atomic_write_text(root / "detections.jsonl", "".join(dumps_record(r) + "\n" for r in records))
         fmt = self.opt.format
         if fmt == "coco":
@@ -411,8 +414,7 @@ class BatchRunner:
                     summary.n_failed += 1
                     self._error(item.path, res.error)
                     records[k] = result_record(item.path, None, res.error)
-                else:
-                    assert res.detections is not None and res.image is not None
+                elif res.detections is not None and res.image is not None:
                     rec = result_record(item.path, res.detections, None)
                     if opt.output is not None:
                         self._write_image_outputs(names[k], rec, res.image, res.detections)
