@@ -8,7 +8,6 @@ each step (DDFD: ``2 ** (-1 / 3)``, three scales per octave).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import cv2

@@ -6,7 +6,6 @@ import glob
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from .images import IMAGE_EXTENSIONS
 
