@@ -146,7 +146,8 @@ def _outputs(root: Path) -> dict[str, bytes]:
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path, photo):
     folder = tmp_path / "in"
     folder.mkdir()
-    for k in range(12):
+    n = 24
+    for k in range(n):
         photo.rotate(k * 7).save(folder / f"img{k:02d}.png")
     (folder / "bad.jpg").write_text("nope")
     args = ["run", str(folder), "--min-size", "40", "--format", "csv", "--heatmap", "-q"]
@@ -157,11 +158,11 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, photo):
     proc = subprocess.Popen(_cli_cmd() + args + ["-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while time.time() < deadline and len(list(out.glob("img*.json"))) < 3:
-        time.sleep(0.05)
+        time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done = len(list(out.glob("img*.json")))
-    assert 3 <= done < 12, "the run was not killed mid-way"
+    assert 3 <= done < n, "the run was not killed mid-way"
     assert not (out / "detections.csv").exists()  # combined files only for a complete run
     # a different setting is refused...
     p = subprocess.run(_cli_cmd() + args[:-1] + ["--threshold", "0.5", "-o", str(out), "--resume"],
