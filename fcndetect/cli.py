@@ -245,29 +245,20 @@ def eval_cmd(inputs: tuple[str, ...], annotations: tuple[str, ...], gt_format: s
 
 
 def _detect_for_eval(inputs: tuple[str, ...], config: str | None, options: dict[str, Any], quiet: bool):
-    import numpy as np
-
     from .config import ConfigError, resolve_config
     from .detector import Detector
-    from .io.images import ImageLoadError, load_image
-    from .io.sources import expand_sources
 
     try:
         cfg = resolve_config(config, **options)
         detector = Detector(cfg)
     except (ConfigError, ValueError, KeyError, FileNotFoundError) as exc:
         raise click.UsageError(str(exc)) from None
-    dets: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for item in expand_sources(inputs):
-        if item.error is not None:
-            _err(f"error: {item.path}: {item.error}", quiet=False)
-            continue
-        try:
-            d = detector.detect_array(load_image(item.path))
-        except ImageLoadError as exc:
-            _err(f"error: {exc}", quiet=False)
-            continue
-        dets[item.relative if item.root is not None else item.path] = (d.boxes, d.scores)
+    dets = {}
+    for result in detector.run(inputs):  # images are matched to ground truth by path suffix, then name
+        if result.error is not None:
+            _err(f"error: {result.image}: {result.error}", quiet=False)
+        elif result.detections is not None:
+            dets[result.image] = (result.detections.boxes, result.detections.scores)
     _err(f"detected with model {cfg.model}, threshold {cfg.threshold}, min_size {cfg.min_size}", quiet)
     return dets
 

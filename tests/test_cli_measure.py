@@ -36,7 +36,10 @@ def test_eval_fresh_run(samples, gt):
     assert [x["iou"] for x in rep["results"]] == [0.4, 0.5]
     res = rep["results"][0]
     assert (res["n_gt"], res["n_tp"], res["ap"]) == (1, 1, 1.0)
-    assert {im["image"] for im in rep["images"]} >= {"astronaut.png", "coffee.png", "chelsea.png"}
+    # images are reported by the path the run gives them (folder joined with the name), as in detections.jsonl
+    assert {im["image"] for im in rep["images"]} >= {str(samples / n) for n in ("astronaut.png", "coffee.png",
+                                                                                "chelsea.png")}
+    assert {im["gt_key"] for im in rep["images"]} == {"astronaut.png", "coffee.png", None}
     assert "AP" in r.stderr  # the human table
 
 
