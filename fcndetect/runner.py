@@ -336,33 +336,31 @@ class BatchRunner:
         except (OSError, ValueError):
             return None
 
-    def _write_combined(self, records: list[dict[str, Any]], names: list[str]) -> None:
-        root = self._root
-        atomic_write_text(root / "detections.jsonl", "".join(dumps_record(r) + "\n" for r in records))
+    def _combined(self, records: list[dict[str, Any]], names: list[str]) -> dict[str, str]:
+        """The ``--format`` files of a complete run: path relative to the output folder -> text."""
         fmt = self.opt.format
         if fmt == "coco":
             results, images, cats = formats.coco_results(records, list(self.detector.class_names))
-            atomic_write_text(root / "detections.json", formats.json_text(results))
-            atomic_write_text(root / "images.json", formats.json_text(formats.coco_images_json(images, cats)))
-        elif fmt == "csv":
-            atomic_write_text(root / "detections.csv", formats.csv_text(records))
-        elif fmt == "fddb":
-            atomic_write_text(root / "detections.fddb.txt", formats.fddb_text(records, names=names))
-        elif fmt == "wider":
-            for r, n in zip(records, names):
-                atomic_write_text(root / "wider" / formats.wider_relpath(n), formats.wider_text(r, n))
+            return {"detections.json": formats.json_text(results),
+                    "images.json": formats.json_text(formats.coco_images_json(images, cats))}
+        if fmt == "csv":
+            return {"detections.csv": formats.csv_text(records)}
+        if fmt == "fddb":
+            return {"detections.fddb.txt": formats.fddb_text(records, names=names)}
+        if fmt == "wider":
+            return {f"wider/{formats.wider_relpath(n)}": formats.wider_text(r, n) for r, n in zip(records, names)}
+        return {}
+
+    def _write_combined(self, records: list[dict[str, Any]], names: list[str]) -> None:
+        root = self._root
+        atomic_write_text(root / "detections.jsonl", "".join(dumps_record(r) + "\n" for r in records))
+        for rel, text in self._combined(records, names).items():
+            atomic_write_text(root / rel, text)
 
     def _format_stdout(self, records: list[dict[str, Any]], names: list[str]) -> str:
-        fmt = self.opt.format
-        if fmt == "coco":
-            return formats.json_text(formats.coco_results(records, list(self.detector.class_names))[0])
-        if fmt == "csv":
-            return formats.csv_text(records)
-        if fmt == "fddb":
-            return formats.fddb_text(records, names=names)
-        if fmt == "wider":
-            return "".join(formats.wider_text(r, n) for r, n in zip(records, names))
-        return ""
+        """What stdout gets for ``--format`` without ``-o``: the COCO results list, or the format's text."""
+        files = self._combined(records, names)
+        return files["detections.json"] if self.opt.format == "coco" else "".join(files.values())
 
     def _error(self, path: str, reason: str) -> None:
         if not self.opt.quiet:
