@@ -400,6 +400,7 @@ class BatchRunner:
                 emitted += 1
 
         need_maps = opt.heatmap or opt.save_maps
+        done, failed = summary.n_resumed, 0
         try:
             emit_ready()
             results = iter_detections(
@@ -409,7 +410,7 @@ class BatchRunner:
             for k, res in zip(todo, results):
                 item = items[k]
                 if res.error is not None:
-                    summary.n_failed += 1
+                    failed += 1
                     self._error(item.path, res.error)
                     records[k] = result_record(item.path, None, res.error)
                 elif res.detections is not None and res.image is not None:
@@ -417,9 +418,9 @@ class BatchRunner:
                     if opt.output is not None:
                         self._write_image_outputs(names[k], rec, res.image, res.detections)
                     records[k] = rec
-                    summary.n_detections += len(res.detections)
+                done += 1
                 emit_ready()
-                progress.update(sum(r is not None for r in records), summary.n_failed)
+                progress.update(done, failed)
                 if opt.fail_fast and res.error is not None:
                     break
         except KeyboardInterrupt:
@@ -430,10 +431,10 @@ class BatchRunner:
         summary.seconds = time.perf_counter() - start
         finished = [r for r in records if r is not None]
         summary.records = finished
-        if summary.interrupted or len(finished) != len(records):
-            return summary  # combined files only for a complete run: --resume finishes them
         summary.n_failed = sum(1 for r in finished if r.get("error"))
         summary.n_detections = sum(len(r.get("detections") or []) for r in finished)
+        if summary.interrupted or len(finished) != len(records):
+            return summary  # combined files only for a complete run: --resume finishes them
         if opt.output is not None:
             self._write_combined(finished, names)
         elif not stream_jsonl:

@@ -57,7 +57,8 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 def output_name(item_path: str, relative: str, root: str | None) -> str:
     """Relative output name of an input (``/``-separated): its path inside its source folder, or the file
-    name for a file named directly (see :meth:`OutputDir.unique` for clashes)."""
+    name for a file named directly (clashes between files named directly are resolved by
+    :class:`fcndetect.runner.BatchRunner`)."""
     rel = relative if root is not None else os.path.basename(item_path)
     parts = [p for p in rel.replace(os.sep, "/").split("/") if p not in ("", ".", "..")]
     return "/".join(parts) or os.path.basename(item_path)
