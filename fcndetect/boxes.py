@@ -1,30 +1,126 @@
-"""Box utilities: thresholding, NMS-max, NMS-avg (DDFD), clipping.
+"""Box utilities: NMS-max, NMS-avg (DDFD), clipping, box regression.
 
 All boxes are ``[N, 4]`` float tensors ``[x1, y1, x2, y2]`` in image pixels with continuous edges
-(``[0, 0, W, H]`` is the whole image). NMS-max is torchvision's; this module adds what it lacks.
+(``[0, 0, W, H]`` is the whole image). Ranking keys (``scores`` below) may be any real numbers: fcndetect
+passes logits, which never saturate.
+
+Overlap convention shared by both NMS variants: for the overlap test only, every box is given sides of at
+least :data:`MIN_SIDE` pixels (``x2 = max(x2, x1 + MIN_SIDE)``, same for ``y``), so that zero-area duplicates
+have IoU 1 instead of 0/0, and a degenerate box never merges with a real one. Ties in the ranking key are
+broken by input order (a stable sort), in both variants.
 """
 
 from __future__ import annotations
 
-import torch
-from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image
+import math
 
-__all__ = ["nms_max", "nms_avg", "clip_boxes", "refine_boxes", "box_iou"]
+import torch
+from torchvision.ops import box_iou, clip_boxes_to_image, nms
+
+__all__ = ["MIN_SIDE", "nms_max", "nms_avg", "clip_boxes", "refine_boxes", "box_iou"]
+
+#: Smallest box side, in pixels, used for overlap tests (degenerate boxes are widened to it).
+MIN_SIDE = 1e-3
+
+
+def _overlap_boxes(boxes: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``[N, 4]`` float64 boxes for overlap tests: sides of at least :data:`MIN_SIDE`, and each label moved
+    to its own region of the plane (torchvision's ``batched_nms`` offset trick), so that boxes of different
+    labels never overlap."""
+    b = boxes.to(torch.float64)
+    lo = b[:, :2]
+    hi = torch.maximum(b[:, 2:], lo + MIN_SIDE)
+    b = torch.cat([lo, hi], dim=1)
+    if b.shape[0] == 0:
+        return b
+    span = float((b.max() - b.min()).item()) + 1.0
+    return b + (labels.to(torch.float64) * span)[:, None]
+
+
+def _stable_order(scores: torch.Tensor) -> torch.Tensor:
+    return torch.argsort(scores, descending=True, stable=True)
+
+
+def _nms_sorted(b: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """Greedy NMS over boxes already in rank order; returns kept positions, increasing."""
+    rank = torch.arange(b.shape[0], 0, -1, dtype=torch.float64, device=b.device)  # distinct, decreasing
+    return torch.sort(nms(b, rank, iou_threshold)).values
 
 
 def nms_max(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, iou_threshold: float) -> torch.Tensor:
-    """Per-label greedy NMS keeping the best-scoring box of each overlap group.
+    """Per-label greedy NMS keeping the best-ranked box of each overlap group.
 
     Args:
         boxes: ``[N, 4]`` xyxy.
-        scores: ``[N]``.
+        scores: ``[N]`` ranking keys (higher is better; logits or probabilities).
         labels: ``[N]`` int64; boxes of different labels never suppress each other.
         iou_threshold: a box is discarded if its IoU with a kept, better box is > this.
 
     Returns:
-        ``[M]`` int64 indices of kept boxes, by decreasing score.
+        ``[M]`` int64 indices of kept boxes, by decreasing score (ties: input order), on ``boxes.device``.
     """
-    return batched_nms(boxes.float(), scores.float(), labels, iou_threshold)
+    if boxes.shape[0] == 0:
+        return torch.zeros(0, dtype=torch.int64, device=boxes.device)
+    order = _stable_order(scores)
+    b = _overlap_boxes(boxes, labels)[order]
+    return order[_nms_sorted(b, iou_threshold)]
+
+
+def _first_overlapping_seed(b: torch.Tensor, seeds: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """For each box, the first seed (in ``seeds`` order) whose IoU with it is > ``iou_threshold``.
+
+    Candidate pairs are pruned before any IoU is computed: IoU > t needs an area ratio within ``(t, 1/t)``,
+    so seeds and boxes are binned by ``log(area)`` in bins ``log(1/t)`` wide and only neighbouring bins are
+    compared; within them, a seed must start (``x1``) less than its bin's widest seed to the left of the box.
+    The cost is about that of NMS-max, whatever the number of boxes.
+
+    Args:
+        b: ``[N, 4]`` float64 overlap boxes (see :func:`_overlap_boxes`).
+        seeds: ``[K]`` int64 indices into ``b``, in rank order.
+        iou_threshold: the NMS threshold.
+
+    Returns:
+        ``[N]`` int64 positions into ``seeds`` (``K`` where no seed overlaps).
+    """
+    n, k = b.shape[0], seeds.shape[0]
+    device = b.device
+    first = torch.full((n,), k, dtype=torch.int64, device=device)
+    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    if 0.0 < iou_threshold < 1.0:
+        bins = torch.floor(torch.log(area) / math.log(1.0 / iou_threshold)).to(torch.int64)
+    else:  # t <= 0: any overlap counts, no area bound; t >= 1: nothing but the seed itself
+        bins = torch.zeros(n, dtype=torch.int64, device=device)
+    seed_bins = bins[seeds]
+    for sb in torch.unique(seed_bins).tolist():
+        in_bin = torch.nonzero(seed_bins == sb).flatten()  # positions into seeds
+        sbox = b[seeds[in_bin]]
+        by_x1 = torch.argsort(sbox[:, 0])
+        in_bin, sbox = in_bin[by_x1], sbox[by_x1]
+        widest = float((sbox[:, 2] - sbox[:, 0]).max())
+        boxes_idx = torch.nonzero((bins - sb).abs() <= 1 if 0.0 < iou_threshold < 1.0 else bins == sb).flatten()
+        if boxes_idx.numel() == 0:
+            continue
+        bb = b[boxes_idx]
+        lo = torch.searchsorted(sbox[:, 0].contiguous(), (bb[:, 0] - widest).contiguous(), right=True)
+        hi = torch.searchsorted(sbox[:, 0].contiguous(), bb[:, 2].contiguous(), right=False)
+        counts = (hi - lo).clamp_min(0)
+        total = int(counts.sum())
+        if total == 0:
+            continue
+        box_of_pair = torch.repeat_interleave(torch.arange(boxes_idx.numel(), device=device), counts)
+        starts = torch.cumsum(counts, 0) - counts
+        seed_of_pair = lo[box_of_pair] + torch.arange(total, device=device) - starts[box_of_pair]
+        pb, ps = bb[box_of_pair], sbox[seed_of_pair]
+        iw = (torch.minimum(pb[:, 2], ps[:, 2]) - torch.maximum(pb[:, 0], ps[:, 0])).clamp_min(0)
+        ih = (torch.minimum(pb[:, 3], ps[:, 3]) - torch.maximum(pb[:, 1], ps[:, 1])).clamp_min(0)
+        inter = iw * ih
+        union = area[boxes_idx][box_of_pair] + (ps[:, 2] - ps[:, 0]) * (ps[:, 3] - ps[:, 1]) - inter
+        hit = inter / union > iou_threshold
+        cand = torch.full((boxes_idx.numel(),), k, dtype=torch.int64, device=device)
+        cand.scatter_reduce_(0, box_of_pair[hit], in_bin[seed_of_pair[hit]], reduce="amin")
+        first[boxes_idx] = torch.minimum(first[boxes_idx], cand)
+    first[seeds] = torch.arange(k, device=device)  # a seed is never overlapped by an earlier seed
+    return first
 
 
 def nms_avg(
@@ -39,42 +135,53 @@ def nms_avg(
     same label whose IoU with the seed is > ``iou_threshold``; the cluster is replaced by the mean of its
     boxes with the seed's score, and removed. Repeats until no box is left.
 
+    The seeds are exactly the boxes :func:`nms_max` keeps, and each other box joins the first seed (in rank
+    order) that overlaps it, which is how it is computed: one NMS-max, then one pruned pass of IoUs.
+
     Args:
         boxes: ``[N, 4]`` xyxy.
-        scores: ``[N]``.
+        scores: ``[N]`` ranking keys (logits or probabilities).
         labels: ``[N]`` int64.
         iou_threshold: overlap that joins a box to a seed's cluster.
 
     Returns:
-        ``(boxes [M, 4], scores [M], labels [M], sizes [M])``: averaged boxes, best scores, labels and
-        cluster sizes (number of boxes merged), by decreasing score.
+        ``(boxes [M, 4], scores [M], labels [M], sizes [M])``: averaged boxes, the seeds' scores, labels and
+        cluster sizes (number of boxes merged), by decreasing score; on the input's device. The seed of
+        cluster ``m`` is ``nms_max(...)[m]``.
     """
+    return nms_avg_indexed(boxes, scores, labels, iou_threshold)[:4]
+
+
+def nms_avg_indexed(
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    labels: torch.Tensor,
+    iou_threshold: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`nms_avg`, also returning ``seeds [M]`` (indices of each cluster's seed) and ``cluster [N]`` (the
+    cluster of every input box), so that other per-box values can be averaged the same way."""
+    device = boxes.device
     n = boxes.shape[0]
     if n == 0:
-        empty = torch.zeros(0, dtype=torch.int64)
-        return boxes.new_zeros((0, 4)), scores.new_zeros((0,)), labels.new_zeros((0,)), empty
-    order = torch.argsort(scores, descending=True, stable=True)
-    b, s, lab = boxes[order].double(), scores[order], labels[order]
-    alive = torch.ones(n, dtype=torch.bool)
-    out_boxes, out_scores, out_labels, out_sizes = [], [], [], []
-    seed = 0
-    # One iteration per cluster (not per window), each O(N): memory stays O(N) for any number of boxes.
-    while seed < n:
-        iou = box_iou(b[seed : seed + 1], b)[0]
-        cluster = alive & (lab == lab[seed]) & (iou > iou_threshold)
-        cluster[seed] = True
-        out_boxes.append(b[cluster].mean(dim=0))
-        out_scores.append(s[seed])
-        out_labels.append(lab[seed])
-        out_sizes.append(int(cluster.sum()))
-        alive &= ~cluster
-        remaining = torch.nonzero(alive[seed:])
-        seed = seed + int(remaining[0]) if remaining.numel() else n
+        e = torch.zeros(0, dtype=torch.int64, device=device)
+        return boxes.new_zeros((0, 4)), scores.new_zeros((0,)), labels.new_zeros((0,)), e, e, e
+    order = _stable_order(scores)
+    b = _overlap_boxes(boxes, labels)[order]
+    seed_pos = _nms_sorted(b, iou_threshold)
+    first = _first_overlapping_seed(b, seed_pos, iou_threshold)
+    cluster = torch.empty(n, dtype=torch.int64, device=device)
+    cluster[order] = first
+    k = seed_pos.shape[0]
+    sums = torch.zeros((k, 4), dtype=torch.float64, device=device).index_add_(0, cluster, boxes.double())
+    sizes = torch.bincount(cluster, minlength=k)
+    seeds = order[seed_pos]
     return (
-        torch.stack(out_boxes).to(boxes.dtype),
-        torch.stack(out_scores),
-        torch.stack(out_labels),
-        torch.tensor(out_sizes, dtype=torch.int64),
+        (sums / sizes[:, None]).to(boxes.dtype),
+        scores[seeds],
+        labels[seeds],
+        sizes,
+        seeds,
+        cluster,
     )
 
 

@@ -1,32 +1,61 @@
-"""The :class:`Detections` result of one image, and its conversions."""
+"""The :class:`Detections` result of one image, its score maps, and their conversions.
+
+Scores contract: ``logit`` is the ranking key (unbounded log-odds of the class group, computed from the
+network's logits, so it never saturates); ``score = sigmoid(logit)`` is the probability in [0, 1] that
+``threshold`` compares. Sorting, ``max_det`` and NMS rank by the logit.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-__all__ = ["Detections", "ScoreMap"]
+if TYPE_CHECKING:  # geometry imports torch; Detections itself does not need it
+    from .geometry import Geometry
+
+__all__ = ["Detections", "ScoreMap", "sigmoid", "BOX_DECIMALS", "SCORE_DECIMALS", "LOGIT_DECIMALS"]
 
 BOX_DECIMALS = 2
 SCORE_DECIMALS = 5
+LOGIT_DECIMALS = 4
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """Numerically stable logistic function, elementwise, float32 in and out for float32 input."""
+    x = np.asarray(x)
+    out = np.empty_like(x, dtype=np.result_type(x.dtype, np.float32))
+    pos = x >= 0
+    out[pos] = 1.0 / (1.0 + np.exp(-x[pos]))
+    e = np.exp(x[~pos])
+    out[~pos] = e / (1.0 + e)
+    return out
 
 
 @dataclass(frozen=True)
 class ScoreMap:
-    """Dense scores of one pyramid level.
+    """Dense output of one pyramid level.
 
     Attributes:
         scale: nominal pyramid scale of the level.
         sx, sy: exact level-size / image-size factors along x and y.
-        scores: ``[G, H', W']`` float32 scores in [0, 1], one map per class group (``Detections.class_names``);
-            cell ``(i, j)`` covers the image box given by :func:`fcndetect.geometry.cells_to_boxes`.
+        logits: ``[G, H', W']`` float32 log-odds, one map per class group (``Detections.class_names``).
+        geometry: the dense network's geometry: cell ``(i, j)`` covers the image box
+            ``fcndetect.geometry.cells_to_boxes(i, j, geometry, (sx, sy))``.
     """
 
     scale: float
     sx: float
     sy: float
-    scores: np.ndarray
+    logits: np.ndarray
+    geometry: "Geometry | None" = None
+
+    @property
+    def scores(self) -> np.ndarray:
+        """``[G, H', W']`` float32 probabilities ``sigmoid(logits)``."""
+        return sigmoid(self.logits)
 
 
 @dataclass
@@ -35,11 +64,15 @@ class Detections:
 
     Attributes:
         boxes: ``[N, 4]`` float32 ``[x1, y1, x2, y2]`` in the (upright) image's pixels, continuous edges.
-        scores: ``[N]`` float32 classifier probabilities of the detected class, in [0, 1].
+        scores: ``[N]`` float32 probabilities of the detected class group, in [0, 1] (``sigmoid(logits)``).
         labels: ``[N]`` int64 indices into ``class_names``.
         class_names: name of each label.
         image_size: ``(width, height)`` of the image.
+        logits: ``[N]`` float32 log-odds, the ranking key (``None``: taken as ``logit(scores)``).
         score_maps: per pyramid level, when requested (``return_maps=True``).
+
+    Selection works like numpy: ``dets[dets.scores > 0.9]``, ``dets[:5]``, ``dets[[0, 2]]``;
+    :meth:`concat` joins detections of one image.
     """
 
     boxes: np.ndarray
@@ -47,10 +80,57 @@ class Detections:
     labels: np.ndarray
     class_names: tuple[str, ...]
     image_size: tuple[int, int]
+    logits: np.ndarray | None = None
     score_maps: list[ScoreMap] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.boxes = np.asarray(self.boxes, np.float32).reshape(-1, 4)
+        n = self.boxes.shape[0]
+        self.scores = np.asarray(self.scores, np.float32).reshape(-1)
+        self.labels = np.asarray(self.labels, np.int64).reshape(-1)
+        if self.logits is None:
+            p = np.clip(self.scores.astype(np.float64), 1e-12, 1 - 1e-12)
+            self.logits = np.log(p / (1 - p)).astype(np.float32)
+        self.logits = np.asarray(self.logits, np.float32).reshape(-1)
+        for name in ("scores", "labels", "logits"):
+            if getattr(self, name).shape[0] != n:
+                raise ValueError(f"Detections: {name} has {getattr(self, name).shape[0]} entries, boxes {n}")
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
+
+    def __getitem__(self, index: int | slice | Sequence[int] | np.ndarray) -> "Detections":
+        """The detections selected by a boolean mask ``[N]``, an index array, a slice or one index."""
+        if isinstance(index, (int, np.integer)):
+            index = [int(index)]
+        idx = np.asarray(index) if not isinstance(index, slice) else index
+        if isinstance(idx, np.ndarray) and idx.dtype == bool and idx.shape != (len(self),):
+            raise IndexError(f"boolean index of shape {idx.shape} for {len(self)} detections")
+        return replace(
+            self,
+            boxes=self.boxes[idx],
+            scores=self.scores[idx],
+            labels=self.labels[idx],
+            logits=self.logits[idx],  # type: ignore[index]
+        )
+
+    @classmethod
+    def concat(cls, parts: Sequence["Detections"]) -> "Detections":
+        """Join detections of one image (same ``class_names`` and ``image_size``), in the given order."""
+        if not parts:
+            raise ValueError("Detections.concat needs at least one Detections")
+        first = parts[0]
+        for p in parts[1:]:
+            if p.class_names != first.class_names or p.image_size != first.image_size:
+                raise ValueError("Detections.concat: parts differ in class_names or image_size")
+        return cls(
+            boxes=np.concatenate([p.boxes for p in parts]),
+            scores=np.concatenate([p.scores for p in parts]),
+            labels=np.concatenate([p.labels for p in parts]),
+            class_names=first.class_names,
+            image_size=first.image_size,
+            logits=np.concatenate([p.logits for p in parts]),  # type: ignore[misc]
+        )
 
     @classmethod
     def empty(cls, class_names: tuple[str, ...], image_size: tuple[int, int]) -> "Detections":
@@ -60,6 +140,7 @@ class Detections:
             labels=np.zeros((0,), np.int64),
             class_names=class_names,
             image_size=image_size,
+            logits=np.zeros((0,), np.float32),
         )
 
     @property
@@ -67,12 +148,14 @@ class Detections:
         return [self.class_names[int(i)] for i in self.labels]
 
     def to_records(self) -> list[dict[str, object]]:
-        """``[{"box": [x1, y1, x2, y2], "score": float, "label": str}, ...]`` at fixed precision."""
+        """``[{"box": [x1, y1, x2, y2], "score": float, "logit": float, "label": str}, ...]`` at fixed
+        precision (boxes 2 decimals, score 5, logit 4)."""
         return [
             {
                 "box": [round(float(v), BOX_DECIMALS) for v in box],
                 "score": round(float(score), SCORE_DECIMALS),
+                "logit": round(float(logit), LOGIT_DECIMALS),
                 "label": name,
             }
-            for box, score, name in zip(self.boxes, self.scores, self.label_names)
+            for box, score, logit, name in zip(self.boxes, self.scores, self.logits, self.label_names)  # type: ignore[arg-type]
         ]

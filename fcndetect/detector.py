@@ -1,11 +1,13 @@
 """The :class:`Detector`: an image in, :class:`~fcndetect.detections.Detections` out.
 
-Pure orchestration: pyramid (:mod:`.pyramid`) -> dense network (:mod:`.convert`) -> cell boxes
-(:mod:`.geometry`) -> threshold and NMS (:mod:`.boxes`).
+Orchestration only: pyramid (:mod:`.pyramid`) -> dense network (:mod:`.convert`), tiled within a memory
+budget (:mod:`.tiling`) -> class-group log-odds -> the pure :func:`fcndetect.postprocess.postprocess`
+(cell boxes, threshold, regression, NMS).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -14,16 +16,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from .boxes import clip_boxes, nms_avg, nms_max, refine_boxes
-from .config import DetectorConfig, resolve_config
-from .detections import Detections, ScoreMap
-from .geometry import cells_to_boxes, dense_output_size
+from .config import ConfigError, DetectorConfig, resolve_config
+from .detections import Detections
+from .geometry import Geometry, dense_output_size
+from .postprocess import LevelOutput, group_logits, postprocess
 from .tiling import activation_bytes_per_pixel, run_tiled
 from .io.images import DEFAULT_MAX_PIXELS, load_image, to_rgb_array
 from .models import LoadedModel, load_model
 from .pyramid import Level, pyramid_levels, resize_image
 
-__all__ = ["Detector", "DetectionResult"]
+__all__ = ["Detector", "DetectionResult", "DeviceError", "resolve_device"]
+
+#: Largest upsampling of the image (``window / min_size``): beyond it a level is mostly interpolation and
+#: its cost grows with the square of the factor.
+MAX_UPSAMPLE = 4.0
 
 ImageLike = str | os.PathLike[str] | np.ndarray | torch.Tensor | Any  # Any: PIL.Image.Image
 
@@ -41,6 +47,30 @@ class DetectionResult:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+class DeviceError(ValueError):
+    """The requested torch device does not exist on this machine."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``name`` as a :class:`torch.device`, checked to exist here.
+
+    Raises:
+        DeviceError: unknown device string, or CUDA/MPS not available (one line, for the CLI and the API).
+    """
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as exc:
+        raise DeviceError(f"device {name!r}: not a torch device ({exc})") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {name}: CUDA is not available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise DeviceError(f"device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise DeviceError(f"device {name}: MPS is not available on this machine")
+    return device
 
 
 def _writable(a: np.ndarray) -> np.ndarray:
@@ -67,12 +97,36 @@ class Detector:
         else:
             cfg = resolve_config(config, **overrides)
         self.config: DetectorConfig = cfg
-        self.device = torch.device(cfg.device)
+        self.device = resolve_device(cfg.device)
         self.model: LoadedModel = load_model(cfg.model, self.device, **cfg.model_options())
+        self._fingerprint: str | None = None
+        upsample = self.model.window / cfg.min_size
+        if upsample > MAX_UPSAMPLE:
+            raise ConfigError(
+                f"min_size {cfg.min_size:g} would upsample images {upsample:.1f}x for the {self.model.window} px "
+                f"window of model {cfg.model}; the smallest min_size is {self.model.window / MAX_UPSAMPLE:g} "
+                f"(at most {MAX_UPSAMPLE:g}x upsampling)"
+            )
 
     @property
     def class_names(self) -> tuple[str, ...]:
         return tuple(g.name for g in self.model.groups)
+
+    @property
+    def geometry(self) -> Geometry:
+        """Where each score-map cell looks (stride, offset, window, receptive field)."""
+        return self.model.dense.geometry
+
+    def weights_fingerprint(self) -> str:
+        """sha256 of the classifier's parameters and buffers: identifies the weights whatever file they came
+        from (recorded in ``run.json``)."""
+        if self._fingerprint is None:
+            h = hashlib.sha256()
+            for name, t in sorted(self.model.classifier.state_dict().items()):
+                h.update(name.encode())
+                h.update(t.detach().cpu().contiguous().numpy().tobytes())
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
 
     # -- input ---------------------------------------------------------------------------------
     def _to_array(self, image: ImageLike, bgr: bool = False) -> np.ndarray:
@@ -117,7 +171,8 @@ class Detector:
             level: the level's size (from :func:`fcndetect.pyramid.pyramid_levels`).
 
         Returns:
-            ``(scores [B, G, H', W'], regression [B, 4, H', W'] or None)``: class-group probabilities, and
+            ``(logits [B, G, H', W'], regression [B, 4, H', W'] or None)``: class-group log-odds
+            (:func:`fcndetect.postprocess.group_logits`; ``sigmoid`` gives the probability), and
             the box-regression offsets ``[dx1, dy1, dx2, dy2]`` in window sides when :attr:`regresses`
             (``B = 1`` for a single image). Large levels run in tiles within ``max_memory_mb``, with the same
             result.
@@ -130,6 +185,7 @@ class Detector:
         mean = self.model.mean[:, None, None]
         std = self.model.std[:, None, None]
         regress = self.regresses
+        groups = [g.indices for g in self.model.groups]
 
         def run(tile: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
             t = (tile.to(torch.float32, memory_format=torch.channels_last) - mean) / std
@@ -137,9 +193,7 @@ class Detector:
                 logits, reg = dense.forward_with_regression(t)
             else:
                 logits, reg = dense(t), None
-            probs = torch.softmax(logits, dim=1)
-            scores = torch.stack([probs[:, list(g.indices)].sum(1) for g in self.model.groups], dim=1)
-            return scores, reg
+            return group_logits(logits, groups), reg
 
         out_hw = dense_output_size(dense, level.height, level.width)
         budget = self.config.max_memory_mb * 2**20 if self.config.max_memory_mb else None
@@ -161,69 +215,19 @@ class Detector:
         for k, im in enumerate(images):
             groups.setdefault(im.shape[:2], []).append(k)
         for (height, width), members in groups.items():
-            per_image: list[list[tuple[Level, torch.Tensor, torch.Tensor | None]]] = [[] for _ in members]
+            per_image: list[list[LevelOutput]] = [[] for _ in members]
             for level in self.levels(width, height):
-                scores, reg = self.score_level([images[k] for k in members], level)
+                logits, reg = self.score_level([images[k] for k in members], level)
                 for b in range(len(members)):
-                    per_image[b].append((level, scores[b], reg[b] if reg is not None else None))
+                    per_image[b].append(LevelOutput(level, logits[b], reg[b] if reg is not None else None))
             for b, k in enumerate(members):
-                results[k] = self._postprocess(per_image[b], (width, height), return_maps)
+                results[k] = postprocess(per_image[b], self.geometry, self.config, self.class_names,
+                                         (width, height), return_maps)
         return [r for r in results if r is not None]
 
     def detect_array(self, image: np.ndarray, return_maps: bool = False) -> Detections:
         """Detect in an ``[H, W, 3]`` uint8 RGB array."""
         return self.detect_batch([image], return_maps=return_maps)[0]
-
-    def _postprocess(
-        self,
-        outputs: list[tuple[Level, torch.Tensor, torch.Tensor | None]],
-        image_size: tuple[int, int],
-        return_maps: bool,
-    ) -> Detections:
-        """Threshold the levels' score maps, map cells to boxes, NMS, clip, sort, cap."""
-        cfg = self.config
-        width, height = image_size
-        geometry = self.model.dense.geometry
-        all_boxes, all_scores, all_labels = [], [], []
-        maps: list[ScoreMap] = []
-        for level, scores, reg in outputs:
-            if return_maps:
-                maps.append(ScoreMap(level.scale, level.sx, level.sy, scores.cpu().numpy().astype(np.float32)))
-            g, i, j = torch.nonzero(scores > cfg.threshold, as_tuple=True)
-            if g.numel() == 0:
-                continue
-            cell_boxes = cells_to_boxes(i.cpu(), j.cpu(), geometry, (level.sx, level.sy))
-            if reg is not None:
-                cell_boxes = refine_boxes(cell_boxes, reg[:, i, j].T.float().cpu())
-            all_boxes.append(cell_boxes)
-            all_scores.append(scores[g, i, j].float().cpu())
-            all_labels.append(g.cpu())
-        names = self.class_names
-        if not all_boxes:
-            dets = Detections.empty(names, (width, height))
-            dets.score_maps = maps if return_maps else None
-            return dets
-        boxes = torch.cat(all_boxes)
-        scores_t = torch.cat(all_scores)
-        labels = torch.cat(all_labels)
-        if cfg.nms == "avg":
-            boxes, scores_t, labels, sizes = nms_avg(boxes, scores_t, labels, cfg.nms_iou)
-            keep = sizes >= cfg.min_neighbors
-            boxes, scores_t, labels = boxes[keep], scores_t[keep], labels[keep]
-        else:
-            keep = nms_max(boxes, scores_t, labels, cfg.nms_iou)
-            boxes, scores_t, labels = boxes[keep], scores_t[keep], labels[keep]
-        if cfg.clip:
-            boxes = clip_boxes(boxes, width, height)
-        order = torch.argsort(scores_t, descending=True, stable=True)[: cfg.max_det]
-        return Detections(
-            boxes=boxes[order].numpy().astype(np.float32),
-            scores=scores_t[order].numpy().astype(np.float32),
-            labels=labels[order].numpy().astype(np.int64),
-            class_names=names,
-            image_size=(width, height),
-            score_maps=maps if return_maps else None,
-        )
 
     def __call__(self, image: ImageLike, *, bgr: bool = False, return_maps: bool = False) -> Detections:
         """Detect in a path, PIL image, numpy array (``[H, W, 3]`` uint8, RGB or ``bgr=True``) or tensor
@@ -245,8 +249,8 @@ class Detector:
         Images are decoded in ``workers`` background threads; same-size images share network calls up to
         ``batch_size`` (results do not depend on it).
         """
+        from .engines.local import iter_detections
         from .io.sources import expand_sources
-        from .runner import iter_detections
 
         srcs = [sources] if isinstance(sources, (str, os.PathLike)) else sources
         items = list(expand_sources(str(s) for s in srcs))

@@ -6,7 +6,7 @@ name; the image's extension is kept, so ``a/x.jpg`` and ``a/x.png`` never collid
 
 * ``DIR/<name>.json``: the image's record (written last: its presence marks the image complete);
 * ``DIR/<name>.annotated<ext>``, and with ``--heatmap`` ``DIR/<name>.heatmap<ext>``;
-* ``--save-maps``: ``DIR/<name>.maps/NN.npy`` (``[G, H', W']`` float32 per pyramid level) + ``index.json``;
+* ``--save-maps``: ``DIR/<name>.maps/NN.npy`` (``[G, H', W']`` float32 log-odds per pyramid level) + ``index.json``;
 * ``--crops``: ``DIR/<name>.crops/NNN_<label>.png``;
 * ``DIR/detections.jsonl``: every record, in input order; ``--format``: one more combined file;
 * ``DIR/run.json``: version, model, weights hash and effective settings; ``--resume`` refuses other settings.
@@ -14,15 +14,12 @@ name; the image's extension is kept, so ``a/x.jpg`` and ``a/x.png`` never collid
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import sys
 import time
-from collections import deque
-from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -33,7 +30,8 @@ from . import __version__
 from .detections import Detections
 from .io import formats
 from .io.draw import draw_detections, encode_image, heatmap_overlay
-from .io.images import DEFAULT_MAX_PIXELS, ImageLoadError, load_image
+from .engines.local import iter_detections
+from .io.images import DEFAULT_MAX_PIXELS
 from .io.sinks import atomic_write_bytes, atomic_write_text, dumps_record, output_name, result_record
 from .io.sources import SourceItem, expand_sources
 
@@ -64,83 +62,6 @@ def read_sources(args: Iterable[str], stdin: TextIO | None = None) -> list[str]:
         else:
             out.append(a)
     return out
-
-
-@dataclass
-class _Loaded:
-    item: SourceItem
-    image: np.ndarray | None
-    error: str | None
-
-
-def _load(item: SourceItem, max_pixels: int | None) -> _Loaded:
-    if item.error is not None:
-        return _Loaded(item, None, item.error)
-    try:
-        return _Loaded(item, load_image(item.path, max_pixels=max_pixels), None)
-    except ImageLoadError as exc:
-        return _Loaded(item, None, exc.reason)
-
-
-def _prefetch(items: list[SourceItem], workers: int, max_pixels: int | None) -> Iterator[_Loaded]:
-    """Decode in ``workers`` background threads, in input order, a bounded number of images ahead."""
-    if workers <= 0:
-        for item in items:
-            yield _load(item, max_pixels)
-        return
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fcndetect-load") as pool:
-        pending: deque[Future[_Loaded]] = deque()
-        it = iter(items)
-        try:
-            for item in it:
-                pending.append(pool.submit(_load, item, max_pixels))
-                if len(pending) >= 2 * workers + 1:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:
-            for f in pending:
-                f.cancel()
-
-
-@dataclass
-class ItemResult:
-    """The outcome for one input: its source item, the decoded image and detections, or an error."""
-
-    item: SourceItem
-    image: np.ndarray | None
-    detections: Detections | None
-    error: str | None
-
-
-def iter_detections(
-    detector: Any,
-    items: list[SourceItem],
-    *,
-    workers: int = 1,
-    batch_size: int = 1,
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
-    return_maps: bool = False,
-) -> Iterator[ItemResult]:
-    """Detect in every item lazily, in input order: decoding in background workers, same-size images
-    batched up to ``batch_size``; unreadable inputs give an :class:`ItemResult` with ``error`` set."""
-    batch: list[_Loaded] = []
-
-    def flush() -> Iterator[ItemResult]:
-        images = [b.image for b in batch if b.image is not None]
-        dets = iter(detector.detect_batch(images, return_maps=return_maps) if images else [])
-        for b in batch:
-            if b.image is None:
-                yield ItemResult(b.item, None, None, b.error)
-            else:
-                yield ItemResult(b.item, b.image, next(dets), None)
-        batch.clear()
-
-    for loaded in _prefetch(items, workers, max_pixels):
-        batch.append(loaded)
-        if len(batch) >= max(1, batch_size):
-            yield from flush()
-    yield from flush()
 
 
 @dataclass
@@ -177,15 +98,6 @@ class RunSummary:
     seconds: float = 0.0
     interrupted: bool = False
     records: list[dict[str, Any]] = field(default_factory=list)
-
-
-def weights_fingerprint(detector: Any) -> str:
-    """sha256 of the model's parameters and buffers (identifies the weights whatever file they came from)."""
-    h = hashlib.sha256()
-    for name, t in sorted(detector.model.classifier.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 class _Progress:
@@ -240,7 +152,7 @@ class BatchRunner:
         return {
             "fcndetect": __version__,
             "model": cfg.model,
-            "weights_sha256": weights_fingerprint(self.detector),
+            "weights_sha256": self.detector.weights_fingerprint(),
             "classes": list(self.detector.class_names),
             "settings": {k: v for k, v in cfg.to_dict().items() if k not in ("device", "max_memory_mb")},
             "outputs": self.opt.output_settings(),
@@ -302,20 +214,21 @@ class BatchRunner:
         ext = os.path.splitext(name)[1] or ".png"
         base = root / name
         atomic_write_bytes(base.with_name(base.name + ".annotated" + ext), encode_image(draw_detections(image, dets), ext))
-        geometry = self.detector.model.dense.geometry
+        geometry = self.detector.geometry
         if self.opt.heatmap:
             atomic_write_bytes(base.with_name(base.name + ".heatmap" + ext),
-                               encode_image(heatmap_overlay(image, dets, geometry), ext))
+                               encode_image(heatmap_overlay(image, dets), ext))
         if self.opt.save_maps and dets.score_maps is not None:
             folder = base.with_name(base.name + ".maps")
             index = []
             for k, sm in enumerate(dets.score_maps):
-                buf = _npy_bytes(sm.scores)
+                buf = _npy_bytes(sm.logits)
                 atomic_write_bytes(folder / f"{k:02d}.npy", buf)
                 index.append({"file": f"{k:02d}.npy", "scale": round(sm.scale, 6), "sx": round(sm.sx, 6),
-                              "sy": round(sm.sy, 6), "shape": list(sm.scores.shape)})
+                              "sy": round(sm.sy, 6), "shape": list(sm.logits.shape)})
             atomic_write_text(folder / "index.json", json.dumps(
-                {"classes": list(dets.class_names), "geometry": geometry.to_dict(), "levels": index}, indent=1) + "\n")
+                {"classes": list(dets.class_names), "values": "logits (probability = sigmoid(logit))",
+                 "geometry": geometry.to_dict(), "levels": index}, indent=1) + "\n")
         if self.opt.crops:
             folder = base.with_name(base.name + ".crops")
             h, w = image.shape[:2]

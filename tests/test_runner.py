@@ -214,7 +214,7 @@ def test_coco_output_loads_in_pycocotools(tmp_path, samples):
 
 def test_format_without_output_goes_to_stdout(samples):
     r = _invoke(["run", samples / "astronaut.png", "--format", "csv", "-q"])
-    assert r.exit_code == 0 and r.stdout.splitlines()[0] == "image,width,height,label,score,x1,y1,x2,y2"
+    assert r.exit_code == 0 and r.stdout.splitlines()[0] == "image,width,height,label,score,logit,x1,y1,x2,y2"
 
 
 def test_sources_list_stdin_and_dedup(tmp_path, samples):

@@ -1,4 +1,9 @@
-"""Annotated images: boxes with labels and scores, and score-map heatmaps overlaid on the image."""
+"""Annotated images: boxes with labels and scores, and score-map heatmaps with a colour scale.
+
+Boxes are ``[x1, y1, x2, y2]`` floats in the image's pixels with continuous edges. Line width and label size
+follow each box's size, not the image's, so a 20 px face in a 5000 px photo gets a thin line and a small
+label, and labels sit outside their box (above it, else below it) so they never cover the object.
+"""
 
 from __future__ import annotations
 
@@ -6,58 +11,110 @@ import cv2
 import numpy as np
 
 from ..detections import Detections
-from ..geometry import Geometry
 
-__all__ = ["draw_detections", "heatmap_overlay", "encode_image"]
+__all__ = ["draw_detections", "heatmap_overlay", "encode_image", "label_style"]
 
 _COLORS = [(0, 255, 0), (255, 64, 64), (64, 160, 255), (255, 200, 0), (255, 0, 255), (0, 255, 255)]
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+#: label text height as a fraction of the box's shorter side, and its bounds in pixels
+_TEXT_FRACTION, _TEXT_MIN_PX, _TEXT_MAX_PX = 0.22, 9.0, 48.0
+
+
+def label_style(box_side: float) -> tuple[int, float]:
+    """``(line thickness px, font scale)`` for a box whose shorter side is ``box_side`` pixels.
+
+    The line is about 1/40 of the box (at least 1 px); the label's text is about 22% of the box side, kept
+    between 9 and 48 px tall so it stays legible on small boxes and modest on large ones."""
+    thick = max(1, int(round(box_side / 40)))
+    text_px = min(_TEXT_MAX_PX, max(_TEXT_MIN_PX, _TEXT_FRACTION * box_side))
+    (_, th), _ = cv2.getTextSize("Ag", _FONT, 1.0, 1)
+    return thick, text_px / th
 
 
 def draw_detections(image: np.ndarray, detections: Detections) -> np.ndarray:
-    """A copy of ``[H, W, 3]`` uint8 RGB ``image`` with each box and ``label score`` drawn on it."""
+    """A copy of ``[H, W, 3]`` uint8 RGB ``image`` with each box and ``label score`` drawn on it.
+
+    The label sits on a filled bar just above the box; where the image's top edge leaves no room, just below
+    it; only when neither fits, inside the box's top edge."""
     out = np.ascontiguousarray(image.copy())
     h, w = out.shape[:2]
-    thick = max(1, round(min(h, w) / 300))
-    font = max(0.4, min(h, w) / 900)
     for box, score, label in zip(detections.boxes, detections.scores, detections.labels):
         color = _COLORS[int(label) % len(_COLORS)]
-        x1, y1, x2, y2 = (int(round(v)) for v in box)
+        x1, y1, x2, y2 = (int(round(float(v))) for v in box)
+        thick, font = label_style(max(1.0, min(x2 - x1, y2 - y1)))
         cv2.rectangle(out, (x1, y1), (x2 - 1, y2 - 1), color, thick, cv2.LINE_AA)
         text = f"{detections.class_names[int(label)]} {score:.2f}"
-        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font, 1)
-        ty = y1 - 3 if y1 - th - base - 3 >= 0 else min(h - 1, y2 + th + 3)
-        cv2.rectangle(out, (x1, ty - th - base + 1), (x1 + tw + 2, ty + base - 1), color, -1)
-        cv2.putText(out, text, (x1 + 1, ty - 1), cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 0), 1, cv2.LINE_AA)
+        text_thick = max(1, int(round(font * 1.5)))
+        (tw, th), base = cv2.getTextSize(text, _FONT, font, text_thick)
+        bar = th + base + 2
+        if y1 - thick - bar >= 0:
+            top = y1 - thick - bar  # above the box
+        elif y2 + thick + bar <= h:
+            top = y2 + thick  # below the box
+        else:
+            top = max(0, y1)  # no room outside: inside the top edge
+        left = min(max(0, x1), max(0, w - tw - 2))
+        cv2.rectangle(out, (left, top), (left + tw + 2, top + bar), color, -1)
+        cv2.putText(out, text, (left + 1, top + th + 1), _FONT, font, (0, 0, 0), text_thick, cv2.LINE_AA)
     return out
 
 
-def heatmap_overlay(image: np.ndarray, detections: Detections, geometry: Geometry, alpha: float = 0.5) -> np.ndarray:
-    """The image with the score maps overlaid: per pixel, the best score over levels and classes of the
-    cells whose window centre is nearest to it (pixels no window centre reaches stay at 0).
+def _colour_scale(height: int, width: int) -> np.ndarray:
+    """A ``[height, width, 3]`` uint8 RGB legend: the JET colour ramp from score 1 (top) to 0 (bottom), with
+    the values 1.0, 0.5 and 0.0 written beside it."""
+    panel = np.full((height, width, 3), 255, np.uint8)
+    margin = max(4, height // 40)
+    bar_w = max(6, width // 4)
+    ramp_h = max(2, height - 2 * margin)
+    values = np.linspace(255, 0, ramp_h).astype(np.uint8)[:, None]
+    ramp = cv2.applyColorMap(np.repeat(values, bar_w, axis=1), cv2.COLORMAP_JET)[:, :, ::-1]
+    panel[margin : margin + ramp_h, margin : margin + bar_w] = ramp
+    font = max(0.3, min(1.5, height / 900))
+    for frac, text in ((0.0, "1.0"), (0.5, "0.5"), (1.0, "0.0")):
+        (_, th), _ = cv2.getTextSize(text, _FONT, font, 1)
+        y = int(margin + frac * (ramp_h - 1))
+        y = min(max(y + th // 2, th + 1), height - 2)
+        cv2.putText(panel, text, (margin + bar_w + 3, y), _FONT, font, (0, 0, 0), 1, cv2.LINE_AA)
+    return panel
+
+
+def heatmap_overlay(image: np.ndarray, detections: Detections, alpha: float = 0.5) -> np.ndarray:
+    """The image with the score maps overlaid, and a colour scale (score 0..1) appended on the right.
+
+    Per pixel: the best probability over levels and classes of the cells whose window centre is nearest to
+    it (pixels no window centre reaches stay at 0). Each level is placed with its own
+    :attr:`~fcndetect.detections.ScoreMap.geometry`.
 
     Args:
         image: ``[H, W, 3]`` uint8 RGB.
         detections: with ``score_maps`` (detect with ``return_maps=True``).
-        geometry: the dense network's geometry, to place each cell at its window's centre.
+
+    Returns:
+        ``[H, W + L, 3]`` uint8 RGB, ``L`` the legend's width.
     """
     if detections.score_maps is None:
         raise ValueError("detections carry no score maps (detect with return_maps=True)")
     h, w = image.shape[:2]
     acc = np.zeros((h, w), np.float32)
-    centre = geometry.offset + geometry.window / 2
     xs = np.arange(w, dtype=np.float64) + 0.5
     ys = np.arange(h, dtype=np.float64) + 0.5
     for sm in detections.score_maps:
+        if sm.geometry is None:
+            raise ValueError("score map carries no geometry")
+        g = sm.geometry
+        centre = g.offset + g.window / 2
         m = sm.scores.max(axis=0).astype(np.float32)
-        cols = np.round((xs * sm.sx - centre) / geometry.stride).astype(np.int64)
-        rows = np.round((ys * sm.sy - centre) / geometry.stride).astype(np.int64)
+        cols = np.round((xs * sm.sx - centre) / g.stride).astype(np.int64)
+        rows = np.round((ys * sm.sy - centre) / g.stride).astype(np.int64)
         cin = (cols >= 0) & (cols < m.shape[1])
         rin = (rows >= 0) & (rows < m.shape[0])
         level = m[np.clip(rows, 0, m.shape[0] - 1)][:, np.clip(cols, 0, m.shape[1] - 1)]
         level *= rin[:, None] & cin[None, :]
         np.maximum(acc, level, out=acc)
     colored = cv2.applyColorMap((acc * 255).astype(np.uint8), cv2.COLORMAP_JET)[:, :, ::-1]
-    return (image.astype(np.float32) * (1 - alpha) + colored.astype(np.float32) * alpha).astype(np.uint8)
+    blended = (image.astype(np.float32) * (1 - alpha) + colored.astype(np.float32) * alpha).astype(np.uint8)
+    legend = _colour_scale(h, max(36, min(160, w // 10)))
+    return np.concatenate([blended, legend], axis=1)
 
 
 def encode_image(image: np.ndarray, ext: str) -> bytes:
@@ -67,4 +124,3 @@ def encode_image(image: np.ndarray, ext: str) -> bytes:
     if not ok:
         raise ValueError(f"cannot encode image as {ext}")
     return buf.tobytes()
-

@@ -7,7 +7,13 @@ never touch the file system; the caller writes what they return (e.g. with
 A record is the per-image dict of DESIGN.md / :func:`fcndetect.io.sinks.result_record`::
 
     {"image": str, "width": int | None, "height": int | None,
-     "detections": [{"box": [x1, y1, x2, y2], "score": float, "label": str}], "error": None | str}
+     "detections": [{"box": [x1, y1, x2, y2], "score": float, "logit": float, "label": str}],
+     "error": None | str}
+
+Ranking: the ``score`` fields of COCO, FDDB and WIDER FACE are what their evaluators sort by, so they get the
+detection's ``logit`` (log-odds, unbounded, a monotone function of the probability that never saturates at
+1.0) at 4 decimals; a record without ``logit`` (another detector's) keeps its ``score`` at 5 decimals. CSV
+has both columns.
 
 Box convention (input): ``[x1, y1, x2, y2]`` floats in the original image's pixels with continuous edges, so
 ``[0, 0, W, H]`` is the whole image. Every format here that wants ``[x, y, w, h]`` (COCO, FDDB, WIDER) takes
@@ -16,7 +22,7 @@ convention is applied. Coordinates are rounded first and width/height computed f
 so ``x + w`` reproduces the rounded ``x2``. Boxes are written as they are in the record (not clipped): a
 box partly outside the image keeps its negative or beyond-the-edge coordinates.
 
-Numbers are written at fixed precision (boxes 2 decimals, scores 5), never as ``-0.00`` and never through the
+Numbers are written at fixed precision (boxes 2 decimals, scores 5, logits 4), never as ``-0.00`` and never through the
 locale, so identical records give identical bytes. Non-finite numbers raise :class:`ValueError`.
 """
 
@@ -30,13 +36,14 @@ import posixpath
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..detections import BOX_DECIMALS, SCORE_DECIMALS
+from ..detections import BOX_DECIMALS, LOGIT_DECIMALS, SCORE_DECIMALS
 
 __all__ = [
     "Record",
     "CSV_HEADER",
     "fixed",
     "rounded",
+    "ranking_score",
     "xywh",
     "json_text",
     "coco_results",
@@ -50,7 +57,7 @@ __all__ = [
 Record = Mapping[str, Any]
 """One image's result record (see the module docstring)."""
 
-CSV_HEADER: tuple[str, ...] = ("image", "width", "height", "label", "score", "x1", "y1", "x2", "y2")
+CSV_HEADER: tuple[str, ...] = ("image", "width", "height", "label", "score", "logit", "x1", "y1", "x2", "y2")
 
 
 # ----------------------------------------------------------------------------------------------- numbers
@@ -132,11 +139,19 @@ def _box_fields(box: Sequence[float]) -> list[str]:
     return [fixed(v, BOX_DECIMALS) for v in xywh(box)]
 
 
+def ranking_score(det: Mapping[str, Any]) -> tuple[float, int]:
+    """The value an evaluator should sort a detection by, and its decimals: its ``logit`` when it has one
+    (never saturates), else its ``score``."""
+    logit = det.get("logit")
+    if logit is not None:
+        return float(logit), LOGIT_DECIMALS
+    return float(det["score"]), SCORE_DECIMALS
+
+
 def _face_lines(record: Record) -> list[str]:
-    """``<left_x top_y width height detection_score>`` lines shared by FDDB and WIDER FACE."""
-    return [
-        " ".join([*_box_fields(d["box"]), fixed(d["score"], SCORE_DECIMALS)]) for d in _detections(record)
-    ]
+    """``<left_x top_y width height detection_score>`` lines shared by FDDB and WIDER FACE; the score is
+    :func:`ranking_score`."""
+    return [" ".join([*_box_fields(d["box"]), fixed(*ranking_score(d))]) for d in _detections(record)]
 
 
 # ----------------------------------------------------------------------------------------------- COCO
@@ -158,7 +173,8 @@ def coco_results(
 
         - ``results``: ``[{"image_id", "category_id", "bbox": [x, y, w, h], "score"}]`` (the format of
           ``COCO.loadRes``), in record then detection order; ``bbox`` is ``[x1, y1, x2 - x1, y2 - y1]``
-          rounded to 2 decimals (corners rounded first), ``score`` to 5; boxes are not clipped.
+          rounded to 2 decimals (corners rounded first); ``score`` is :func:`ranking_score` (the logit at 4
+          decimals, else the score at 5); boxes are not clipped.
         - ``images``: ``[{"id", "file_name", "width", "height"}]``; ``file_name`` is the record's ``image``.
         - ``categories``: ``[{"id", "name"}]``.
 
@@ -191,7 +207,7 @@ def coco_results(
                     "image_id": image_id,
                     "category_id": cat_ids[label],
                     "bbox": list(xywh(det["box"])),
-                    "score": rounded(det["score"], SCORE_DECIMALS),
+                    "score": rounded(*ranking_score(det)),
                 }
             )
     cats = [{"id": cid, "name": name} for name, cid in cat_ids.items()]
@@ -213,9 +229,10 @@ def coco_images_json(images: Sequence[Mapping[str, Any]], categories: Sequence[M
 
 
 def csv_text(records: Sequence[Record]) -> str:
-    """CSV of a run: header ``image,width,height,label,score,x1,y1,x2,y2``, then one row per detection.
+    """CSV of a run: header ``image,width,height,label,score,logit,x1,y1,x2,y2``, then one row per detection.
 
-    Boxes are ``x1,y1,x2,y2`` (continuous pixel edges, not clipped) at ``%.2f``, scores at ``%.5f``.
+    Boxes are ``x1,y1,x2,y2`` (continuous pixel edges, not clipped) at ``%.2f``, scores at ``%.5f``, logits
+    (the ranking key) at ``%.4f`` (empty for a record without one).
     An image without detections gets one row with empty label, score and box fields, so it is not lost.
     An image whose record has an error gets no row (the error is in ``detections.jsonl``). Written by the
     :mod:`csv` module (RFC 4180 quoting: a name with a comma or quote is quoted) with ``\\n`` line endings;
@@ -232,7 +249,7 @@ def csv_text(records: Sequence[Record]) -> str:
         head = [str(record["image"]), *size]
         dets = _detections(record)
         if not dets:
-            writer.writerow(head + [""] * 6)
+            writer.writerow(head + [""] * 7)
             continue
         for det in dets:
             box = det["box"]
@@ -241,6 +258,7 @@ def csv_text(records: Sequence[Record]) -> str:
             writer.writerow(
                 head
                 + [str(det["label"]), fixed(det["score"], SCORE_DECIMALS)]
+                + ["" if det.get("logit") is None else fixed(det["logit"], LOGIT_DECIMALS)]
                 + [fixed(v, BOX_DECIMALS) for v in box]
             )
     return buf.getvalue()
@@ -269,7 +287,8 @@ def fddb_text(
         <left_x top_y width height detection_score>     (one line per face)
 
     ``left_x top_y`` is ``x1 y1``, ``width height`` is ``x2 - x1, y2 - y1`` (continuous pixel edges, not
-    clipped), at ``%.2f``; the score at ``%.5f``; single spaces, ``\\n`` line endings. Every detection is
+    clipped), at ``%.2f``; the score is :func:`ranking_score` (the logit at ``%.4f``, else the score at
+    ``%.5f``); single spaces, ``\\n`` line endings. Every detection is
     written whatever its label. An image without detections is written with a count of 0.
 
     Args:
@@ -318,7 +337,8 @@ def wider_text(record: Record, name: str) -> str:
         <left top width height score>   (one line per face)
 
     ``left top`` is ``x1 y1``, ``width height`` is ``x2 - x1, y2 - y1`` (continuous pixel edges, not clipped)
-    at ``%.2f``; the score at ``%.5f``; single spaces (the Python evaluator splits on ``' '``), ``\\n`` line
+    at ``%.2f``; the score is :func:`ranking_score` (the logit at ``%.4f``, else the score at ``%.5f``);
+    single spaces (the Python evaluator splits on ``' '``), ``\\n`` line
     endings. Every detection is written whatever its label. The official MATLAB ``read_pred`` ignores line 1
     and the widely used Python port keys on its base name minus ``.jpg``; the bare stem suits both.
 
