@@ -20,7 +20,7 @@ __all__ = ["Detections", "ScoreMap", "sigmoid", "BOX_DECIMALS", "SCORE_DECIMALS"
 
 BOX_DECIMALS = 2
 SCORE_DECIMALS = 5
-LOGIT_DECIMALS = 4
+LOGIT_DECIMALS = 5
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -149,7 +149,7 @@ class Detections:
 
     def to_records(self) -> list[dict[str, object]]:
         """``[{"box": [x1, y1, x2, y2], "score": float, "logit": float, "label": str}, ...]`` at fixed
-        precision (boxes 2 decimals, score 5, logit 4)."""
+        precision (boxes 2 decimals, score 5, logit 5)."""
         return [
             {
                 "box": [round(float(v), BOX_DECIMALS) for v in box],

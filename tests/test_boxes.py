@@ -1,4 +1,4 @@
-"""NMS-max / NMS-avg against plain-Python references."""
+"""NMS-max / NMS-avg against the plain-Python references of tests/oracles.py."""
 
 from __future__ import annotations
 
@@ -7,37 +7,8 @@ import random
 import pytest
 import torch
 
-from fcndetect.boxes import clip_boxes, nms_avg, nms_max, refine_boxes
-
-
-def _iou(a, b):
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def _ref_nms_avg(boxes, scores, labels, thr):
-    order = sorted(range(len(boxes)), key=lambda i: -scores[i])  # stable: ties keep input order
-    alive = list(order)
-    out = []
-    while alive:
-        seed = alive[0]
-        cluster = [i for i in alive if i == seed or (labels[i] == labels[seed] and _iou(boxes[seed], boxes[i]) > thr)]
-        mean = [sum(boxes[i][k] for i in cluster) / len(cluster) for k in range(4)]
-        out.append((mean, scores[seed], labels[seed], len(cluster)))
-        alive = [i for i in alive if i not in cluster]
-    return out
-
-
-def _ref_nms_max(boxes, scores, labels, thr):
-    order = sorted(range(len(boxes)), key=lambda i: -scores[i])
-    keep = []
-    for i in order:
-        if all(labels[k] != labels[i] or _iou(boxes[k], boxes[i]) <= thr for k in keep):
-            keep.append(i)
-    return keep
+import oracles
+from fcndetect.boxes import clip_boxes, nms_avg, nms_avg_indexed, nms_max, refine_boxes
 
 
 def _random_boxes(seed, n, n_labels=2):
@@ -55,10 +26,10 @@ def _random_boxes(seed, n, n_labels=2):
 @pytest.mark.parametrize("thr", [0.0, 0.3, 0.5, 0.9])
 def test_nms_avg_matches_reference(seed, thr):
     boxes, scores, labels = _random_boxes(seed, 60)
-    ref = _ref_nms_avg(boxes, scores, labels, thr)
+    ref = oracles.nms_avg(boxes, scores, labels, thr)
     b, s, lab, sizes = nms_avg(torch.tensor(boxes), torch.tensor(scores), torch.tensor(labels), thr)
     assert len(ref) == b.shape[0]
-    for (rb, rs, rl, rn), ob, os_, ol, on in zip(ref, b, s, lab, sizes):
+    for (rb, rs, rl, rn, _seed), ob, os_, ol, on in zip(ref, b, s, lab, sizes):
         assert ob.tolist() == pytest.approx(rb, abs=1e-4)
         assert float(os_) == pytest.approx(rs) and int(ol) == rl and int(on) == rn
 
@@ -68,7 +39,7 @@ def test_nms_avg_matches_reference(seed, thr):
 def test_nms_max_matches_reference(seed, thr):
     boxes, scores, labels = _random_boxes(seed, 60)
     keep = nms_max(torch.tensor(boxes), torch.tensor(scores), torch.tensor(labels), thr)
-    assert keep.tolist() == _ref_nms_max(boxes, scores, labels, thr)
+    assert keep.tolist() == oracles.nms_max(boxes, scores, labels, thr)
 
 
 def test_nms_avg_hand_example():
@@ -91,3 +62,68 @@ def test_refine_and_clip():
     out = refine_boxes(boxes, torch.tensor([[0.1, -0.1, 0.2, 0.0]]))
     assert out.tolist() == [pytest.approx([14.8, 15.2, 67.6, 68.0])]
     assert clip_boxes(torch.tensor([[-5.0, -1, 30, 90]]), 20, 50).tolist() == [[0, 0, 20, 50]]
+
+
+def _clustered_boxes(seed, n, n_labels=2, ties=False):
+    """Many overlapping boxes at a few sizes (a pyramid's windows around a few objects), some degenerate."""
+    rng = random.Random(seed)
+    centres = [(rng.uniform(0, 200), rng.uniform(0, 200), rng.uniform(8, 60)) for _ in range(6)]
+    boxes, scores, labels = [], [], []
+    for k in range(n):
+        cx, cy, s = centres[rng.randrange(len(centres))]
+        s *= rng.choice([0.8, 1.0, 1.26])
+        x1, y1 = cx + rng.uniform(-0.4, 0.4) * s, cy + rng.uniform(-0.4, 0.4) * s
+        if k % 17 == 0:  # zero-area boxes, some duplicated
+            boxes.append([round(x1), round(y1), round(x1), round(y1) + rng.choice([0, 3])])
+        else:
+            boxes.append([x1, y1, x1 + s, y1 + s])
+        scores.append(round(rng.random(), 1) if ties else rng.random())
+        labels.append(rng.randrange(n_labels))
+    return boxes, scores, labels
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("thr", [0.0, 0.3, 0.6, 1.0])
+@pytest.mark.parametrize("ties", [False, True])
+def test_nms_avg_seeds_are_nms_max_keep_and_match_reference(seed, thr, ties):
+    boxes, scores, labels = _clustered_boxes(seed, 120, ties=ties)
+    b, s, lab, sizes, seeds, cluster = nms_avg_indexed(
+        torch.tensor(boxes, dtype=torch.float64), torch.tensor(scores), torch.tensor(labels), thr)
+    keep = nms_max(torch.tensor(boxes, dtype=torch.float64), torch.tensor(scores), torch.tensor(labels), thr)
+    assert seeds.tolist() == keep.tolist() == oracles.nms_max(boxes, scores, labels, thr)
+    ref = oracles.nms_avg(boxes, scores, labels, thr)
+    assert [r[4] for r in ref] == seeds.tolist()
+    assert sizes.tolist() == [r[3] for r in ref]
+    for (rb, *_), ob in zip(ref, b.tolist()):
+        assert ob == pytest.approx(rb, abs=1e-9)
+    assert cluster[seeds].tolist() == list(range(len(ref)))  # every seed is in its own cluster
+
+
+def test_zero_area_duplicates_merge_and_never_join_real_boxes():
+    boxes = torch.tensor([[5.0, 5, 5, 5], [5.0, 5, 5, 5], [0.0, 0, 10, 10], [5.0, 5, 5, 9]])
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.6])
+    b, s, lab, n = nms_avg(boxes, scores, torch.zeros(4, dtype=torch.int64), 0.3)
+    assert n.tolist() == [2, 1, 1] and b[0].tolist() == [5, 5, 5, 5]
+    assert nms_max(boxes, scores, torch.zeros(4, dtype=torch.int64), 0.3).tolist() == [0, 2, 3]
+
+
+def test_nms_keeps_the_input_device_and_dtype():
+    boxes, scores, labels = _clustered_boxes(0, 50)
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for dev in devices:
+        bt = torch.tensor(boxes, dtype=torch.float32, device=dev)
+        st = torch.tensor(scores, device=dev)
+        lt = torch.tensor(labels, device=dev)
+        out = nms_avg(bt, st, lt, 0.3)
+        assert all(t.device.type == dev for t in out)
+        assert out[0].dtype == torch.float32
+        assert nms_max(bt, st, lt, 0.3).device.type == dev
+
+
+def test_nms_avg_ranks_by_logits_beyond_probability_saturation():
+    """Two overlapping boxes whose probabilities are both 1.0 in float32: the larger logit seeds the cluster."""
+    boxes = torch.tensor([[0.0, 0, 10, 10], [1.0, 0, 11, 10]])
+    logits = torch.tensor([17.0, 19.0])
+    assert torch.sigmoid(logits).tolist() == [1.0, 1.0]
+    b, s, lab, n = nms_avg(boxes, logits, torch.zeros(2, dtype=torch.int64), 0.3)
+    assert s.tolist() == [19.0] and n.tolist() == [2]

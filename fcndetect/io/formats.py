@@ -12,7 +12,7 @@ A record is the per-image dict of DESIGN.md / :func:`fcndetect.io.sinks.result_r
 
 Ranking: the ``score`` fields of COCO, FDDB and WIDER FACE are what their evaluators sort by, so they get the
 detection's ``logit`` (log-odds, unbounded, a monotone function of the probability that never saturates at
-1.0) at 4 decimals; a record without ``logit`` (another detector's) keeps its ``score`` at 5 decimals. CSV
+1.0) at 5 decimals; a record without ``logit`` (another detector's) keeps its ``score``. CSV
 has both columns.
 
 Box convention (input): ``[x1, y1, x2, y2]`` floats in the original image's pixels with continuous edges, so
@@ -22,7 +22,7 @@ convention is applied. Coordinates are rounded first and width/height computed f
 so ``x + w`` reproduces the rounded ``x2``. Boxes are written as they are in the record (not clipped): a
 box partly outside the image keeps its negative or beyond-the-edge coordinates.
 
-Numbers are written at fixed precision (boxes 2 decimals, scores 5, logits 4), never as ``-0.00`` and never through the
+Numbers are written at fixed precision (boxes 2 decimals, scores 5, logits 5), never as ``-0.00`` and never through the
 locale, so identical records give identical bytes. Non-finite numbers raise :class:`ValueError`.
 """
 
@@ -173,7 +173,7 @@ def coco_results(
 
         - ``results``: ``[{"image_id", "category_id", "bbox": [x, y, w, h], "score"}]`` (the format of
           ``COCO.loadRes``), in record then detection order; ``bbox`` is ``[x1, y1, x2 - x1, y2 - y1]``
-          rounded to 2 decimals (corners rounded first); ``score`` is :func:`ranking_score` (the logit at 4
+          rounded to 2 decimals (corners rounded first); ``score`` is :func:`ranking_score` (the logit at 5
           decimals, else the score at 5); boxes are not clipped.
         - ``images``: ``[{"id", "file_name", "width", "height"}]``; ``file_name`` is the record's ``image``.
         - ``categories``: ``[{"id", "name"}]``.
@@ -232,7 +232,7 @@ def csv_text(records: Sequence[Record]) -> str:
     """CSV of a run: header ``image,width,height,label,score,logit,x1,y1,x2,y2``, then one row per detection.
 
     Boxes are ``x1,y1,x2,y2`` (continuous pixel edges, not clipped) at ``%.2f``, scores at ``%.5f``, logits
-    (the ranking key) at ``%.4f`` (empty for a record without one).
+    (the ranking key) at ``%.5f`` (empty for a record without one).
     An image without detections gets one row with empty label, score and box fields, so it is not lost.
     An image whose record has an error gets no row (the error is in ``detections.jsonl``). Written by the
     :mod:`csv` module (RFC 4180 quoting: a name with a comma or quote is quoted) with ``\\n`` line endings;
@@ -287,7 +287,7 @@ def fddb_text(
         <left_x top_y width height detection_score>     (one line per face)
 
     ``left_x top_y`` is ``x1 y1``, ``width height`` is ``x2 - x1, y2 - y1`` (continuous pixel edges, not
-    clipped), at ``%.2f``; the score is :func:`ranking_score` (the logit at ``%.4f``, else the score at
+    clipped), at ``%.2f``; the score is :func:`ranking_score` (the logit at ``%.5f``, else the score at
     ``%.5f``); single spaces, ``\\n`` line endings. Every detection is
     written whatever its label. An image without detections is written with a count of 0.
 
@@ -337,7 +337,7 @@ def wider_text(record: Record, name: str) -> str:
         <left top width height score>   (one line per face)
 
     ``left top`` is ``x1 y1``, ``width height`` is ``x2 - x1, y2 - y1`` (continuous pixel edges, not clipped)
-    at ``%.2f``; the score is :func:`ranking_score` (the logit at ``%.4f``, else the score at ``%.5f``);
+    at ``%.2f``; the score is :func:`ranking_score` (the logit at ``%.5f``, else the score at ``%.5f``);
     single spaces (the Python evaluator splits on ``' '``), ``\\n`` line
     endings. Every detection is written whatever its label. The official MATLAB ``read_pred`` ignores line 1
     and the widely used Python port keys on its base name minus ``.jpg``; the bare stem suits both.
