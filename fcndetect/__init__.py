@@ -3,23 +3,47 @@
 Public API::
 
     from fcndetect import Detector, DetectorConfig, Detections, load_model, make_fully_convolutional
+
+The names are imported on first use, so ``import fcndetect.evaluate`` and ``fcndetect --help`` never load
+torch.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from .config import DetectorConfig  # noqa: E402
-from .convert import DenseNet, make_fully_convolutional  # noqa: E402
-from .detections import Detections  # noqa: E402
-from .detector import DetectionResult, Detector  # noqa: E402
-from .models import load_model  # noqa: E402
+#: public name -> module that defines it
+_EXPORTS = {
+    "DenseNet": ".convert",
+    "make_fully_convolutional": ".convert",
+    "DetectorConfig": ".config",
+    "Detections": ".detections",
+    "DetectionResult": ".detector",
+    "Detector": ".detector",
+    "load_model": ".models",
+}
 
-__all__ = [
-    "__version__",
-    "DenseNet",
-    "DetectionResult",
-    "Detections",
-    "Detector",
-    "DetectorConfig",
-    "load_model",
-    "make_fully_convolutional",
-]
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+if TYPE_CHECKING:
+    from .config import DetectorConfig
+    from .convert import DenseNet, make_fully_convolutional
+    from .detections import Detections
+    from .detector import DetectionResult, Detector
+    from .models import load_model
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fcndetect' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
