@@ -153,8 +153,6 @@ def _run(sources: tuple[str, ...], cfg: Any, opts: Any, threads: int | None) -> 
     from .detector import Detector
     from .runner import BatchRunner, OutputDirError, read_sources
 
-    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-        raise click.UsageError(f"--device {cfg.device}: CUDA is not available on this machine")
     cores = os.cpu_count() or 1
     torch.set_num_threads(threads or max(1, cores // max(1, opts.workers)))
     try:
@@ -173,6 +171,8 @@ def _run(sources: tuple[str, ...], cfg: Any, opts: Any, threads: int | None) -> 
     _err(
         f"{summary.n_images} image(s), {summary.n_detections} detection(s), {summary.n_failed} failed input(s)"
         + (f", {summary.n_resumed} already done" if summary.n_resumed else "")
+        + (f", {summary.n_inputs - len(summary.records)} not processed" if len(summary.records) < summary.n_inputs
+           else "")
         + f" in {summary.seconds:.1f} s [model {cfg.model}, threshold {cfg.threshold}]",
         opts.quiet,
     )
@@ -202,7 +202,9 @@ def eval_cmd(inputs: tuple[str, ...], annotations: tuple[str, ...], gt_format: s
     \b
     JSON report on stdout (or --report FILE); a human table on stderr.
     Images are matched to ground truth by relative path, else by file name; an image absent from the
-    ground truth has no objects, so its detections are false positives.
+    ground truth has no objects, so its detections are false positives (the report counts these images).
+    Detections are ranked by their logit where the records carry one, else by their score; the report
+    says which.
     """
     import json
 
@@ -219,16 +221,17 @@ def eval_cmd(inputs: tuple[str, ...], annotations: tuple[str, ...], gt_format: s
         raise click.UsageError(str(exc)) from None
     if len(inputs) == 1 and inputs[0].endswith((".jsonl", ".json")) and os.path.isfile(inputs[0]):
         try:
-            dets, errors = ev.load_detections_jsonl_with_errors(inputs[0])
+            read = ev.read_detections_jsonl(inputs[0])
         except ev.AnnotationError as exc:
             raise click.UsageError(str(exc)) from None
-        for image, error in errors.items():
+        for image, error in read.errors.items():
             _err(f"warning: {image}: skipped, it failed in the detection run ({error})", quiet)
+        dets, ranking = read.detections, read.ranking
     else:
-        dets = _detect_for_eval(inputs, config, options, quiet)
+        dets, ranking = _detect_for_eval(inputs, config, options, quiet)
     try:
         keys = ev.match_images(list(dets), list(gt))
-        rep = ev.evaluate(dets, gt, iou_thresholds=ious or (0.5,), image_keys=keys)
+        rep = ev.evaluate(dets, gt, iou_thresholds=ious or (0.5,), image_keys=keys, ranking=ranking)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     _err(ev.format_table(rep), quiet)
@@ -244,23 +247,37 @@ def eval_cmd(inputs: tuple[str, ...], annotations: tuple[str, ...], gt_format: s
             raise click.UsageError(str(exc)) from None
 
 
-def _detect_for_eval(inputs: tuple[str, ...], config: str | None, options: dict[str, Any], quiet: bool):
+def _detect_for_eval(
+    inputs: tuple[str, ...], config: str | None, options: dict[str, Any], quiet: bool
+) -> tuple[dict[str, tuple[Any, Any]], str | None]:
+    """Detect on ``inputs`` for ``eval``: image -> ``(boxes [D, 4] float64 [x1, y1, x2, y2], ranking keys [D]
+    float64)``, and the ranking key's name (``"logit"``, ``"score"``, or None without any detection).
+
+    The arrays hold exactly the numbers a saved record holds (``Detections.to_records()``: its rounded
+    ``box``, and its ``logit`` where present, else its ``score``), read by the same code as a saved
+    ``detections.jsonl``, so a fresh run and its saved file evaluate identically.
+    """
+    import numpy as np
+
     from .config import ConfigError, resolve_config
     from .detector import Detector
+    from .evaluate import detections_from_records
 
     try:
         cfg = resolve_config(config, **options)
         detector = Detector(cfg)
     except (ConfigError, ValueError, KeyError, FileNotFoundError) as exc:
         raise click.UsageError(str(exc)) from None
-    dets = {}
+    dets: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    ranking: str | None = None
     for result in detector.run(inputs):  # images are matched to ground truth by path suffix, then name
         if result.error is not None:
             _err(f"error: {result.image}: {result.error}", quiet=False)
         elif result.detections is not None:
-            dets[result.image] = (result.detections.boxes, result.detections.scores)
+            boxes, keys, ranking = detections_from_records(result.detections.to_records(), ranking=ranking)
+            dets[result.image] = (boxes, keys)
     _err(f"detected with model {cfg.model}, threshold {cfg.threshold}, min_size {cfg.min_size}", quiet)
-    return dets
+    return dets, ranking
 
 
 @cli.command("bench")

@@ -11,7 +11,7 @@ import dataclasses
 import tomllib
 from dataclasses import dataclass, fields
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Literal
 
 __all__ = ["DetectorConfig", "ConfigError", "load_preset", "read_config_file", "resolve_config", "preset_names"]
@@ -119,10 +119,38 @@ class DetectorConfig:
 _FIELDS = {f.name: f for f in fields(DetectorConfig)}
 
 
+#: The TOML value types each setting accepts (ints are accepted where floats are).
+_TYPES: dict[str, tuple[type, ...]] = {
+    "model": (str,), "threshold": (float,), "nms": (str,), "nms_iou": (float,), "min_size": (float,),
+    "max_size": (float,), "scale_factor": (float,), "max_det": (int,), "min_neighbors": (int,),
+    "regress": (bool,), "clip": (bool,), "device": (str,), "max_memory_mb": (int,), "weights": (str, PurePath),
+    "num_classes": (int,), "classes": (list, tuple, str), "input_size": (int,), "mean": (list, tuple, str),
+    "std": (list, tuple, str),
+}
+_TYPE_NAMES = {str: "a string", float: "a number", int: "an integer", bool: "true or false", list: "a list",
+               tuple: "a tuple", PurePath: "a path"}
+
+
+def _check_type(key: str, value: Any, origin: str) -> None:
+    if value is None:
+        return
+    allowed = _TYPES.get(key, ())
+    ok = any(
+        isinstance(value, t) and not (t in (int, float) and isinstance(value, bool))
+        or (t is float and isinstance(value, int) and not isinstance(value, bool))
+        for t in allowed
+    )
+    if allowed and not ok:
+        want = " or ".join(_TYPE_NAMES[t] for t in allowed)
+        raise ConfigError(f"{origin}: setting '{key}' must be {want}, got {value!r}")
+
+
 def _validate(data: dict[str, Any], origin: str) -> dict[str, Any]:
     unknown = sorted(set(data) - set(_FIELDS))
     if unknown:
         raise ConfigError(f"{origin}: unknown setting(s) {', '.join(unknown)}; valid: {', '.join(_FIELDS)}")
+    for key, value in data.items():
+        _check_type(key, value, origin)
     out = dict(data)
     for key in ("threshold", "nms_iou", "min_size", "max_size", "scale_factor"):
         if key in out and isinstance(out[key], int) and not isinstance(out[key], bool):

@@ -154,7 +154,8 @@ class BatchRunner:
             "model": cfg.model,
             "weights_sha256": self.detector.weights_fingerprint(),
             "classes": list(self.detector.class_names),
-            "settings": {k: v for k, v in cfg.to_dict().items() if k not in ("device", "max_memory_mb")},
+            # every setting, device and memory budget included: both can change the last printed digits
+            "settings": cfg.to_dict(),
             "outputs": self.opt.output_settings(),
         }
 
@@ -175,10 +176,9 @@ class BatchRunner:
             except (OSError, ValueError) as exc:
                 raise OutputDirError(f"{run_json}: unreadable ({exc})") from None
             if previous != info:
-                diff = sorted(k for k in set(previous) | set(info) if previous.get(k) != info.get(k))
                 raise OutputDirError(
-                    f"{root}: --resume refused: run.json was written with other settings ({', '.join(diff)}); "
-                    "use the same options, or --overwrite"
+                    f"{root}: --resume refused: run.json was written with other settings "
+                    f"({'; '.join(_differences(previous, info))}); use the same options, or --overwrite"
                 )
         elif entries and self.opt.overwrite:
             if run_json.is_file():  # our own folder: start clean so no stale file survives
@@ -271,9 +271,14 @@ class BatchRunner:
             atomic_write_text(root / rel, text)
 
     def _format_stdout(self, records: list[dict[str, Any]], names: list[str]) -> str:
-        """What stdout gets for ``--format`` without ``-o``: the COCO results list, or the format's text."""
-        files = self._combined(records, names)
-        return files["detections.json"] if self.opt.format == "coco" else "".join(files.values())
+        """What stdout gets for ``--format`` without ``-o``: the format's text; for COCO the results list,
+        each result also naming its image (``file_name``, which ``COCO.loadRes`` ignores), since there is
+        no ``images.json`` beside it."""
+        if self.opt.format != "coco":
+            return "".join(self._combined(records, names).values())
+        results, images, _cats = formats.coco_results(records, list(self.detector.class_names))
+        file_names = {im["id"]: im["file_name"] for im in images}
+        return formats.json_text([{**r, "file_name": file_names[r["image_id"]]} for r in results])
 
     def _error(self, path: str, reason: str) -> None:
         if not self.opt.quiet:
@@ -340,11 +345,11 @@ class BatchRunner:
             summary.interrupted = True
         finally:
             progress.close()
-        summary.n_images = sum(1 for it in items if it.error is None)
         summary.seconds = time.perf_counter() - start
         finished = [r for r in records if r is not None]
         summary.records = finished
         summary.n_failed = sum(1 for r in finished if r.get("error"))
+        summary.n_images = len(finished) - summary.n_failed  # processed, not merely listed (--fail-fast)
         summary.n_detections = sum(len(r.get("detections") or []) for r in finished)
         if summary.interrupted or len(finished) != len(records):
             return summary  # combined files only for a complete run: --resume finishes them
@@ -354,6 +359,18 @@ class BatchRunner:
             self.out.write(self._format_stdout(finished, names))
             self.out.flush()
         return summary
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """``"key: old -> new"`` for every leaf that differs between two JSON objects (``a.b`` for nesting)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for key in sorted(set(old) | set(new)):
+            out += _differences(old.get(key), new.get(key), f"{prefix}{key}.")
+        return out
+    if old == new:
+        return []
+    return [f"{prefix.rstrip('.')}: {json.dumps(old)} -> {json.dumps(new)}"]
 
 
 def _npy_bytes(arr: np.ndarray) -> bytes:

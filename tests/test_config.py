@@ -35,3 +35,22 @@ def test_bad_config_files(tmp_path, text, msg):
 def test_missing_config_file():
     with pytest.raises(ConfigError, match="not found"):
         resolve_config("nope/missing.toml")
+
+
+@pytest.mark.parametrize("text, key", [("threshold = 'high'", "threshold"), ("max_det = 1.5", "max_det"),
+                                       ("regress = 1", "regress"), ("nms = 3", "nms"), ("min_size = true", "min_size"),
+                                       ("classes = 5", "classes")])
+def test_wrong_value_type_names_the_key_and_file(tmp_path, text, key):
+    f = tmp_path / "typed.toml"
+    f.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        resolve_config(str(f))
+    msg = str(err.value)
+    assert f"setting '{key}' must be" in msg and str(f) in msg and "\n" not in msg
+
+
+def test_ints_are_fine_where_numbers_are_expected(tmp_path):
+    f = tmp_path / "ok.toml"
+    f.write_text("min_size = 30\nthreshold = 1\nclasses = ['cat']\n")
+    cfg = resolve_config(str(f))
+    assert cfg.min_size == 30.0 and cfg.threshold == 1.0

@@ -168,6 +168,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, photo):
     p = subprocess.run(_cli_cmd() + args[:-1] + ["--threshold", "0.5", "-o", str(out), "--resume"],
                        capture_output=True, text=True)
     assert p.returncode == 2 and "other settings" in p.stderr
+    assert "settings.threshold: " in p.stderr and "-> 0.5" in p.stderr  # names the setting and both values
     # ...the same settings finish the run
     p = subprocess.run(_cli_cmd() + args + ["-o", str(out), "--resume"], capture_output=True, text=True)
     assert p.returncode == 1, p.stderr
@@ -231,3 +232,42 @@ def test_sources_list_stdin_and_dedup(tmp_path, samples):
 def test_quiet_silences_stderr(samples, tmp_path):
     r = _invoke(["run", samples / "coffee.png", tmp_path / "missing.png", "-q"])
     assert r.exit_code == 1 and r.stderr == ""
+
+
+def test_output_files_honour_the_umask(tmp_path, samples):
+    out = tmp_path / "o"
+    old = os.umask(0o027)
+    try:
+        r = _invoke(["run", samples / "coffee.png", "-o", out, "--format", "csv", "-q"])
+    finally:
+        os.umask(old)
+    assert r.exit_code == 0
+    for f in (out / "coffee.png.json", out / "detections.jsonl", out / "run.json", out / "detections.csv",
+              out / "coffee.png.annotated.png"):
+        assert f.stat().st_mode & 0o777 == 0o640, f
+
+
+def test_run_json_records_device_and_memory_budget(tmp_path, samples):
+    out = tmp_path / "o"
+    assert _invoke(["run", samples / "coffee.png", "-o", out, "--max-memory", "64M", "-q"]).exit_code == 0
+    settings = json.loads((out / "run.json").read_text())["settings"]
+    assert settings["device"] == "cpu" and settings["max_memory_mb"] == 64
+    r = _invoke(["run", samples / "coffee.png", "-o", out, "--resume", "--max-memory", "128M"])
+    assert r.exit_code == 2 and "settings.max_memory_mb: 64 -> 128" in r.stderr
+
+
+def test_fail_fast_counts_what_was_processed(tmp_path, samples):
+    r = _invoke(["run", samples / "coffee.png", tmp_path / "missing.png", samples / "chelsea.png",
+                 samples / "astronaut.png", "--fail-fast"])
+    assert r.exit_code == 1
+    summary = r.stderr.strip().splitlines()[-1]
+    assert summary.startswith("1 image(s)") and "1 failed input(s)" in summary and "2 not processed" in summary
+    assert len(r.stdout.splitlines()) == 2
+
+
+def test_coco_on_stdout_names_each_image(samples):
+    r = _invoke(["run", samples / "coffee.png", samples / "astronaut.png", "--format", "coco", "-q"])
+    assert r.exit_code == 0
+    results = json.loads(r.stdout)
+    assert results and all(res["file_name"].endswith("astronaut.png") for res in results)
+    assert {res["image_id"] for res in results} == {2}
