@@ -100,3 +100,24 @@ def test_sigint_exits_130_with_one_line(tmp_path, samples):
     assert "Traceback" not in stderr
     assert all(json.loads(line)["error"] is None for line in stdout.splitlines())
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_eval_of_saved_detections_equals_eval_of_a_fresh_run(dev_faces, tmp_path):
+    """The saved detections.jsonl ranks exactly as the run did (logits do not saturate): the two reports
+    are identical to the last digit, at the threshold where many probabilities are written as 1.0."""
+    annotations = ["-a", str(dev_faces / "training.xml"), "-a", str(dev_faces / "testing.xml")]
+    args = ["--threshold", "0.5", "--iou", "0.5", "--iou", "0.4"]
+    fresh = CliRunner().invoke(cli, ["eval", *annotations, str(dev_faces), *args])
+    assert fresh.exit_code == 0, fresh.output
+    out = tmp_path / "out"
+    run = CliRunner().invoke(cli, ["run", str(dev_faces), "-o", str(out), "--threshold", "0.5", "-q"])
+    assert run.exit_code == 0, run.output
+    saved_jsonl = (out / "detections.jsonl").read_text()
+    assert saved_jsonl.count('"score": 1.0,') >= 20  # saturated probabilities: the file must rank by logit
+    saved = CliRunner().invoke(cli, ["eval", *annotations, str(out / "detections.jsonl"), "--iou", "0.5",
+                                     "--iou", "0.4"])
+    assert saved.exit_code == 0, saved.output
+    assert json.loads(saved.stdout) == json.loads(fresh.stdout)
+    assert json.loads(saved.stdout)["ranking"] == "logit"
+    table = [line for line in saved.stderr.splitlines() if "detected with" not in line]
+    assert table == [line for line in fresh.stderr.splitlines() if "detected with" not in line]
