@@ -146,3 +146,18 @@ def test_console_script_entry_point(samples):
     assert p.returncode == 1
     assert p.stderr.strip().splitlines()[0] == f"error: {samples / 'does-not-exist.png'}: no such file or folder"
     assert "Traceback" not in p.stderr
+
+
+def test_help_and_evaluate_import_do_not_load_torch():
+    """`fcndetect --help` and `import fcndetect.evaluate` stay fast: torch is never imported."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom click.testing import CliRunner\nfrom fcndetect.cli import cli\n"
+            "for args in (['--help'], ['run', '--help'], ['eval', '--help'], ['bench', '--help']):\n"
+            "    assert CliRunner().invoke(cli, args).exit_code == 0\n"
+            "import fcndetect, fcndetect.evaluate, fcndetect.config, fcndetect.detections\n"
+            "print('torch' in sys.modules)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "False"
