@@ -17,14 +17,14 @@ __all__ = ["draw_detections", "heatmap_overlay", "encode_image", "label_style"]
 _COLORS = [(0, 255, 0), (255, 64, 64), (64, 160, 255), (255, 200, 0), (255, 0, 255), (0, 255, 255)]
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 #: label text height as a fraction of the box's shorter side, and its bounds in pixels
-_TEXT_FRACTION, _TEXT_MIN_PX, _TEXT_MAX_PX = 0.22, 9.0, 48.0
+_TEXT_FRACTION, _TEXT_MIN_PX, _TEXT_MAX_PX = 0.12, 9.0, 24.0
 
 
 def label_style(box_side: float) -> tuple[int, float]:
     """``(line thickness px, font scale)`` for a box whose shorter side is ``box_side`` pixels.
 
-    The line is about 1/40 of the box (at least 1 px); the label's text is about 22% of the box side, kept
-    between 9 and 48 px tall so it stays legible on small boxes and modest on large ones."""
+    The line is about 1/40 of the box (at least 1 px); the label's text is about 12% of the box side, kept
+    between 9 and 24 px tall so it stays legible on small boxes and covers little around large ones."""
     thick = max(1, int(round(box_side / 40)))
     text_px = min(_TEXT_MAX_PX, max(_TEXT_MIN_PX, _TEXT_FRACTION * box_side))
     (_, th), _ = cv2.getTextSize("Ag", _FONT, 1.0, 1)
@@ -38,12 +38,15 @@ def draw_detections(image: np.ndarray, detections: Detections) -> np.ndarray:
     it; only when neither fits, inside the box's top edge."""
     out = np.ascontiguousarray(image.copy())
     h, w = out.shape[:2]
+    items = []
     for box, score, label in zip(detections.boxes, detections.scores, detections.labels):
-        color = _COLORS[int(label) % len(_COLORS)]
         x1, y1, x2, y2 = (int(round(float(v))) for v in box)
         thick, font = label_style(max(1.0, min(x2 - x1, y2 - y1)))
+        color = _COLORS[int(label) % len(_COLORS)]
         cv2.rectangle(out, (x1, y1), (x2 - 1, y2 - 1), color, thick, cv2.LINE_AA)
-        text = f"{detections.class_names[int(label)]} {score:.2f}"
+        items.append(((x1, y1, x2, y2), thick, font, color, f"{detections.class_names[int(label)]} {score:.2f}"))
+    # labels after every box, so no box hides a label; the best detection's label is drawn last, on top
+    for (x1, y1, x2, y2), thick, font, color, text in reversed(items):
         text_thick = max(1, int(round(font * 1.5)))
         (tw, th), base = cv2.getTextSize(text, _FONT, font, text_thick)
         bar = th + base + 2

@@ -20,7 +20,7 @@ def test_style_follows_the_box_not_the_image():
     small_thick, small_font = label_style(20)
     big_thick, big_font = label_style(400)
     assert small_thick == 1 and big_thick == 10
-    assert big_font > small_font * 3  # 48 px text cap against the 9 px floor
+    assert big_font > small_font * 2  # 24 px text cap against the 9 px floor
     assert label_style(100)[1] == pytest.approx(label_style(100)[1])
 
 
