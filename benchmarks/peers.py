@@ -9,7 +9,12 @@ Runs, in one process and on the same decoded images:
   ``CascadeClassifier.detectMultiScale3(gray, scaleFactor=1.1, minNeighbors=3, outputRejectLevels=True)``,
   with the returned ``levelWeights`` as scores;
 * ``mtcnn``: facenet-pytorch's ``MTCNN(keep_all=True, device="cpu").detect(pil_image)`` boxes and
-  probabilities, with its default thresholds (0.6, 0.7, 0.7) and ``min_face_size=20``.
+  probabilities, with its default thresholds (0.6, 0.7, 0.7) and ``min_face_size=20``;
+* ``yuface``: libfacedetection (the ``yuface`` wheel, weights inside), ``detect(bgr, conf=0.5)``;
+* ``dlib``: dlib's HOG + SVM detector (the ``dlib-bin`` wheel), one upsampling, SVM scores.
+
+``yuface`` and ``dlib`` are optional (``pip install 'fcndetect[peers]'``); absent, they are skipped with a
+line that says so.
 
 Any fcndetect preset can be added as ``fcndetect:<preset>`` (threshold 0.5), ``fcndetect:<preset>@preset``
 (the preset's threshold) or ``fcndetect:<preset>@<threshold>``.
@@ -61,7 +66,8 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "dev_faces"
 DEFAULT_ANNOTATIONS = ("training.xml", "testing.xml")
-DEFAULT_METHODS = ("fcndetect:face", "fcndetect:face-rnet", "fcndetect:face@preset", "opencv:haar", "mtcnn")
+DEFAULT_METHODS = ("fcndetect:face", "fcndetect:face-rnet", "fcndetect:face@preset", "opencv:haar", "mtcnn",
+                   "yuface", "dlib")
 LOW_THRESHOLD = 0.5
 FP_POINTS = (10, 31, 50)
 HAAR_CASCADE = "haarcascade_frontalface_default.xml"
@@ -182,6 +188,40 @@ def make_mtcnn(spec: str, images: Sequence[np.ndarray]) -> Method:
     return Method(spec, settings, detect)
 
 
+def make_yuface(spec: str, images: Sequence[np.ndarray]) -> Method:
+    """libfacedetection (YuNet-style CNN) through the ``yuface`` wheel, confidence threshold 0.5 (its default)."""
+    try:
+        import yuface
+    except ImportError as e:
+        raise SkipMethod(f"yuface is not installed: pip install yuface ({e})") from None
+    bgr = [np.ascontiguousarray(im[:, :, ::-1]) for im in images]
+    settings = "libfacedetection via `yuface.detect(bgr, conf=0.5)` (its default), scores = its confidences"
+
+    def detect(i: int) -> Result:
+        confs, boxes, _landmarks = yuface.detect(bgr[i], conf=0.5)
+        b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        return _as_result(np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], axis=1), np.asarray(confs, np.float64))
+
+    return Method(spec, settings, detect)
+
+
+def make_dlib(spec: str, images: Sequence[np.ndarray]) -> Method:
+    """dlib's HOG + linear SVM sliding-window face detector (``dlib-bin`` wheel), upsampled once."""
+    try:
+        import dlib
+    except ImportError as e:
+        raise SkipMethod(f"dlib is not installed: pip install dlib-bin ({e})") from None
+    detector = dlib.get_frontal_face_detector()
+    settings = "dlib `get_frontal_face_detector().run(rgb, 1, 0.0)`: 1 upsampling (its examples'), SVM scores"
+
+    def detect(i: int) -> Result:
+        rects, scores, _kinds = detector.run(images[i], 1, 0.0)
+        boxes = np.array([[r.left(), r.top(), r.right() + 1, r.bottom() + 1] for r in rects], np.float64)
+        return _as_result(boxes.reshape(-1, 4), np.asarray(scores, np.float64))
+
+    return Method(spec, settings, detect)
+
+
 def make_method(spec: str, images: Sequence[np.ndarray]) -> Method:
     if spec.startswith("fcndetect:"):
         return make_fcndetect(spec, images)
@@ -189,7 +229,12 @@ def make_method(spec: str, images: Sequence[np.ndarray]) -> Method:
         return make_haar(spec, images)
     if spec == "mtcnn":
         return make_mtcnn(spec, images)
-    raise SkipMethod(f"unknown method {spec!r} (fcndetect:<preset>[@preset|@<threshold>], opencv:haar, mtcnn)")
+    if spec in ("yuface", "libfacedetection"):
+        return make_yuface(spec, images)
+    if spec in ("dlib", "dlib:hog"):
+        return make_dlib(spec, images)
+    raise SkipMethod(f"unknown method {spec!r} (fcndetect:<preset>[@preset|@<threshold>], opencv:haar, mtcnn, "
+                     "yuface, dlib)")
 
 
 # ----------------------------------------------------------------------------------------------------------
