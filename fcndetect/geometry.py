@@ -9,27 +9,33 @@ The *receptive field* is reported separately: it is every input pixel that can i
 can be larger than the window (O-Net: 49 px for a 48 px window, because its ceil-mode pools see one
 padded column at the native size) or smaller than it (VGG-16: 212 px of context... plus padding).
 
+The geometry is read from the network's torch.fx graph, one axis at a time, and must be the same along
+both axes (a net with, say, ``stride=(1, 2)`` is refused). Only known operations are accepted:
+convolutions and pools, per-position modules/functions (activations, BatchNorm, dropout, arithmetic,
+concatenation or softmax over channels, channels-last permutes). Anything else raises
+:class:`GeometryError` naming it. A layer of your own declares its geometry with a method
+``fcn_span(self, span: Span, axis: int) -> Span`` (``axis`` 0 = rows, 1 = columns) that returns the
+span of its output, built with :func:`window_span` (a convolution-like window), :func:`walk_spans` (its
+submodules) and :func:`merge_spans` (parallel branches), or with the class attribute
+``fcn_pointwise = True`` if it acts on each position independently.
+
 All boxes are ``[x1, y1, x2, y2]`` floats with continuous edges: ``[0, 0, W, H]`` is the whole image.
 """
 
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import fx, nn
+from torchvision.ops import stochastic_depth
 
 __all__ = [
-    "Geometry",
-    "GeometryError",
-    "LayerTrace",
-    "trace_layers",
-    "compute_geometry",
-    "dense_output_size",
-    "cells_to_boxes",
-    "boxes_to_cells",
+    "Geometry", "GeometryError", "LayerTrace", "Span", "SPAN_HOOK_HELP", "trace_layers", "compute_geometry",
+    "dense_output_size", "cells_to_boxes", "boxes_to_cells", "merge_spans", "walk_spans", "window_span",
 ]
 
 
@@ -39,7 +45,7 @@ class GeometryError(ValueError):
 
 @dataclass(frozen=True)
 class Geometry:
-    """Sliding-window geometry of a dense network (the same along both axes).
+    """Sliding-window geometry of a dense network (the same along both axes: others are refused).
 
     Attributes:
         stride: input pixels between neighbouring cells.
@@ -56,24 +62,26 @@ class Geometry:
     rf_offset: int
 
     def to_dict(self) -> dict[str, float | int]:
-        return {
-            "stride": self.stride,
-            "offset": self.offset,
-            "window": self.window,
-            "receptive_field": self.receptive_field,
-            "rf_offset": self.rf_offset,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)
-class _Span:
-    """Per-tensor state while walking the graph: size along one axis, jump, receptive field."""
+class Span:
+    """A tensor's geometry along one axis, relative to the network input (what ``fcn_span`` maps).
+
+    Attributes:
+        size: the tensor's side along the axis.
+        jump: input pixels between neighbouring positions (the stride so far).
+        left: left edge, in input pixels, of the receptive field of position 0 (negative with padding).
+        extent: receptive field size, in input pixels.
+        channels_last: the tensor is ``[B, H, W, C]`` (ConvNeXt blocks permute around ``Linear``).
+    """
 
     size: int
     jump: int
-    left: int  # left edge of the receptive field of output index 0, in input pixels
-    extent: int  # receptive field size
-    channels_last: bool = False  # the tensor is ``[B, H, W, C]`` (ConvNeXt blocks permute around Linear)
+    left: int
+    extent: int
+    channels_last: bool = False
 
 
 @dataclass(frozen=True)
@@ -93,52 +101,64 @@ class LayerTrace:
     receptive_field: int
 
 
-# Modules and functions that act on each position independently (or only on channels).
-_POINTWISE_MODULES: tuple[type[nn.Module], ...] = (
-    nn.ReLU,
-    nn.ReLU6,
-    nn.PReLU,
-    nn.LeakyReLU,
-    nn.ELU,
-    nn.SELU,
-    nn.GELU,
-    nn.SiLU,
-    nn.Hardswish,
-    nn.Hardsigmoid,
-    nn.Sigmoid,
-    nn.Tanh,
-    nn.Mish,
-    nn.BatchNorm2d,
-    nn.Identity,
-    nn.Dropout,
-    nn.Dropout2d,
-    nn.Softmax,
-    nn.LogSoftmax,
-    nn.ChannelShuffle,
+# What an unknown operation is told to do (also the documented extension point for user layers).
+SPAN_HOOK_HELP = (
+    "declare its geometry: wrap it in an nn.Module with a method fcn_span(self, span, axis) that returns the "
+    "fcndetect.geometry.Span of its output (see window_span, walk_spans and merge_spans), or the class "
+    "attribute fcn_pointwise = True if it acts on each position independently"
 )
-_SPATIAL_FUNCTIONS = {
-    "adaptive_avg_pool2d",
-    "adaptive_max_pool2d",
-    "avg_pool2d",
-    "max_pool2d",
-    "conv2d",
-    "interpolate",
-    "pad",
-    "flatten",
-    "mean",
+
+# Modules that act on each position independently (or mix only channels) of a [B, C, H, W] map.
+_POINTWISE_MODULES: tuple[type[nn.Module], ...] = (
+    nn.ReLU, nn.ReLU6, nn.PReLU, nn.LeakyReLU, nn.ELU, nn.CELU, nn.SELU, nn.GELU, nn.SiLU, nn.Mish,
+    nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Sigmoid, nn.LogSigmoid, nn.Tanh, nn.Softplus, nn.Threshold,
+    nn.BatchNorm2d, nn.LocalResponseNorm, nn.Identity, nn.ChannelShuffle, nn.Softmax2d,
+    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout, nn.FeatureAlphaDropout,
+)
+# Of those, the ones that index the channel axis as dim 1 (wrong on a channels-last tensor).
+_CHANNELS_FIRST_MODULES = (nn.PReLU, nn.BatchNorm2d, nn.LocalResponseNorm, nn.ChannelShuffle, nn.Softmax2d)
+
+# Functions and tensor methods that act on each position independently: the output span is the merge of
+# the input spans (broadcast constants are checked separately).
+_POINTWISE_FUNCTIONS: frozenset[object] = frozenset({
+    operator.add, operator.sub, operator.mul, operator.truediv, operator.neg, operator.iadd, operator.imul,
+    torch.add, torch.sub, torch.mul, torch.div, torch.neg, torch.relu, torch.sigmoid, torch.tanh, torch.clamp,
+    F.relu, F.relu6, F.elu, F.selu, F.celu, F.gelu, F.silu, F.mish, F.hardswish, F.hardsigmoid, F.hardtanh,
+    F.leaky_relu, F.prelu, F.sigmoid, F.tanh, F.dropout, F.dropout1d, F.dropout2d, F.alpha_dropout,
+    F.batch_norm, torch.channel_shuffle, stochastic_depth,
+})
+_POINTWISE_METHODS = frozenset({
+    "add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "neg", "relu", "relu_", "sigmoid", "sigmoid_",
+    "tanh", "tanh_", "clamp", "clamp_", "clamp_min", "clamp_max", "contiguous", "clone", "float", "half",
+    "to", "type_as", "detach", "size", "dim",
+})
+# Ops that are per-position only along the channel dimension: (positional index of ``dim``, its default).
+_CHANNEL_DIM_FUNCTIONS: dict[object, tuple[int, int | None]] = {
+    torch.cat: (1, 0), torch.concat: (1, 0), torch.concatenate: (1, 0), torch.chunk: (2, 0), torch.split: (2, 0),
+    torch.softmax: (1, None), torch.log_softmax: (1, None), F.softmax: (1, None), F.log_softmax: (1, None),
 }
+_CHANNEL_DIM_METHODS: dict[str, tuple[int, int | None]] = {
+    "chunk": (2, 0), "split": (2, 0), "softmax": (1, None), "log_softmax": (1, None),
+}
+# Functional pools (Inception V3 calls them in forward): positional parameters after ``input``.
+_POOL_PARAMS: dict[object, tuple[str, ...]] = {
+    F.max_pool2d: ("kernel_size", "stride", "padding", "dilation", "ceil_mode"),
+    torch.max_pool2d: ("kernel_size", "stride", "padding", "dilation", "ceil_mode"),
+    F.avg_pool2d: ("kernel_size", "stride", "padding", "ceil_mode"),
+}
+_PERMUTE_TO_LAST, _PERMUTE_TO_FIRST = (0, 2, 3, 1), (0, 3, 1, 2)
 
 
 def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
-    if isinstance(v, tuple):
+    if isinstance(v, (tuple, list)):
         return (int(v[0]), int(v[1]))
     return (int(v), int(v))
 
 
-def _window_op(
-    span: _Span, kernel: int, stride: int, padding: int, dilation: int, ceil_mode: bool, name: str
-) -> _Span:
-    """Apply one convolution/pooling along one axis (PyTorch's output-size rule, ceil mode included)."""
+def window_span(
+    span: Span, kernel: int, stride: int, padding: int, dilation: int, ceil_mode: bool, name: str
+) -> Span:
+    """``span`` after one convolution/pooling along one axis (PyTorch's output-size rule, ceil mode included)."""
     eff = dilation * (kernel - 1) + 1
     num = span.size + 2 * padding - eff
     if num < 0:
@@ -149,49 +169,29 @@ def _window_op(
             out -= 1
     else:
         out = num // stride + 1
-    return replace(
-        span,
-        size=out,
-        jump=span.jump * stride,
-        left=span.left - padding * span.jump,
-        extent=span.extent + (eff - 1) * span.jump,
-    )
+    left, extent = span.left - padding * span.jump, span.extent + (eff - 1) * span.jump
+    return replace(span, size=out, jump=span.jump * stride, left=left, extent=extent)
 
 
-def _module_span(mod: nn.Module, span: _Span, axis: int, name: str) -> _Span:
-    if isinstance(mod, nn.Conv2d):
+def _module_span(mod: nn.Module, span: Span, axis: int, name: str) -> Span:
+    """``span`` after the leaf module ``mod``; :class:`GeometryError` for a module of unknown geometry."""
+    if isinstance(mod, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
         if isinstance(mod.padding, str):
             raise GeometryError(f"{name}: string padding '{mod.padding}' is not supported")
-        return _window_op(
-            span,
-            _pair(mod.kernel_size)[axis],
-            _pair(mod.stride)[axis],
-            _pair(mod.padding)[axis],
-            _pair(mod.dilation)[axis],
-            False,
-            name,
+        if getattr(mod, "padding_mode", "zeros") == "circular":  # wraps the opposite border into each cell
+            raise GeometryError(f"{name}: circular padding mixes opposite image borders; {SPAN_HOOK_HELP}")
+        stride = mod.stride if mod.stride is not None else mod.kernel_size  # pools: stride None = kernel
+        dilation = 1 if isinstance(mod, nn.AvgPool2d) else _pair(mod.dilation)[axis]
+        ceil_mode = bool(getattr(mod, "ceil_mode", False))
+        return window_span(
+            span, _pair(mod.kernel_size)[axis], _pair(stride)[axis], _pair(mod.padding)[axis], dilation,
+            ceil_mode, name,
         )
-    if isinstance(mod, nn.MaxPool2d):
-        return _window_op(
-            span,
-            _pair(mod.kernel_size)[axis],
-            _pair(mod.stride if mod.stride is not None else mod.kernel_size)[axis],
-            _pair(mod.padding)[axis],
-            _pair(mod.dilation)[axis],
-            bool(mod.ceil_mode),
-            name,
-        )
-    if isinstance(mod, nn.AvgPool2d):
-        return _window_op(
-            span,
-            _pair(mod.kernel_size)[axis],
-            _pair(mod.stride if mod.stride is not None else mod.kernel_size)[axis],
-            _pair(mod.padding)[axis],
-            1,
-            bool(mod.ceil_mode),
-            name,
-        )
+    if isinstance(mod, (nn.Softmax, nn.LogSoftmax)):
+        return _channel_dim_span(mod.dim, span, f"{name} ({type(mod).__name__})")
     if isinstance(mod, _POINTWISE_MODULES) or getattr(mod, "fcn_pointwise", False):
+        if span.channels_last and isinstance(mod, _CHANNELS_FIRST_MODULES):
+            raise GeometryError(f"{name}: {type(mod).__name__} on a channels-last map mixes spatial positions")
         return span
     if isinstance(mod, (nn.Linear, nn.LayerNorm)):
         # Per position only when they act on a channels-last tensor (ConvNeXt's Permute -> LayerNorm ->
@@ -200,14 +200,18 @@ def _module_span(mod: nn.Module, span: _Span, axis: int, name: str) -> _Span:
             return span
         raise GeometryError(f"{name}: {type(mod).__name__} on a channels-first map mixes spatial positions")
     span_fn = getattr(mod, "fcn_span", None)
-    if span_fn is not None:  # modules of our own that describe their spatial effect
+    if span_fn is not None:  # modules that describe their own spatial effect
         return span_fn(span, axis)
     raise GeometryError(
-        f"{name}: layer {type(mod).__name__} has no known sliding-window geometry"
+        f"{name}: layer {type(mod).__name__} has no known sliding-window geometry; {SPAN_HOOK_HELP}"
     )
 
 
-def _merge(spans: list[_Span], name: str) -> _Span:
+def merge_spans(spans: list[Span], name: str) -> Span:
+    """The span of an output that combines inputs position by position (residual sums, channel concats).
+
+    All inputs must have the same stride; the receptive field is the union of theirs.
+    """
     if len(spans) == 1:
         return spans[0]
     jumps = {s.jump for s in spans}
@@ -227,89 +231,162 @@ class _Tracer(fx.Tracer):
         return super().is_leaf_module(m, module_qualified_name)
 
 
-# Positional parameters after ``input`` of the functional pools (torch.nn.functional signatures).
-_POOL_PARAMS = {
-    "max_pool2d": ("kernel_size", "stride", "padding", "dilation", "ceil_mode"),
-    "avg_pool2d": ("kernel_size", "stride", "padding", "ceil_mode"),
-}
+def _argument(node: fx.Node, position: int, name: str, default: object) -> object:
+    """Argument ``name`` of a call node (``position`` counts ``self``/``input`` as 0)."""
+    if len(node.args) > position:
+        return node.args[position]
+    return node.kwargs.get(name, default)
 
 
-def _function_pool_span(node: fx.Node, fname: str, span: _Span, axis: int) -> _Span:
-    """``F.max_pool2d`` / ``F.avg_pool2d`` called with constant arguments (Inception V3 calls them in forward)."""
-    bound: dict[str, object] = dict(zip(_POOL_PARAMS[fname], node.args[1:]))
-    bound.update({k: v for k, v in node.kwargs.items() if k in _POOL_PARAMS[fname]})
-    kernel = bound["kernel_size"]
-    stride = bound.get("stride") or kernel
-    if any(isinstance(v, fx.Node) for v in (kernel, stride, bound.get("padding"), bound.get("dilation"))):
-        raise GeometryError(f"{node.name}: '{fname}' with computed arguments has no static geometry")
-    return _window_op(
-        span,
-        _pair(kernel)[axis],  # type: ignore[arg-type]
-        _pair(stride)[axis],  # type: ignore[arg-type]
-        _pair(bound.get("padding", 0))[axis],  # type: ignore[arg-type]
-        _pair(bound.get("dilation", 1))[axis],  # type: ignore[arg-type]
-        bool(bound.get("ceil_mode", False)),
-        node.name,
-    )
+def _channel_dim_span(dim: object, span: Span, name: str) -> Span:
+    """``span`` after an op along dimension ``dim`` of a 4-D map: per position only for the channel dim.
 
-
-def _permute_span(node: fx.Node, span: _Span) -> _Span:
-    """Track ``[B, C, H, W]`` <-> ``[B, H, W, C]`` permutes (other permutes leave the layout flag alone)."""
-    dims = node.args[1:]
-    if len(dims) == 1 and isinstance(dims[0], (list, tuple)):
-        dims = tuple(dims[0])
-    if tuple(dims) == (0, 2, 3, 1):
-        return replace(span, channels_last=True)
-    if tuple(dims) == (0, 3, 1, 2):
-        return replace(span, channels_last=False)
+    ``dim=None`` is the implicit softmax dimension, 1 for a 4-D tensor.
+    """
+    channel = (3, -1) if span.channels_last else (1, -3)
+    if dim is None and not span.channels_last:
+        return span
+    if dim not in channel:
+        raise GeometryError(
+            f"{name} works along dim {dim}, not the channel dim {channel[0]}: it mixes spatial positions; "
+            f"{SPAN_HOOK_HELP}"
+        )
     return span
 
 
-def _trace_axis(module: nn.Module, size: int, axis: int) -> _Span:
-    return _walk(module, _Span(size=size, jump=1, left=0, extent=1), axis)
+def _function_pool_span(node: fx.Node, span: Span, axis: int) -> Span:
+    """``F.max_pool2d`` / ``F.avg_pool2d`` called with constant arguments (Inception V3 calls them in forward)."""
+    params = _POOL_PARAMS[node.target]
+    bound: dict[str, object] = dict(zip(params, node.args[1:]))
+    bound.update({k: v for k, v in node.kwargs.items() if k in params})
+    kernel = bound["kernel_size"]
+    stride = bound.get("stride") or kernel
+    if any(isinstance(v, fx.Node) for v in (kernel, stride, bound.get("padding"), bound.get("dilation"))):
+        raise GeometryError(f"{node.name}: '{node.target.__name__}' with computed arguments has no static geometry")
+    values = (kernel, stride, bound.get("padding", 0), bound.get("dilation", 1))
+    k, s, p, d = (_pair(v)[axis] for v in values)  # type: ignore[arg-type]
+    return window_span(span, k, s, p, d, bool(bound.get("ceil_mode", False)), node.name)
 
 
-def _walk(module: nn.Module, start: _Span, axis: int) -> _Span:
-    """Propagate ``start`` (the span of ``module``'s single input) through ``module``'s fx graph.
+def _permute_span(node: fx.Node, span: Span) -> Span:
+    """Track ``[B, C, H, W]`` <-> ``[B, H, W, C]`` permutes; any other permutation is refused."""
+    dims = node.args[1:] if node.op == "call_method" else (_argument(node, 1, "dims", ()),)
+    if len(dims) == 1 and isinstance(dims[0], (list, tuple)):
+        dims = tuple(dims[0])
+    dims = tuple(dims)
+    if dims == (_PERMUTE_TO_FIRST if span.channels_last else _PERMUTE_TO_LAST):
+        return replace(span, channels_last=not span.channels_last)
+    if dims == (0, 1, 2, 3):
+        return span
+    raise GeometryError(f"{node.name}: permute{dims} moves a spatial axis; {SPAN_HOOK_HELP}")
 
-    Modules of our own use this in ``fcn_span`` to describe blocks that torch.fx cannot trace.
-    """
-    graph = module.__dict__.get("_fcn_fx_graph")  # traced once per module: tracing costs milliseconds
+
+def _getitem_span(node: fx.Node, span: Span) -> Span:
+    """``x[index]``: an element of a tuple (chunks, branch outputs) or a slice that keeps both spatial axes whole."""
+    index = node.args[1]
+    if isinstance(index, (int, slice)):
+        return span  # elements of a tuple (chunks, branches), or a selection along the batch dim
+    spatial = (1, 2) if span.channels_last else (2, 3)
+    if isinstance(index, tuple) and Ellipsis not in index and None not in index:
+        if all(index[d] == slice(None) for d in spatial if d < len(index)):
+            return span
+    raise GeometryError(f"{node.name}: indexing with {index!r} may crop or reorder a spatial axis; {SPAN_HOOK_HELP}")
+
+
+def _layer_norm_span(node: fx.Node, span: Span) -> Span:
+    """``F.layer_norm`` is per position only over the channels of a channels-last map (ConvNeXt's LayerNorm2d)."""
+    shape = _argument(node, 1, "normalized_shape", ())
+    if span.channels_last and isinstance(shape, (tuple, list)) and len(shape) == 1:
+        return span
+    raise GeometryError(f"{node.name}: layer_norm over {shape} mixes spatial positions; {SPAN_HOOK_HELP}")
+
+
+def _check_constants(node: fx.Node, root: nn.Module, span: Span) -> None:
+    """Refuse a pointwise op whose module-attribute operand varies over positions (e.g. a position embedding)."""
+    spatial = (1, 2) if span.channels_last else (2, 3)
+    for arg in node.all_input_nodes:
+        if arg.op != "get_attr":
+            continue
+        value = root
+        for part in str(arg.target).split("."):
+            value = getattr(value, part)
+        if isinstance(value, torch.Tensor) and value.dim() > 1:
+            shape = (1,) * (4 - value.dim()) + tuple(value.shape[-4:])
+            if any(shape[d] != 1 for d in spatial):
+                raise GeometryError(
+                    f"{node.name}: operand {arg.target} of shape {tuple(value.shape)} differs between positions"
+                )
+
+
+def _op_span(node: fx.Node, span: Span, axis: int, root: nn.Module) -> Span:
+    """``span`` (the merged span of the node's map inputs) after a function or tensor-method call."""
+    target = node.target
+    is_function = node.op == "call_function"
+    if is_function and target in _POOL_PARAMS:
+        return _function_pool_span(node, span, axis)
+    if (is_function and target in _POINTWISE_FUNCTIONS) or (not is_function and target in _POINTWISE_METHODS):
+        _check_constants(node, root, span)
+        return span
+    rule = _CHANNEL_DIM_FUNCTIONS.get(target) if is_function else _CHANNEL_DIM_METHODS.get(str(target))
+    if rule is not None:
+        return _channel_dim_span(_argument(node, rule[0], "dim", rule[1]), span, node.name)
+    if target in (torch.permute, "permute"):
+        return _permute_span(node, span)
+    if target is operator.getitem:
+        return _getitem_span(node, span)
+    if target is F.layer_norm:
+        return _layer_norm_span(node, span)
+    if target is getattr:  # tensor metadata (x.shape): carries no map
+        return span
+    name = getattr(target, "__name__", str(target))
+    raise GeometryError(
+        f"{node.name}: '{name}' is not a known per-position operation, so its sliding-window geometry is "
+        f"unknown; {SPAN_HOOK_HELP}"
+    )
+
+
+def _trace_axis(module: nn.Module, size: int, axis: int) -> Span:
+    return walk_spans(module, Span(size=size, jump=1, left=0, extent=1), axis)
+
+
+def _fx_graph(module: nn.Module) -> fx.Graph:
+    """``module``'s torch.fx graph, traced once and cached on the module (tracing costs milliseconds)."""
+    graph = module.__dict__.get("_fcn_fx_graph")
     if graph is None:
         try:
             graph = _Tracer().trace(module)
         except Exception as exc:  # noqa: BLE001 - fx raises many types
             raise GeometryError(f"cannot trace {type(module).__name__} with torch.fx: {exc}") from exc
         module.__dict__["_fcn_fx_graph"] = graph
-    spans: dict[fx.Node, _Span] = {}
-    result: _Span | None = None
+    return graph
+
+
+def walk_spans(module: nn.Module, start: Span, axis: int) -> Span:
+    """Propagate ``start`` (the span of ``module``'s single input) through ``module``'s fx graph.
+
+    Every operation must be known: convolutions and pools (kernel, stride, padding, dilation, ceil mode),
+    an allow-list of per-position modules, functions and methods (activations, BatchNorm, dropout,
+    arithmetic, concatenation/softmax over channels, channels-last permutes), or a module with an
+    ``fcn_span(span, axis)`` hook, which may call this function on its submodules (``BranchedBlock``).
+    Anything else raises :class:`GeometryError` naming it.
+    """
+    graph = _fx_graph(module)
+    spans: dict[fx.Node, Span] = {}
+    result: Span | None = None
     for node in graph.nodes:
         if node.op == "placeholder":
             spans[node] = start
             continue
-        inputs = [a for a in node.all_input_nodes if a in spans]
+        inputs = [spans[a] for a in node.all_input_nodes if a in spans]
         if node.op == "output":
-            result = _merge([spans[a] for a in inputs], "output")
-            continue
-        if not inputs:
+            result = merge_spans(inputs, "output")
+        elif not inputs:
             continue  # constants / attributes
-        if node.op == "call_module":
-            mod = module.get_submodule(str(node.target))
-            spans[node] = _module_span(mod, _merge([spans[a] for a in inputs], str(node.target)), axis, str(node.target))
-        elif node.op == "call_function" or node.op == "call_method":
-            fname = getattr(node.target, "__name__", str(node.target))
-            if fname in _POOL_PARAMS and node.op == "call_function":
-                spans[node] = _function_pool_span(node, fname, spans[inputs[0]], axis)
-            elif fname in _SPATIAL_FUNCTIONS:
-                raise GeometryError(f"{node.name}: function '{fname}' changes the spatial layout")
-            elif fname == "permute":  # torch.permute(x, dims) or x.permute(*dims)
-                spans[node] = _permute_span(node, spans[inputs[0]])
-            elif node.target is operator.getitem:
-                spans[node] = spans[inputs[0]]
-            else:
-                spans[node] = _merge([spans[a] for a in inputs], node.name)
+        elif node.op == "call_module":
+            name = str(node.target)
+            spans[node] = _module_span(module.get_submodule(name), merge_spans(inputs, name), axis, name)
         else:
-            spans[node] = _merge([spans[a] for a in inputs], node.name)
+            spans[node] = _op_span(node, merge_spans(inputs, node.name), axis, module)
     if result is None:
         raise GeometryError("network has no output")
     return result
@@ -336,20 +413,24 @@ def compute_geometry(module: nn.Module, window: int) -> Geometry:
 
     The window of cell ``(0, 0)`` starts where the native input starts (``offset = 0``), since the
     conversion keeps every layer's padding: the native-size input yields exactly one cell. That is
-    checked here, and a :class:`GeometryError` is raised when it does not hold.
+    checked here, as is that rows and columns have the same stride and receptive field (kernel, stride,
+    padding or dilation that differ between the axes would need a per-axis geometry, which fcndetect
+    does not map): otherwise a :class:`GeometryError` is raised.
     """
-    t = trace_layers(module, window, 0)
-    if t.output_size != 1:
+    rows, cols = trace_layers(module, window, 0), trace_layers(module, window, 1)
+    if (rows.output_size, cols.output_size) != (1, 1):
         raise GeometryError(
-            f"a {window}x{window} input gives a {t.output_size}-cell map, not 1: wrong input size?"
+            f"a {window}x{window} input gives a {rows.output_size}x{cols.output_size} map, not 1x1: "
+            "wrong input size?"
         )
-    return Geometry(
-        stride=t.stride,
-        offset=0.0,
-        window=window,
-        receptive_field=t.receptive_field,
-        rf_offset=t.rf_offset,
-    )
+    if rows != cols:
+        raise GeometryError(
+            f"rows and columns have different sliding-window geometry: stride_y={rows.stride}, "
+            f"stride_x={cols.stride}, receptive field {rows.receptive_field} x {cols.receptive_field} px, "
+            f"rf_offset {rows.rf_offset} / {cols.rf_offset}; only nets with the same kernel, stride, padding "
+            "and dilation along both axes are supported"
+        )
+    return Geometry(rows.stride, 0.0, window, rows.receptive_field, rows.rf_offset)
 
 
 def dense_output_size(module: nn.Module, height: int, width: int) -> tuple[int, int]:
@@ -405,4 +486,3 @@ def boxes_to_cells(
     cols = torch.round((b[:, 0] * sx - geometry.offset) / geometry.stride).to(torch.int64)
     rows = torch.round((b[:, 1] * sy - geometry.offset) / geometry.stride).to(torch.int64)
     return rows, cols
-
