@@ -47,6 +47,14 @@ class DetectorConfig:
         classes: classes to detect (ImageNet names, indices, groups such as ``cat``); each is one label.
         input_size: native input side of a custom classifier (default: the weights' crop size).
         mean, std: RGB normalisation of a custom classifier, in 0..1 units.
+        stages: a cascade's earlier stages, cheapest first (model names); ``model`` is the last stage. The
+            first runs densely over the pyramid; each later one classifies only the candidates the stage
+            before it kept. Empty: a single dense stage.
+        stage_thresholds: one probability per earlier stage that a window must exceed to stay a candidate
+            (``threshold`` is the last stage's).
+        stage_nms_iou: IoU of the NMS-max that thins candidates between stages.
+        fusion: the logit a cascade detection gets: ``"last"`` (the last stage's) or ``"sum"`` (the sum of
+            every stage's logit at that window); ``threshold`` compares ``sigmoid`` of it.
     """
 
     model: str = "face"
@@ -68,14 +76,28 @@ class DetectorConfig:
     input_size: int | None = None
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
+    stages: tuple[str, ...] = ()
+    stage_thresholds: tuple[float, ...] = ()
+    stage_nms_iou: float = 0.7
+    fusion: Literal["last", "sum"] = "last"
 
     def __post_init__(self) -> None:
-        for key in ("classes", "mean", "std"):
+        for key in ("classes", "mean", "std", "stages", "stage_thresholds"):
             value = getattr(self, key)
             if isinstance(value, str):
                 value = [v.strip() for v in value.split(",") if v.strip()]
             if value is not None:
-                object.__setattr__(self, key, tuple(str(v) if key == "classes" else float(v) for v in value))
+                as_str = key in ("classes", "stages")
+                object.__setattr__(self, key, tuple(str(v) if as_str else float(v) for v in value))
+        if len(self.stage_thresholds) != len(self.stages):
+            raise ConfigError(f"stage_thresholds needs one value per earlier stage ({len(self.stages)}: "
+                              f"{', '.join(self.stages) or 'none'}), got {len(self.stage_thresholds)}")
+        if any(not 0.0 <= t <= 1.0 for t in self.stage_thresholds):
+            raise ConfigError(f"stage_thresholds must be in [0, 1], got {list(self.stage_thresholds)}")
+        if not 0.0 <= self.stage_nms_iou <= 1.0:
+            raise ConfigError(f"stage_nms_iou must be in [0, 1], got {self.stage_nms_iou}")
+        if self.fusion not in ("last", "sum"):
+            raise ConfigError(f"fusion must be 'last' or 'sum', got {self.fusion!r}")
         for key in ("mean", "std"):
             value = getattr(self, key)
             if value is not None and len(value) != 3:
@@ -125,7 +147,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "max_size": (float,), "scale_factor": (float,), "max_det": (int,), "min_neighbors": (int,),
     "regress": (bool,), "clip": (bool,), "device": (str,), "max_memory_mb": (int,), "weights": (str, PurePath),
     "num_classes": (int,), "classes": (list, tuple, str), "input_size": (int,), "mean": (list, tuple, str),
-    "std": (list, tuple, str),
+    "std": (list, tuple, str), "stages": (list, tuple, str), "stage_thresholds": (list, tuple, str),
+    "stage_nms_iou": (float,), "fusion": (str,),
 }
 _TYPE_NAMES = {str: "a string", float: "a number", int: "an integer", bool: "true or false", list: "a list",
                tuple: "a tuple", PurePath: "a path"}
@@ -152,7 +175,7 @@ def _validate(data: dict[str, Any], origin: str) -> dict[str, Any]:
     for key, value in data.items():
         _check_type(key, value, origin)
     out = dict(data)
-    for key in ("threshold", "nms_iou", "min_size", "max_size", "scale_factor"):
+    for key in ("threshold", "nms_iou", "min_size", "max_size", "scale_factor", "stage_nms_iou"):
         if key in out and isinstance(out[key], int) and not isinstance(out[key], bool):
             out[key] = float(out[key])
     return out
@@ -198,17 +221,23 @@ def read_config(name_or_path: str) -> dict[str, Any]:
     return load_preset(name_or_path)
 
 
+#: The preset used when neither a config nor a model is given: the face cascade (P-Net, then O-Net).
+DEFAULT_PRESET = "face-cascade"
+
+
 def resolve_config(config: str | None = None, **overrides: Any) -> DetectorConfig:
     """The effective settings: ``overrides`` (non-None) > ``config`` file/preset > model preset > defaults.
 
-    The model is taken from ``overrides``, else from the config file, else the default (``face``); when no
-    ``config`` is given, that model's own preset supplies the base values, so ``model="X"`` never inherits
-    another model's threshold.
+    With neither ``config`` nor a ``model`` override, ``config`` is :data:`DEFAULT_PRESET`. The model is
+    taken from ``overrides``, else from the config file; that model's own preset supplies the base values,
+    so ``model="X"`` never inherits another model's threshold (``model="face"`` is the single dense O-Net).
     """
     from .models import get_spec  # local: keeps config importable without torch models
 
     explicit = {k: v for k, v in overrides.items() if v is not None}
     _validate(explicit, "options")
+    if config is None and "model" not in explicit:
+        config = DEFAULT_PRESET
     file_values = read_config(config) if config else {}
     model = explicit.get("model", file_values.get("model", DetectorConfig.model))
     try:

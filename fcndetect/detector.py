@@ -19,6 +19,7 @@ import torch
 from .config import ConfigError, DetectorConfig, resolve_config
 from .detections import Detections
 from .geometry import Geometry, dense_output_size
+from .cascade import run_cascade
 from .postprocess import LevelOutput, group_logits, postprocess
 from .tiling import activation_bytes_per_pixel, run_tiled
 from .io.images import DEFAULT_MAX_PIXELS, load_image, to_rgb_array
@@ -98,13 +99,21 @@ class Detector:
             cfg = resolve_config(config, **overrides)
         self.config: DetectorConfig = cfg
         self.device = resolve_device(cfg.device)
+        #: the last stage (the only one without ``stages``): its classes, boxes and regression are the output
         self.model: LoadedModel = load_model(cfg.model, self.device, **cfg.model_options())
+        #: a cascade's earlier stages, cheapest first; the first runs densely over the pyramid
+        self.stage_models: list[LoadedModel] = [load_model(name, self.device) for name in cfg.stages]
         self._fingerprint: str | None = None
-        upsample = self.model.window / cfg.min_size
+        for stage in self.stage_models:
+            if tuple(g.name for g in stage.groups) != self.class_names:
+                raise ConfigError(f"cascade stage {stage.spec.name} detects {[g.name for g in stage.groups]}, "
+                                  f"the last stage {cfg.model} {list(self.class_names)}: they must agree")
+        first = self.dense_model
+        upsample = first.window / cfg.min_size
         if upsample > MAX_UPSAMPLE:
             raise ConfigError(
-                f"min_size {cfg.min_size:g} would upsample images {upsample:.1f}x for the {self.model.window} px "
-                f"window of model {cfg.model}; the smallest min_size is {self.model.window / MAX_UPSAMPLE:g} "
+                f"min_size {cfg.min_size:g} would upsample images {upsample:.1f}x for the {first.window} px "
+                f"window of model {first.spec.name}; the smallest min_size is {first.window / MAX_UPSAMPLE:g} "
                 f"(at most {MAX_UPSAMPLE:g}x upsampling)"
             )
 
@@ -113,18 +122,24 @@ class Detector:
         return tuple(g.name for g in self.model.groups)
 
     @property
+    def dense_model(self) -> LoadedModel:
+        """The model that runs densely over the pyramid: a cascade's first stage, else the only one."""
+        return self.stage_models[0] if self.stage_models else self.model
+
+    @property
     def geometry(self) -> Geometry:
-        """Where each score-map cell looks (stride, offset, window, receptive field)."""
-        return self.model.dense.geometry
+        """Where each score-map cell of :attr:`dense_model` looks (stride, offset, window, receptive field)."""
+        return self.dense_model.dense.geometry
 
     def weights_fingerprint(self) -> str:
         """sha256 of the classifier's parameters and buffers: identifies the weights whatever file they came
         from (recorded in ``run.json``)."""
         if self._fingerprint is None:
             h = hashlib.sha256()
-            for name, t in sorted(self.model.classifier.state_dict().items()):
-                h.update(name.encode())
-                h.update(t.detach().cpu().contiguous().numpy().tobytes())
+            for stage in [*self.stage_models, self.model]:
+                for name, t in sorted(stage.classifier.state_dict().items()):
+                    h.update(name.encode())
+                    h.update(t.detach().cpu().contiguous().numpy().tobytes())
             self._fingerprint = h.hexdigest()
         return self._fingerprint
 
@@ -155,20 +170,25 @@ class Detector:
         raise TypeError(f"unsupported image type {type(image).__name__}")
 
     # -- detection -----------------------------------------------------------------------------
-    @property
-    def regresses(self) -> bool:
-        """Whether boxes are refined by the model's box-regression head (config ``regress``)."""
-        return self.config.regress and self.model.dense.regressor is not None
+    def regresses(self, model: LoadedModel | None = None) -> bool:
+        """Whether ``model``'s (default: :attr:`dense_model`'s) box-regression head refines boxes: config
+        ``regress``, and only for the last stage. A cascade's earlier stages propose their raw windows: the
+        pyramid's grid (3 scales per octave, a stride of a few pixels) already places windows well, and a
+        cheap stage's regression moved good windows off faces in our measurements (dev_faces: 42/43 faces
+        with P-Net's regression applied, 43/43 without)."""
+        model = model if model is not None else self.dense_model
+        return self.config.regress and model is self.model and model.dense.regressor is not None
 
     @torch.inference_mode()
     def score_level(
-        self, images: np.ndarray | list[np.ndarray], level: Level
+        self, images: np.ndarray | list[np.ndarray], level: Level, model: LoadedModel | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Score maps of one pyramid level for one image or a batch of same-size images.
 
         Args:
             images: ``[H, W, 3]`` uint8 RGB, or a list of them (all the same size).
             level: the level's size (from :func:`fcndetect.pyramid.pyramid_levels`).
+            model: the network to run (default: :attr:`dense_model`).
 
         Returns:
             ``(logits [B, G, H', W'], regression [B, 4, H', W'] or None)``: class-group log-odds
@@ -181,11 +201,12 @@ class Detector:
         arrays = [torch.from_numpy(_writable(resize_image(im, level.width, level.height))) for im in batch]
         x = (arrays[0][None] if len(arrays) == 1 else torch.stack(arrays)).to(self.device)  # no copy for one image
         x = x.permute(0, 3, 1, 2)  # uint8 [B, 3, h, w]; normalised per tile below
-        dense = self.model.dense
-        mean = self.model.mean[:, None, None]
-        std = self.model.std[:, None, None]
-        regress = self.regresses
-        groups = [g.indices for g in self.model.groups]
+        model = model if model is not None else self.dense_model
+        dense = model.dense
+        mean = model.mean[:, None, None]
+        std = model.std[:, None, None]
+        regress = self.regresses(model)
+        groups = [g.indices for g in model.groups]
 
         def run(tile: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
             t = (tile.to(torch.float32, memory_format=torch.channels_last) - mean) / std
@@ -201,8 +222,10 @@ class Detector:
         return run_tiled(run, x, dense.geometry, out_hw, budget, bpp)
 
     def levels(self, width: int, height: int) -> list[Level]:
+        """The pyramid :attr:`dense_model` runs over for a ``width x height`` image."""
         cfg = self.config
-        return pyramid_levels((width, height), self.model.window, cfg.min_size, cfg.max_size, cfg.scale_factor)
+        return pyramid_levels((width, height), self.dense_model.window, cfg.min_size, cfg.max_size,
+                              cfg.scale_factor)
 
     @torch.inference_mode()
     def detect_batch(self, images: list[np.ndarray], return_maps: bool = False) -> list[Detections]:
@@ -221,8 +244,11 @@ class Detector:
                 for b in range(len(members)):
                     per_image[b].append(LevelOutput(level, logits[b], reg[b] if reg is not None else None))
             for b, k in enumerate(members):
-                results[k] = postprocess(per_image[b], self.geometry, self.config, self.class_names,
-                                         (width, height), return_maps)
+                if self.stage_models:
+                    results[k] = run_cascade(images[k], per_image[b], self, return_maps)
+                else:
+                    results[k] = postprocess(per_image[b], self.geometry, self.config, self.class_names,
+                                             (width, height), return_maps)
         return [r for r in results if r is not None]
 
     def detect_array(self, image: np.ndarray, return_maps: bool = False) -> Detections:

@@ -23,7 +23,7 @@ from .detections import Detections, ScoreMap
 from .geometry import Geometry, cells_to_boxes
 from .pyramid import Level
 
-__all__ = ["LevelOutput", "group_logits", "postprocess", "LOGIT_LIMIT"]
+__all__ = ["LevelOutput", "group_logits", "level_windows", "finalize", "score_maps", "postprocess", "LOGIT_LIMIT"]
 
 #: Log-odds are clipped to ``[-LOGIT_LIMIT, LOGIT_LIMIT]`` (a group holding every class has odds of infinity).
 LOGIT_LIMIT = 1e4
@@ -82,6 +82,91 @@ def group_logits(logits: torch.Tensor, groups: Sequence[Sequence[int]]) -> torch
     return torch.stack(out, dim=1).clamp(-LOGIT_LIMIT, LOGIT_LIMIT)
 
 
+def level_windows(
+    outputs: Sequence[LevelOutput], geometry: Geometry, threshold: float, level_nms_iou: float | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every cell whose probability ``sigmoid(logit)`` exceeds ``threshold``, as a box in image pixels
+    (refined by the level's regression where there is one).
+
+    Args:
+        outputs: one :class:`LevelOutput` per pyramid level.
+        geometry: where each cell looks.
+        threshold: probability a cell must exceed.
+        level_nms_iou: if given, NMS-max within each level at this IoU (a cascade's first stage).
+
+    Returns:
+        ``(boxes [N, 4] float32, logits [N] float32, labels [N] int64)`` on the CPU, levels in order, cells
+        in row-major order within a level.
+    """
+    all_boxes, all_logits, all_labels = [], [], []
+    for out in outputs:
+        level, logits, reg = out.level, out.logits, out.regression
+        # compare probabilities in float32, exactly as documented (score > threshold), not a rounded logit
+        g, i, j = torch.nonzero(torch.sigmoid(logits.float()) > threshold, as_tuple=True)
+        if g.numel() == 0:
+            continue
+        boxes = cells_to_boxes(i.cpu(), j.cpu(), geometry, (level.sx, level.sy))
+        if reg is not None:
+            boxes = refine_boxes(boxes, reg[:, i, j].T.float().cpu())
+        keys, labels = logits[g, i, j].float().cpu(), g.cpu()
+        if level_nms_iou is not None:
+            keep = nms_max(boxes, keys, labels, level_nms_iou)
+            boxes, keys, labels = boxes[keep], keys[keep], labels[keep]
+        all_boxes.append(boxes)
+        all_logits.append(keys)
+        all_labels.append(labels)
+    if not all_boxes:
+        return torch.zeros((0, 4)), torch.zeros(0), torch.zeros(0, dtype=torch.int64)
+    return torch.cat(all_boxes), torch.cat(all_logits), torch.cat(all_labels)
+
+
+def finalize(
+    boxes: torch.Tensor,
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    config: DetectorConfig,
+    class_names: tuple[str, ...],
+    image_size: tuple[int, int],
+    maps: list[ScoreMap] | None = None,
+) -> Detections:
+    """NMS-max or NMS-avg ranked by logit, clipping, sorting by logit and the ``max_det`` cap.
+
+    Args:
+        boxes: ``[N, 4]`` windows in image pixels; logits: ``[N]`` ranking keys; labels: ``[N]`` int64.
+        config: reads ``nms``, ``nms_iou``, ``min_neighbors``, ``clip``, ``max_det``.
+        class_names: ``G`` names; image_size: ``(width, height)``; maps: attached as ``score_maps``.
+    """
+    width, height = image_size
+    if boxes.shape[0] == 0:
+        dets = Detections.empty(class_names, (width, height))
+        dets.score_maps = maps
+        return dets
+    if config.nms == "avg":
+        boxes, logits, labels, sizes = nms_avg(boxes, logits, labels, config.nms_iou)
+        keep = sizes >= config.min_neighbors
+        boxes, logits, labels = boxes[keep], logits[keep], labels[keep]
+    else:
+        keep = nms_max(boxes, logits, labels, config.nms_iou)
+        boxes, logits, labels = boxes[keep], logits[keep], labels[keep]
+    if config.clip:
+        boxes = clip_boxes(boxes, width, height)
+    order = torch.argsort(logits, descending=True, stable=True)[: config.max_det]
+    return Detections(
+        boxes=boxes[order].float().numpy(),
+        scores=torch.sigmoid(logits[order].float()).numpy(),
+        labels=labels[order].numpy().astype(np.int64),
+        class_names=class_names,
+        image_size=(width, height),
+        logits=logits[order].float().numpy(),
+        score_maps=maps,
+    )
+
+
+def score_maps(outputs: Sequence[LevelOutput], geometry: Geometry) -> list[ScoreMap]:
+    """Each level's logits as a :class:`~fcndetect.detections.ScoreMap` (numpy, with the geometry)."""
+    return [ScoreMap(o.level.scale, o.level.sx, o.level.sy, o.logits.float().cpu().numpy(), geometry) for o in outputs]
+
+
 def postprocess(
     outputs: Sequence[LevelOutput],
     geometry: Geometry,
@@ -104,47 +189,6 @@ def postprocess(
     Returns:
         the image's detections, by decreasing logit (ties: level order, then row-major cell order).
     """
-    width, height = image_size
-    all_boxes, all_logits, all_labels = [], [], []
-    maps: list[ScoreMap] = []
-    for out in outputs:
-        level, logits, reg = out.level, out.logits, out.regression
-        if return_maps:
-            maps.append(ScoreMap(level.scale, level.sx, level.sy, logits.float().cpu().numpy(), geometry))
-        # compare probabilities in float32, exactly as documented (score > threshold), not a rounded logit
-        g, i, j = torch.nonzero(torch.sigmoid(logits.float()) > config.threshold, as_tuple=True)
-        if g.numel() == 0:
-            continue
-        cell_boxes = cells_to_boxes(i.cpu(), j.cpu(), geometry, (level.sx, level.sy))
-        if reg is not None:
-            cell_boxes = refine_boxes(cell_boxes, reg[:, i, j].T.float().cpu())
-        all_boxes.append(cell_boxes)
-        all_logits.append(logits[g, i, j].float().cpu())
-        all_labels.append(g.cpu())
-    if not all_boxes:
-        dets = Detections.empty(class_names, (width, height))
-        dets.score_maps = maps if return_maps else None
-        return dets
-    boxes = torch.cat(all_boxes)
-    logit_t = torch.cat(all_logits)
-    labels = torch.cat(all_labels)
-    if config.nms == "avg":
-        boxes, logit_t, labels, sizes = nms_avg(boxes, logit_t, labels, config.nms_iou)
-        keep = sizes >= config.min_neighbors
-        boxes, logit_t, labels = boxes[keep], logit_t[keep], labels[keep]
-    else:
-        keep = nms_max(boxes, logit_t, labels, config.nms_iou)
-        boxes, logit_t, labels = boxes[keep], logit_t[keep], labels[keep]
-    if config.clip:
-        boxes = clip_boxes(boxes, width, height)
-    order = torch.argsort(logit_t, descending=True, stable=True)[: config.max_det]
-    logits_np = logit_t[order].numpy().astype(np.float32)
-    return Detections(
-        boxes=boxes[order].numpy().astype(np.float32),
-        scores=torch.sigmoid(logit_t[order]).numpy().astype(np.float32),
-        labels=labels[order].numpy().astype(np.int64),
-        class_names=class_names,
-        image_size=(width, height),
-        logits=logits_np,
-        score_maps=maps if return_maps else None,
-    )
+    boxes, logits, labels = level_windows(outputs, geometry, config.threshold)
+    maps = score_maps(outputs, geometry) if return_maps else None
+    return finalize(boxes, logits, labels, config, class_names, image_size, maps)

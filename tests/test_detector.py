@@ -35,7 +35,7 @@ def test_astronaut_best_detection_is_the_face(face_detector, samples):
 def test_raw_windows_are_nms_avg_means_of_the_maps_windows(samples):
     """Without regression, every detection is the mean of the windows of one NMS-avg cluster: rebuilt here
     from the returned score maps with the plain-Python oracle, on the real O-Net output."""
-    det = Detector(regress=False, threshold=0.9)
+    det = Detector(model="face", regress=False, threshold=0.9)
     dets = det(samples / "astronaut.png", return_maps=True)
     assert _iou(dets.boxes[0].tolist(), ASTRONAUT_FACE) >= 0.4
     boxes, keys, labels = [], [], []
@@ -68,7 +68,7 @@ def test_input_types_agree(face_detector, samples):
 
 def test_score_maps_match_boxes(face_detector, samples):
     """A raw (no-NMS) view: every cell above threshold maps to a window box that overlaps a detection."""
-    det = Detector(regress=False, threshold=0.99, nms="max")
+    det = Detector(model="face", regress=False, threshold=0.99, nms="max")
     dets = det(samples / "astronaut.png", return_maps=True)
     assert dets.score_maps and len(dets.score_maps) == len(det.levels(512, 512))
     g = det.geometry
@@ -82,8 +82,8 @@ def test_score_maps_match_boxes(face_detector, samples):
 
 
 def test_max_det_keeps_the_best_logits(samples):
-    full = Detector(threshold=0.5)(samples / "astronaut.png")
-    dets = Detector(threshold=0.5, max_det=2)(samples / "astronaut.png")
+    full = Detector(model="face", threshold=0.5)(samples / "astronaut.png")
+    dets = Detector(model="face", threshold=0.5, max_det=2)(samples / "astronaut.png")
     assert len(full) > 2 and len(dets) == 2 and (dets.scores > 0.5).all()
     assert np.all(np.diff(full.logits) <= 0)
     np.testing.assert_array_equal(dets.logits, full.logits[:2])
@@ -92,7 +92,9 @@ def test_max_det_keeps_the_best_logits(samples):
 
 def test_upsampling_is_capped_with_a_clear_error():
     with pytest.raises(ConfigError, match=r"min_size 1 would upsample images 48.0x .* smallest min_size is 12"):
-        Detector(min_size=1)
+        Detector(model="face", min_size=1)
+    with pytest.raises(ConfigError, match=r"12 px window of model face-pnet; the smallest min_size is 3"):
+        Detector(min_size=2)  # the cascade's pyramid is its first stage's
 
 
 def test_missing_cuda_is_a_clear_error():

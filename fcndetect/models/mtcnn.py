@@ -1,12 +1,14 @@
-"""MTCNN's R-Net and O-Net face/non-face classifiers, with the weights shipped by facenet-pytorch.
+"""MTCNN's P-Net, R-Net and O-Net face/non-face classifiers, with the weights shipped by facenet-pytorch.
 
 The layer names and the forward pass mirror ``facenet_pytorch.models.mtcnn`` exactly, so its state dicts
-(``facenet_pytorch/data/rnet.pt``, ``onet.pt``; MIT licence) load unchanged. The weights are read from the
+(``facenet_pytorch/data/pnet.pt``, ``rnet.pt``, ``onet.pt``; MIT licence) load unchanged. The weights are read from the
 installed package, located without importing its ``__init__`` (which pulls in the whole library).
 
-Inputs are RGB ``[B, 3, N, N]`` scaled as ``(x - 127.5) * 0.0078125`` (``x`` in 0..255); ``N`` is 24
-(R-Net) or 48 (O-Net). Both flatten their last feature map in ``(W, H, C)`` order before the first
-``Linear`` (they permute before ``view``), which :mod:`fcndetect.convert` accounts for.
+Inputs are RGB ``[B, 3, N, N]`` scaled as ``(x - 127.5) * 0.0078125`` (``x`` in 0..255); ``N`` is 12
+(P-Net), 24 (R-Net) or 48 (O-Net). R-Net and O-Net flatten their last feature map in ``(W, H, C)`` order
+before the first ``Linear`` (they permute before ``view``), which :mod:`fcndetect.convert` accounts for.
+P-Net is fully convolutional already: :func:`pnet_dense` only wraps it as a
+:class:`~fcndetect.convert.DenseNet` (logits, box regression, geometry).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["ONet", "RNet", "mtcnn_weights_path", "WeightsNotFoundError"]
+__all__ = ["ONet", "RNet", "PNet", "pnet_dense", "mtcnn_weights_path", "WeightsNotFoundError", "load_mtcnn"]
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -36,6 +38,41 @@ def mtcnn_weights_path(name: str) -> Path:
         if path.is_file():
             return path
     raise WeightsNotFoundError(f"facenet-pytorch is installed but has no data/{name}.pt")
+
+
+class PNet(nn.Module):
+    """MTCNN P-Net: ``[B, 3, H, W]`` -> (box regression ``[B, 4, H', W']``, face probabilities ``[B, 2, H', W']``);
+    a 12 px window, stride 2."""
+
+    input_size = 12
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 10, kernel_size=3)
+        self.prelu1 = nn.PReLU(10)
+        self.pool1 = nn.MaxPool2d(2, 2, ceil_mode=True)
+        self.conv2 = nn.Conv2d(10, 16, kernel_size=3)
+        self.prelu2 = nn.PReLU(16)
+        self.conv3 = nn.Conv2d(16, 32, kernel_size=3)
+        self.prelu3 = nn.PReLU(32)
+        self.conv4_1 = nn.Conv2d(32, 2, kernel_size=1)
+        self.softmax4_1 = nn.Softmax(dim=1)
+        self.conv4_2 = nn.Conv2d(32, 4, kernel_size=1)
+
+    def trunk(self) -> nn.Sequential:
+        return nn.Sequential(self.conv1, self.prelu1, self.pool1, self.conv2, self.prelu2, self.conv3, self.prelu3)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.trunk()(x)
+        return self.conv4_2(x), self.softmax4_1(self.conv4_1(x))
+
+
+def pnet_dense(pnet: PNet) -> nn.Module:
+    """P-Net as a :class:`~fcndetect.convert.DenseNet` sharing its weights: logits from ``conv4_1``, box
+    regression from ``conv4_2``, geometry computed from its layers (window 12, stride 2)."""
+    from ..convert import DenseNet
+
+    return DenseNet(pnet.trunk(), nn.Sequential(), pnet.conv4_1, PNet.input_size, regressor=pnet.conv4_2)
 
 
 class RNet(nn.Module):
@@ -106,8 +143,8 @@ class ONet(nn.Module):
 
 
 def load_mtcnn(name: str) -> nn.Module:
-    """``"onet"`` or ``"rnet"`` with the installed pretrained weights, in eval mode."""
-    net = {"onet": ONet, "rnet": RNet}[name]()
+    """``"onet"``, ``"rnet"`` or ``"pnet"`` with the installed pretrained weights, in eval mode."""
+    net = {"onet": ONet, "rnet": RNet, "pnet": PNet}[name]()
     state = torch.load(mtcnn_weights_path(name), map_location="cpu", weights_only=True)
     net.load_state_dict(state)
     return net.eval()

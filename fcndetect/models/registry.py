@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..convert import DenseNet, make_fully_convolutional
-from .mtcnn import load_mtcnn
+from .mtcnn import load_mtcnn, pnet_dense
 
 __all__ = ["ClassGroup", "ModelSpec", "LoadedModel", "register_model", "get_spec", "list_models", "load_model"]
 
@@ -35,6 +35,8 @@ class ModelSpec:
         preset: name of the model's default preset in ``configs/``.
         source: where the weights come from.
         build: returns the original classifier, with weights, in eval mode.
+        make_dense: turns the classifier into its dense network; ``None``: :func:`make_fully_convolutional`
+            (a classifier that is fully convolutional already, like P-Net, only needs wrapping).
     """
 
     name: str
@@ -46,6 +48,7 @@ class ModelSpec:
     preset: str
     source: str
     build: Callable[[], nn.Module] = field(repr=False, compare=False)
+    make_dense: Callable[[nn.Module], DenseNet] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -87,6 +90,20 @@ register_model(
         preset="face",
         source="facenet-pytorch 2.5.3 data/onet.pt (MIT)",
         build=lambda: load_mtcnn("onet"),
+    )
+)
+register_model(
+    ModelSpec(
+        name="face-pnet",
+        description="MTCNN P-Net face classifier (12 px window, stride 2; fully convolutional already)",
+        window=12,
+        mean=_MTCNN_SCALE[0],
+        std=_MTCNN_SCALE[1],
+        groups=_FACE,
+        preset="face-pnet",
+        source="facenet-pytorch 2.5.3 data/pnet.pt (MIT)",
+        build=lambda: load_mtcnn("pnet"),
+        make_dense=pnet_dense,  # type: ignore[arg-type]
     )
 )
 register_model(
@@ -173,7 +190,7 @@ def load_model(
             name=name, description=spec.description, window=window, mean=mean255, std=std255,  # type: ignore[arg-type]
             groups=groups, preset=spec.preset, source=tv.source, build=spec.build,
         )
-    dense = make_fully_convolutional(classifier, window)
+    dense = spec.make_dense(classifier) if spec.make_dense is not None else make_fully_convolutional(classifier, window)
     # NHWC weights: the pyramid levels arrive as HWC images, so inputs are channels-last already, and
     # oneDNN's convolutions run 1.3x (VGG-16) to 2.7x (O-Net) faster this way on CPU. Shared with classifier.
     dense.to(memory_format=torch.channels_last)

@@ -1,0 +1,206 @@
+"""Later stages of a cascade: classify candidate windows, each as one dense cell, from crops.
+
+A cascade's first stage runs densely over the pyramid (:class:`fcndetect.detector.Detector`); its windows
+above the stage threshold become candidates. A later stage evaluates each candidate as the single cell of
+its own dense network whose window is the candidate box: the candidate is squared, and the image region
+that cell reads (its receptive field, which can be wider than the window: 49 px for O-Net's 48 px window)
+is cropped, resized so that the box becomes the network's window, and run as a batch. At scale 1 (and at
+scale 1/2 with area resizing on even pixels) that crop is exactly what the dense map reads, so a candidate
+on the grid gets exactly the dense map's value (tested).
+
+Boxes are ``[x1, y1, x2, y2]`` floats in image pixels with continuous edges.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+import torch
+
+from .boxes import nms_max, refine_boxes
+from .detections import Detections
+from .geometry import Geometry
+from .postprocess import LevelOutput, finalize, group_logits, level_windows, score_maps
+
+if TYPE_CHECKING:
+    from .detector import Detector
+    from .models import LoadedModel
+
+__all__ = ["CropPlan", "crop_plan", "square_boxes", "sample_crops", "score_crops", "run_cascade",
+           "LEVEL_NMS_IOU", "CROP_BATCH"]
+
+#: NMS-max IoU within each level of the first stage, before the cross-level ``stage_nms_iou`` (MTCNN's 0.5).
+LEVEL_NMS_IOU = 0.5
+#: candidates per network call of a later stage
+CROP_BATCH = 256
+
+
+@dataclass(frozen=True)
+class CropPlan:
+    """How a dense network reads one cell, in its own input pixels.
+
+    Attributes:
+        lead: pixels of input before the cell's window (left and top); a multiple of nothing in particular.
+        size: side of the crop that gives exactly one output cell at ``cell`` (square).
+        cell: index of that cell along each axis of the crop's output.
+    """
+
+    lead: int
+    size: int
+    cell: int
+
+
+def crop_plan(g: Geometry) -> CropPlan:
+    """The smallest square crop containing a cell's window and receptive field, aligned so that the cell is
+    on the network's grid (the crop starts ``cell * stride + offset - lead`` ... at the grid's phase).
+
+    Raises:
+        ValueError: the window offset is not a whole pixel (no crop is aligned with the grid).
+    """
+    if g.offset != int(g.offset):
+        raise ValueError(f"window offset {g.offset} is not a whole pixel; crops cannot align with the grid")
+    offset = int(g.offset)
+    before = max(0, offset - g.rf_offset)  # receptive field reaching before the window
+    cells_before = math.ceil((before - offset) / g.stride) if before > offset else 0
+    lead = offset + cells_before * g.stride  # crop starts on the grid: at input pixel 0 of a shifted image
+    after = max(g.window, g.rf_offset - offset + g.receptive_field)
+    return CropPlan(lead=lead, size=lead + after - offset, cell=cells_before)
+
+
+def square_boxes(boxes: torch.Tensor) -> torch.Tensor:
+    """``[N, 4]`` boxes made square about their centres, side ``max(w, h)`` (MTCNN's ``rerec``)."""
+    cx = (boxes[:, 0] + boxes[:, 2]) / 2
+    cy = (boxes[:, 1] + boxes[:, 3]) / 2
+    side = torch.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    return torch.stack([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2], dim=1)
+
+
+def sample_crops(
+    image: np.ndarray, boxes: torch.Tensor, window: int, plan: CropPlan
+) -> tuple[np.ndarray, torch.Tensor]:
+    """Crops that make each (square) box the network's window, and the boxes actually sampled.
+
+    For a box of side ``S`` the scale is ``s = window / S``; the crop covers ``plan.size / s`` image pixels
+    starting ``plan.lead / s`` before the box, rounded to whole pixels (outside the image: zeros, as the
+    network's own padding would see beyond a border), then resized to ``plan.size`` pixels (area averaging
+    to shrink, bilinear to enlarge, as the pyramid does).
+
+    Args:
+        image: ``[H, W, 3]`` uint8.
+        boxes: ``[N, 4]`` square boxes.
+        window: the network's window side.
+        plan: from :func:`crop_plan`.
+
+    Returns:
+        ``(crops [N, size, size, 3] uint8, windows [N, 4])``: the windows the crops really hold after
+        rounding, in image pixels (the boxes to refine with the stage's regression).
+    """
+    h, w = image.shape[:2]
+    n = boxes.shape[0]
+    out = np.zeros((n, plan.size, plan.size, 3), np.uint8)
+    windows = torch.empty((n, 4), dtype=torch.float64)
+    for k, (x1, y1, x2, _y2) in enumerate(boxes.double().tolist()):
+        per_px = max(x2 - x1, 1e-6) / window  # image pixels per network pixel
+        side = max(1, int(round(plan.size * per_px)))
+        cx0 = int(round(x1 - plan.lead * per_px))
+        cy0 = int(round(y1 - plan.lead * per_px))
+        region = np.zeros((side, side, 3), np.uint8)
+        ax0, ay0, ax1, ay1 = max(cx0, 0), max(cy0, 0), min(cx0 + side, w), min(cy0 + side, h)
+        if ax1 > ax0 and ay1 > ay0:
+            region[ay0 - cy0 : ay1 - cy0, ax0 - cx0 : ax1 - cx0] = image[ay0:ay1, ax0:ax1]
+        if side != plan.size:
+            interp = cv2.INTER_AREA if side > plan.size else cv2.INTER_LINEAR
+            region = cv2.resize(region, (plan.size, plan.size), interpolation=interp)
+        out[k] = region
+        real = side / plan.size  # image pixels per network pixel after rounding
+        windows[k] = torch.tensor([cx0 + plan.lead * real, cy0 + plan.lead * real,
+                                   cx0 + (plan.lead + window) * real, cy0 + (plan.lead + window) * real])
+    return out, windows
+
+
+@torch.inference_mode()
+def score_crops(
+    crops: np.ndarray, model: "LoadedModel", plan: CropPlan, regress: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Run ``model``'s dense network on crops from :func:`sample_crops` and read the planned cell.
+
+    Args:
+        crops: ``[N, size, size, 3]`` uint8 RGB.
+        model: the stage's model (dense network, normalisation, class groups).
+        plan: from :func:`crop_plan` of the model's geometry.
+        regress: also return the box-regression offsets.
+
+    Returns:
+        ``(logits [N, G], regression [N, 4] or None)`` on the CPU: class-group log-odds and MTCNN offsets.
+    """
+    device = model.mean.device
+    mean, std = model.mean[:, None, None], model.std[:, None, None]
+    groups = [g.indices for g in model.groups]
+    dense = model.dense
+    logits_out, reg_out = [], []
+    for a in range(0, crops.shape[0], CROP_BATCH):
+        x = torch.from_numpy(crops[a : a + CROP_BATCH]).to(device).permute(0, 3, 1, 2)
+        x = (x.to(torch.float32, memory_format=torch.channels_last) - mean) / std
+        if regress and dense.regressor is not None:
+            logits, reg = dense.forward_with_regression(x)
+        else:
+            logits, reg = dense(x), None
+        logits_out.append(group_logits(logits[:, :, plan.cell, plan.cell][:, :, None, None], groups)[:, :, 0, 0].cpu())
+        if reg is not None:
+            reg_out.append(reg[:, :, plan.cell, plan.cell].cpu())
+    if not logits_out:
+        return torch.zeros((0, len(groups))), (torch.zeros((0, 4)) if regress else None)
+    return torch.cat(logits_out), (torch.cat(reg_out) if reg_out else None)
+
+
+def run_cascade(
+    image: np.ndarray, first_outputs: list[LevelOutput], detector: "Detector", return_maps: bool = False
+) -> Detections:
+    """The rest of a cascade for one image, after its first stage ran densely over the pyramid.
+
+    The first stage's windows above ``stage_thresholds[0]`` (NMS-max within each level at
+    :data:`LEVEL_NMS_IOU`, then across levels at ``stage_nms_iou``) are the candidates. Each later stage
+    classifies every candidate from a crop (:func:`sample_crops`) and keeps those above its threshold
+    (``stage_thresholds[k]``, or for the last stage ``threshold`` on the fused logit); between stages
+    NMS-max at ``stage_nms_iou`` thins them. Only the last stage's regression refines boxes
+    (:meth:`fcndetect.detector.Detector.regresses` says why). The last stage's
+    output goes through the usual NMS, clipping, sorting and cap (:func:`fcndetect.postprocess.finalize`).
+
+    The logit of a detection is the last stage's (``fusion = "last"``) or the sum of every stage's logit for
+    that candidate (``fusion = "sum"``).
+
+    Args:
+        image: ``[H, W, 3]`` uint8 RGB.
+        first_outputs: the first stage's :class:`LevelOutput` per pyramid level.
+        detector: the cascade (its config, stage models and last model).
+        return_maps: attach the first stage's score maps (the only dense ones).
+    """
+    cfg = detector.config
+    height, width = image.shape[:2]
+    first = detector.stage_models[0]
+    boxes, logits, labels = level_windows(first_outputs, first.dense.geometry, cfg.stage_thresholds[0],
+                                          level_nms_iou=LEVEL_NMS_IOU)
+    keep = nms_max(boxes, logits, labels, cfg.stage_nms_iou)
+    boxes, fused, labels = boxes[keep].double(), logits[keep].double(), labels[keep]
+    later = [*detector.stage_models[1:], detector.model]
+    for k, model in enumerate(later, start=1):
+        last = k == len(later)
+        if boxes.shape[0] == 0:
+            break
+        plan = crop_plan(model.dense.geometry)
+        crops, windows = sample_crops(image, square_boxes(boxes), model.window, plan)
+        stage_logits, reg = score_crops(crops, model, plan, detector.regresses(model))
+        own = stage_logits[torch.arange(labels.shape[0]), labels].double()
+        fused = fused + own if cfg.fusion == "sum" else own
+        passed = torch.sigmoid(fused if last else own) > (cfg.threshold if last else cfg.stage_thresholds[k])
+        boxes = refine_boxes(windows, reg.double()) if reg is not None else windows
+        boxes, fused, labels = boxes[passed], fused[passed], labels[passed]
+        if not last:
+            keep = nms_max(boxes, fused, labels, cfg.stage_nms_iou)
+            boxes, fused, labels = boxes[keep], fused[keep], labels[keep]
+    maps = score_maps(first_outputs, first.dense.geometry) if return_maps else None
+    return finalize(boxes.float(), fused.float(), labels, cfg, detector.class_names, (width, height), maps)

@@ -1,0 +1,104 @@
+"""Cascades: the crop that classifies a candidate equals the dense map's cell; the default preset is a
+cascade whose stages prune but keep the face."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from fcndetect import Detector
+from fcndetect.cascade import crop_plan, sample_crops, score_crops, square_boxes
+from fcndetect.config import ConfigError, DetectorConfig, resolve_config
+from fcndetect.geometry import Geometry, cells_to_boxes
+from fcndetect.models import load_model
+from fcndetect.pyramid import Level
+
+
+@pytest.mark.parametrize("g, lead, size, cell", [
+    (Geometry(8, 0.0, 48, 49, 0), 0, 49, 0),  # O-Net: ceil-mode pooling reads one more pixel
+    (Geometry(2, 0.0, 12, 12, 0), 0, 12, 0),  # P-Net
+    (Geometry(32, 0.0, 224, 404, -90), 96, 410, 3),  # padded: three cells of context on the left
+])
+def test_crop_plan(g, lead, size, cell):
+    plan = crop_plan(g)
+    assert (plan.lead, plan.size, plan.cell) == (lead, size, cell)
+
+
+def test_square_boxes():
+    out = square_boxes(torch.tensor([[0.0, 0, 10, 20], [5.0, 5, 9, 6]]))
+    assert out.tolist() == [[-5.0, 0.0, 15.0, 20.0], [5.0, 3.5, 9.0, 7.5]]
+
+
+@pytest.fixture(scope="module")
+def photo(samples) -> np.ndarray:
+    from fcndetect.io.images import load_image
+
+    return load_image(samples / "astronaut.png")
+
+
+@pytest.mark.parametrize("name", ["face", "face-rnet"])
+@pytest.mark.parametrize("scale", [1.0, 0.5])
+def test_stage_at_a_candidate_equals_the_dense_map_cell(photo, name, scale):
+    """A later stage classifies a candidate from a crop; for a candidate on the dense grid that is the
+    dense map's cell exactly (scale 1: the image itself; scale 1/2: area resizing of even pixel blocks)."""
+    model = load_model(name)
+    g = model.dense.geometry
+    h, w = photo.shape[:2]
+    level_img = photo if scale == 1.0 else cv2.resize(photo, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    lv = Level(scale, level_img.shape[1], level_img.shape[0], scale, scale)
+    x = torch.from_numpy(np.array(level_img)).permute(2, 0, 1)[None].float()
+    x = ((x - model.mean[:, None, None]) / model.std[:, None, None]).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        logits, reg = model.dense.forward_with_regression(x)
+    dense_logit = (logits[0, 1] - logits[0, 0])
+    rows = torch.tensor([3, 10, 17, 25])
+    cols = torch.tensor([5, 12, 20, 2])
+    boxes = cells_to_boxes(rows, cols, g, (lv.sx, lv.sy)).double()
+    plan = crop_plan(g)
+    crops, windows = sample_crops(photo, boxes, model.window, plan)
+    np.testing.assert_allclose(windows.numpy(), boxes.numpy(), atol=1e-9)  # on the grid: nothing rounded
+    got, got_reg = score_crops(crops, model, plan, regress=True)
+    want = dense_logit[rows, cols]
+    assert torch.allclose(got[:, 0], want, atol=1e-4), (got[:, 0], want)
+    assert torch.allclose(got_reg, reg[0][:, rows, cols].T, atol=1e-5)
+    # and one pixel off the grid is a different window: the test can tell
+    shifted, _ = sample_crops(photo, boxes + 4.0 / scale, model.window, plan)
+    assert not torch.allclose(score_crops(shifted, model, plan, regress=False)[0][:, 0], want, atol=1e-2)
+
+
+def test_default_preset_is_a_cascade_and_model_face_is_the_dense_onet():
+    cfg = resolve_config()
+    assert cfg.stages == ("face-pnet", "face-rnet") and cfg.model == "face"
+    assert resolve_config(model="face").stages == ()
+
+
+def test_cascade_finds_the_astronaut_and_stages_prune(photo):
+    det = Detector(threshold=0.5)
+    dets = det(photo)
+    assert len(dets) >= 1 and dets.label_names[0] == "face"
+    box = dets.boxes[0]
+    assert 150 < box[0] < 200 and 40 < box[1] < 90 and 250 < box[2] < 290 and 150 < box[3] < 200
+    # a stricter middle stage can only remove detections
+    strict = Detector(threshold=0.5, stage_thresholds=(0.6, 0.999))(photo)
+    assert len(strict) <= len(dets)
+    # fusion "sum": the logit is the sum over stages, so at least the last stage's for a face
+    summed = Detector(threshold=0.5, fusion="sum")(photo)
+    assert summed.logits[0] > dets.logits[0]
+
+
+def test_cascade_maps_are_the_first_stage(photo):
+    det = Detector()
+    dets = det(photo, return_maps=True)
+    assert dets.score_maps and all(sm.geometry == det.stage_models[0].dense.geometry for sm in dets.score_maps)
+    assert len(dets.score_maps) == len(det.levels(512, 512))
+
+
+def test_cascade_settings_are_checked():
+    with pytest.raises(ConfigError, match="one value per earlier stage"):
+        DetectorConfig(stages=("face-pnet",), stage_thresholds=())
+    with pytest.raises(ConfigError, match="fusion"):
+        DetectorConfig(fusion="max")
+    with pytest.raises(ConfigError, match="must agree"):
+        Detector(model="mobilenet_v2", weights="none", stages=("face-pnet",), stage_thresholds=(0.5,))
