@@ -77,8 +77,10 @@ def test_bench_json(samples, tmp_path):
         assert key in res
     assert res["windows"] == 35 * 25  # ((160 - 24) / 4 + 1) x ((120 - 24) / 4 + 1)
     assert res["flop_ratio"] > 5
-    # ceil-mode border of a window crop; with receptive-field crops the dense cells are exact
-    assert res["max_abs_diff"] < 0.5 and res["max_abs_diff_rf_crops"] < 1e-4
+    # with receptive-field crops the dense cells are exact; window-sized crops miss R-Net's ceil-mode border
+    # pixel, so they differ measurably (the bench reports both, and tells them apart)
+    assert res["max_abs_diff_rf_crops"] < 1e-4
+    assert res["max_abs_diff"] > 100 * max(res["max_abs_diff_rf_crops"], 1e-7)
 
 
 def test_sigint_exits_130_with_one_line(tmp_path, samples):
