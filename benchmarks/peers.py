@@ -66,8 +66,9 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "dev_faces"
 DEFAULT_ANNOTATIONS = ("training.xml", "testing.xml")
-DEFAULT_METHODS = ("fcndetect:face", "fcndetect:face-rnet", "fcndetect:face@preset", "opencv:haar", "mtcnn",
-                   "yuface", "dlib")
+DEFAULT_METHODS = ("fcndetect:face-cascade", "fcndetect:face-cascade@preset", "fcndetect:face",
+                   "fcndetect:face-rnet", "opencv:haar", "mtcnn", "yuface", "dlib")
+DEFAULT_SCENES = REPO_ROOT.parent / "shared" / "data" / "large_scenes"
 LOW_THRESHOLD = 0.5
 FP_POINTS = (10, 31, 50)
 HAAR_CASCADE = "haarcascade_frontalface_default.xml"
@@ -78,11 +79,13 @@ Result = tuple[np.ndarray, np.ndarray]
 
 @dataclass
 class Method:
-    """A detector under test: ``detect(index)`` runs it on the ``index``-th prepared image."""
+    """A detector under test: ``detect(index)`` runs it on the ``index``-th prepared image; ``rebind`` makes
+    the same detector for another list of images (the unlabelled timing set)."""
 
     name: str
     settings: str
     detect: Callable[[int], Result]
+    stages: Callable[[int], list[tuple[str, np.ndarray]]] | None = None
 
 
 @dataclass
@@ -131,7 +134,12 @@ def make_fcndetect(spec: str, images: Sequence[np.ndarray]) -> Method:
         d = det.detect_array(images[i])
         return _as_result(d.boxes, d.logits)  # the ranking key: probabilities saturate at 1.0
 
-    return Method(spec, settings, detect)
+    def stages(i: int) -> list[tuple[str, np.ndarray]]:
+        return [(name, b.double().numpy()) for name, b in det.stage_windows(images[i])]
+
+    if cfg.stages:
+        settings += f", stages {' > '.join([*cfg.stages, cfg.model])} at {list(cfg.stage_thresholds)}"
+    return Method(spec, settings, detect, stages if cfg.stages else None)
 
 
 def make_haar(spec: str, images: Sequence[np.ndarray]) -> Method:
@@ -258,6 +266,45 @@ def run_method(method: Method, n: int, repeat: int) -> tuple[float, list[Result]
     return 1000.0 * best / n, results
 
 
+def stage_recall(method: Method, names: Sequence[str], gt: dict, iou: float) -> list[tuple[str, float]]:
+    """For a cascade: the fraction of ground-truth objects that some surviving window overlaps at ``iou``
+    after each stage (the last entry is before the final NMS)."""
+    from fcndetect.evaluate import box_iou
+
+    found: dict[str, int] = {}
+    order: list[str] = []
+    total = 0
+    for i, name in enumerate(names):
+        g = np.asarray(gt[name], np.float64).reshape(-1, 4)
+        total += len(g)
+        for stage, boxes in method.stages(i):  # type: ignore[misc]
+            if stage not in found:
+                found[stage] = 0
+                order.append(stage)
+            if len(g) and len(boxes):
+                found[stage] += int((box_iou(g, boxes).max(axis=1) >= iou).sum())
+    return [(stage, found[stage] / max(total, 1)) for stage in order]
+
+
+def time_scenes(methods: Sequence[str], scenes: Path, repeat: int) -> list[tuple[str, float, int]]:
+    """ms/image of each method on the unlabelled photos of ``scenes`` (and how many detections)."""
+    from fcndetect.io.images import load_image
+
+    paths = sorted(p for p in scenes.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    images = [load_image(p) for p in paths]
+    out = []
+    for spec in methods:
+        try:
+            method = make_method(spec, images)
+        except SkipMethod as e:
+            print(f"# skipped {spec} on scenes: {e}", file=sys.stderr)
+            continue
+        ms, dets = run_method(method, len(images), repeat)
+        out.append((spec, ms, sum(len(b) for b, _ in dets)))
+        print(f"# scenes {spec}: {ms:.1f} ms/image", file=sys.stderr)
+    return out
+
+
 def load_data(images_dir: Path, annotation_files: Sequence[Path]) -> tuple[list[str], list[np.ndarray], dict]:
     """Ground truth of all annotation files merged, and the decoded images it names (sorted by name)."""
     from fcndetect.evaluate import load_annotations
@@ -314,17 +361,23 @@ def _num(x: object, digits: int = 3) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
+def _ratio(ms: float, ref: float | None) -> str:
+    return "-" if ref is None else f"{ms / ref:.2f}x"
+
+
 def markdown_table(results: Sequence[MethodResult], iou_index: int) -> str:
     iou = results[0].report["results"][iou_index]["iou"]  # type: ignore[index]
+    ref = next((r.ms_per_image for r in results if r.name == "mtcnn"), None)
     lines = [
-        f"| method | ms/image | AP@{iou:g} | recall@10FP | recall@31FP | max recall | detections | FP |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        f"| method | ms/image | x MTCNN | AP@{iou:g} | recall@10FP | recall@31FP | max recall | detections | FP |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         m = r.report["results"][iou_index]  # type: ignore[index]
         lines.append(
-            f"| `{r.name}` | {r.ms_per_image:.1f} | {_num(m['ap'])} | {_num(m['recall_at_fp']['10'])} | "
-            f"{_num(m['recall_at_fp']['31'])} | {_num(m['max_recall'])} | {m['n_det']} | {m['n_fp']} |"
+            f"| `{r.name}` | {r.ms_per_image:.1f} | {_ratio(r.ms_per_image, ref)} | {_num(m['ap'])} | "
+            f"{_num(m['recall_at_fp']['10'])} | {_num(m['recall_at_fp']['31'])} | {_num(m['max_recall'])} | "
+            f"{m['n_det']} | {m['n_fp']} |"
         )
     return "\n".join(lines)
 
@@ -341,6 +394,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS),
                    help=f"methods to run (default: {' '.join(DEFAULT_METHODS)})")  # fmt: skip
     p.add_argument("--json", type=Path, help="write the raw numbers (and per-image counts) to this file")
+    p.add_argument("--scenes", type=Path, default=None,
+                   help=f"also time every method on the unlabelled photos of this folder (e.g. {DEFAULT_SCENES})")
     args = p.parse_args(argv)
     if args.repeat < 1:
         p.error("--repeat must be >= 1")
@@ -377,6 +432,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     results: list[MethodResult] = []
     skipped: dict[str, str] = {}
+    recalls: dict[str, list[tuple[str, float]]] = {}
     for spec in args.methods:
         try:
             method = make_method(spec, images)
@@ -388,6 +444,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = evaluate(dict(zip(names, dets)), gt, iou_thresholds=args.iou, fp_points=FP_POINTS)
         results.append(MethodResult(spec, method.settings, ms, report.to_json()))
         print(f"# done {spec}: {ms:.1f} ms/image", file=sys.stderr)
+        if method.stages is not None and spec.endswith("@preset"):
+            recalls[spec] = stage_recall(method, names, gt, args.iou[0])
 
     if not results:
         sys.exit("peers.py: no method could run")
@@ -400,6 +458,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"- `{r.name}`: {r.settings}")
     for spec, why in skipped.items():
         print(f"- `{spec}`: skipped: {why}")
+    for spec, stages in recalls.items():
+        print(f"\nPer-stage recall of `{spec}` (faces overlapped at IoU >= {args.iou[0]:g} by a window that "
+              "survived the stage):")
+        print("\n".join(f"- after {stage}: {r:.3f}" for stage, r in stages))
+    scene_times = time_scenes(args.methods, args.scenes, args.repeat) if args.scenes else []
+    if scene_times:
+        ref = next((ms for spec, ms, _ in scene_times if spec == "mtcnn"), None)
+        print(f"\nUnlabelled photos of {args.scenes} (time only):\n")
+        print("| method | ms/image | x MTCNN | detections |\n|---|---:|---:|---:|")
+        for spec, ms, n in scene_times:
+            print(f"| `{spec}` | {ms:.1f} | {_ratio(ms, ref)} | {n} |")
 
     if args.json:
         payload = {

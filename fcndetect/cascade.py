@@ -158,7 +158,11 @@ def score_crops(
 
 
 def run_cascade(
-    image: np.ndarray, first_outputs: list[LevelOutput], detector: "Detector", return_maps: bool = False
+    image: np.ndarray,
+    first_outputs: list[LevelOutput],
+    detector: "Detector",
+    return_maps: bool = False,
+    trace: list[tuple[str, torch.Tensor]] | None = None,
 ) -> Detections:
     """The rest of a cascade for one image, after its first stage ran densely over the pyramid.
 
@@ -178,6 +182,8 @@ def run_cascade(
         first_outputs: the first stage's :class:`LevelOutput` per pyramid level.
         detector: the cascade (its config, stage models and last model).
         return_maps: attach the first stage's score maps (the only dense ones).
+        trace: if given, ``(model name, candidate boxes [N, 4])`` is appended after each stage (the windows
+            that stage kept), for measuring per-stage recall.
     """
     cfg = detector.config
     height, width = image.shape[:2]
@@ -186,6 +192,8 @@ def run_cascade(
                                           level_nms_iou=LEVEL_NMS_IOU)
     keep = nms_max(boxes, logits, labels, cfg.stage_nms_iou)
     boxes, fused, labels = boxes[keep].double(), logits[keep].double(), labels[keep]
+    if trace is not None:
+        trace.append((first.spec.name, boxes.clone()))
     later = [*detector.stage_models[1:], detector.model]
     for k, model in enumerate(later, start=1):
         last = k == len(later)
@@ -202,5 +210,7 @@ def run_cascade(
         if not last:
             keep = nms_max(boxes, fused, labels, cfg.stage_nms_iou)
             boxes, fused, labels = boxes[keep], fused[keep], labels[keep]
+        if trace is not None:
+            trace.append((model.spec.name, boxes.clone()))
     maps = score_maps(first_outputs, first.dense.geometry) if return_maps else None
     return finalize(boxes.float(), fused.float(), labels, cfg, detector.class_names, (width, height), maps)

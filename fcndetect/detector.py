@@ -251,6 +251,22 @@ class Detector:
                                              (width, height), return_maps)
         return [r for r in results if r is not None]
 
+    @torch.inference_mode()
+    def stage_windows(self, image: np.ndarray) -> list[tuple[str, torch.Tensor]]:
+        """A cascade's survivors after each stage for an ``[H, W, 3]`` uint8 RGB image: ``[(model name, boxes
+        [N, 4] xyxy image pixels)]``, the last entry being the last stage's windows before the final NMS.
+        For measuring each stage's recall (``benchmarks/peers.py``)."""
+        if not self.stage_models:
+            raise ValueError("stage_windows needs a cascade (a preset with stages)")
+        height, width = image.shape[:2]
+        outputs = []
+        for level in self.levels(width, height):
+            logits, reg = self.score_level(image, level)
+            outputs.append(LevelOutput(level, logits[0], reg[0] if reg is not None else None))
+        trace: list[tuple[str, torch.Tensor]] = []
+        run_cascade(image, outputs, self, trace=trace)
+        return trace
+
     def detect_array(self, image: np.ndarray, return_maps: bool = False) -> Detections:
         """Detect in an ``[H, W, 3]`` uint8 RGB array."""
         return self.detect_batch([image], return_maps=return_maps)[0]
