@@ -22,7 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .models import LoadedModel
 from .pyramid import resize_image
 
-__all__ = ["BenchResult", "bench_dense_vs_crops", "matmul_gflops", "count_flops"]
+__all__ = ["BenchResult", "bench_dense_vs_crops", "matmul_gflops", "count_flops", "PipelineTimes", "time_pipeline"]
 
 
 @dataclass
@@ -210,3 +210,66 @@ def bench_dense_vs_crops(
         max_abs_diff_rf_crops=diff_rf,
         threads=torch.get_num_threads(),
     )
+
+
+@dataclass
+class PipelineTimes:
+    """Where one detection's time goes (best of ``repeat`` runs per step), in seconds.
+
+    Attributes:
+        steps: ``(name, seconds)`` in pipeline order: the pyramid plan, then per level its resize and its
+            network pass, then the post-processing (for a cascade: candidates, later stages on crops, NMS).
+        total: the whole detection, timed on its own (not the sum of the steps).
+        candidates: a cascade's ``(stage, windows kept)``; empty for a single stage.
+    """
+
+    steps: list[tuple[str, float]]
+    total: float
+    candidates: list[tuple[str, int]]
+
+    def to_json(self) -> dict[str, object]:
+        return {"steps": [{"step": n, "ms": round(s * 1e3, 3)} for n, s in self.steps],
+                "total_ms": round(self.total * 1e3, 3), "candidates": dict(self.candidates)}
+
+
+def _best(fn: Callable[[], object], repeat: int) -> tuple[float, object]:
+    best, out = float("inf"), None
+    for _ in range(max(1, repeat)):
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, out
+
+
+@torch.inference_mode()
+def time_pipeline(detector, image: np.ndarray, repeat: int = 3) -> PipelineTimes:  # type: ignore[no-untyped-def]
+    """Time each step of ``detector`` on an ``[H, W, 3]`` uint8 RGB image (see :class:`PipelineTimes`)."""
+    from .cascade import run_cascade
+    from .postprocess import LevelOutput, postprocess
+
+    height, width = image.shape[:2]
+    steps: list[tuple[str, float]] = []
+    t_plan, levels = _best(lambda: detector.levels(width, height), repeat)
+    steps.append(("pyramid plan", t_plan))
+    first = detector.dense_model
+    outputs = []
+    for k, level in enumerate(levels):  # type: ignore[union-attr]
+        t_resize, resized = _best(lambda: resize_image(image, level.width, level.height), repeat)
+        steps.append((f"resize L{k} {level.width}x{level.height}", t_resize))
+        t_net, (logits, reg) = _best(lambda: detector.score_level(resized, level), repeat)  # type: ignore[misc]
+        steps.append((f"network L{k} ({first.spec.name})", t_net))
+        outputs.append(LevelOutput(level, logits[0], reg[0] if reg is not None else None))
+    candidates: list[tuple[str, int]] = []
+    if detector.stage_models:
+        trace: list[tuple[str, torch.Tensor]] = []
+        t_post, _ = _best(lambda: run_cascade(image, outputs, detector), repeat)
+        run_cascade(image, outputs, detector, trace=trace)
+        candidates = [(name, int(b.shape[0])) for name, b in trace]
+        later = " + ".join(m.spec.name for m in [*detector.stage_models[1:], detector.model])
+        steps.append((f"candidates, {later} on crops, NMS", t_post))
+    else:
+        t_post, _ = _best(lambda: postprocess(outputs, detector.geometry, detector.config, detector.class_names,
+                                               (width, height)), repeat)
+        steps.append(("post-processing (threshold, boxes, NMS)", t_post))
+    total, _ = _best(lambda: detector.detect_array(image), repeat)
+    return PipelineTimes(steps, total, candidates)

@@ -289,10 +289,14 @@ def _detect_for_eval(
 @click.option("--repeat", type=int, default=3, show_default=True, help="Best of this many timings.")
 @click.option("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+@click.option("--pipeline", is_flag=True,
+              help="Instead: where a detection's time goes, step by step (default preset, or --config).")
+@click.option("-c", "--config", "config", default=None, help="With --pipeline: the preset or TOML file to time.")
 def bench_cmd(image: str, model: str, weights: str | None, scales: str, batch_size: int, repeat: int,
-              threads: int | None, as_json: bool) -> None:
+              threads: int | None, as_json: bool, pipeline: bool, config: str | None) -> None:
     """Dense evaluation vs the classifier on every window cropped one by one: speed-up, FLOP ratio,
-    GFLOP/s and the largest score difference."""
+    GFLOP/s and the largest score difference. With --pipeline: the time of each step of a detection
+    (pyramid, resize and network per level, post-processing or a cascade's later stages)."""
     import json
 
     import torch
@@ -312,6 +316,9 @@ def bench_cmd(image: str, model: str, weights: str | None, scales: str, batch_si
     except ImageLoadError as exc:
         _err(f"error: {exc}")
         sys.exit(EXIT_FAILED)
+    if pipeline:
+        _bench_pipeline(arr, config, repeat, as_json)
+        return
     try:
         loaded = load_model(model, weights=weights) if weights else load_model(model)
         res = bench_dense_vs_crops(loaded, arr, scale_list, batch_size=batch_size, repeat=repeat)
@@ -335,6 +342,32 @@ def bench_cmd(image: str, model: str, weights: str | None, scales: str, batch_si
                    f"{res.max_abs_diff_rf_crops:.2e} (the rest is the ceil-mode pooling border of a window crop)")
     elif g.rf_offset < 0:
         click.echo("  (padding: a crop sees zeros at its border where the dense net sees the neighbouring pixels)")
+
+
+def _bench_pipeline(image: Any, config: str | None, repeat: int, as_json: bool) -> None:
+    import json
+
+    from .bench import time_pipeline
+    from .config import ConfigError
+    from .detector import Detector
+
+    try:
+        detector = Detector(config)
+    except (ConfigError, ValueError, KeyError, FileNotFoundError) as exc:
+        raise click.UsageError(str(exc)) from None
+    times = time_pipeline(detector, image, repeat)
+    if as_json:
+        click.echo(json.dumps(times.to_json()))
+        return
+    cfg = detector.config
+    stages = " > ".join([*cfg.stages, cfg.model])
+    click.echo(f"pipeline of {stages}: image {image.shape[1]}x{image.shape[0]}, best of {repeat}")
+    for name, seconds in times.steps:
+        click.echo(f"  {name:<48s}{seconds * 1000:9.2f} ms")
+    click.echo(f"  {'sum of the steps':<48s}{sum(s for _, s in times.steps) * 1000:9.2f} ms")
+    click.echo(f"  {'whole detection':<48s}{times.total * 1000:9.2f} ms")
+    if times.candidates:
+        click.echo("  windows kept: " + ", ".join(f"{n} {k}" for n, k in times.candidates))
 
 
 @cli.command("models")

@@ -123,3 +123,16 @@ def test_eval_of_saved_detections_equals_eval_of_a_fresh_run(dev_faces, tmp_path
     assert json.loads(saved.stdout)["ranking"] == "logit"
     table = [line for line in saved.stderr.splitlines() if "detected with" not in line]
     assert table == [line for line in fresh.stderr.splitlines() if "detected with" not in line]
+
+
+def test_bench_pipeline_shows_each_step(samples):
+    r = CliRunner().invoke(cli, ["bench", str(samples / "astronaut.png"), "--pipeline", "--repeat", "1", "--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    names = [s["step"] for s in res["steps"]]
+    assert names[0] == "pyramid plan" and names[1].startswith("resize L0 256x256")  # P-Net: no upsampling
+    assert names[2] == "network L0 (face-pnet)" and names[-1].startswith("candidates, face-rnet + face")
+    assert list(res["candidates"]) == ["face-pnet", "face-rnet", "face"]
+    kept = list(res["candidates"].values())
+    assert kept[0] >= kept[1] >= kept[2] >= 1  # each stage prunes, the face survives
+    assert res["total_ms"] > 0
