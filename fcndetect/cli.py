@@ -399,6 +399,17 @@ def models_cmd(geometry: bool) -> None:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
     for r in [header, *rows]:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+    from .config import DEFAULT_PRESET, load_preset, preset_names
+
+    cascades = [(name, load_preset(name)) for name in preset_names()]
+    cascades = [(name, values) for name, values in cascades if values.get("stages")]
+    if cascades:
+        click.echo("\ncascade presets (--config NAME; the default is marked *):")
+        for name, values in cascades:
+            chain = " > ".join([*values["stages"], values.get("model", "face")])
+            thresholds = [*values.get("stage_thresholds", []), values.get("threshold")]
+            mark = "*" if name == DEFAULT_PRESET else " "
+            click.echo(f"{mark} {name}: {chain}, thresholds {thresholds}")
     from .convert import UNSUPPORTED_ARCHS
 
     if UNSUPPORTED_ARCHS:
