@@ -228,6 +228,9 @@ class BatchRunner:
                               "sy": round(sm.sy, 6), "shape": list(sm.logits.shape)})
             atomic_write_text(folder / "index.json", json.dumps(
                 {"classes": list(dets.class_names), "values": "logits (probability = sigmoid(logit))",
+                 "model": self.detector.dense_model.spec.name,
+                 "stage": "the first stage of a cascade (its only dense one)" if self.detector.stage_models
+                 else "the only stage",
                  "geometry": geometry.to_dict(), "levels": index}, indent=1) + "\n")
         if self.opt.crops:
             folder = base.with_name(base.name + ".crops")

@@ -274,3 +274,17 @@ def test_coco_on_stdout_names_each_image(samples):
     results = json.loads(r.stdout)
     assert results and all(res["file_name"].endswith("astronaut.png") for res in results)
     assert {res["image_id"] for res in results} == {2}
+
+
+def test_save_maps_and_heatmap_of_a_cascade_are_its_first_stage(tmp_path, samples):
+    out = tmp_path / "o"
+    r = _invoke(["run", samples / "astronaut.png", "-o", out, "--save-maps", "--heatmap", "-q"])
+    assert r.exit_code == 0, r.output
+    index = json.loads((out / "astronaut.png.maps" / "index.json").read_text())
+    assert index["model"] == "face-pnet" and "first stage" in index["stage"]
+    assert index["geometry"]["window"] == 12 and index["levels"][0]["sx"] == 0.5
+    first = np.load(out / "astronaut.png.maps" / index["levels"][0]["file"])
+    assert list(first.shape) == index["levels"][0]["shape"] and first.shape == (1, 123, 123)  # (256-12)/2+1
+    assert first.max() > 2.0  # logits, not probabilities
+    heat = cv2.imread(str(out / "astronaut.png.heatmap.png"))
+    assert heat.shape[0] == 512 and heat.shape[1] > 512  # the colour scale beside the image
