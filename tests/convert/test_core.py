@@ -8,6 +8,7 @@ import torch
 import torchvision
 from torch import nn
 
+import oracles
 from fcndetect import make_fully_convolutional
 from fcndetect.convert import ConversionError
 from fcndetect.models.mtcnn import ONet, RNet
@@ -96,18 +97,6 @@ def _rnet_original():
     return FacenetRNet(pretrained=True).eval()
 
 
-def _mtcnn_logits(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``[B, 2]`` face/non-face logits of an MTCNN net (the input of its final softmax)."""
-    layer = net.dense6_1 if hasattr(net, "dense6_1") else net.dense5_1
-    out: list[torch.Tensor] = []
-    handle = layer.register_forward_hook(lambda m, a, o: out.append(o))
-    try:
-        net(x)
-    finally:
-        handle.remove()
-    return out[0]
-
-
 @pytest.mark.parametrize("factory, n", [(_onet_original, 48), (_rnet_original, 24)])
 def test_mtcnn_pretrained_native_equivalence(factory, n):
     """facenet-pytorch's own classes with their weights vs the dense conversion: (W, H, C) flatten order.
@@ -118,7 +107,7 @@ def test_mtcnn_pretrained_native_equivalence(factory, n):
     torch.manual_seed(1)
     x = torch.rand(8, 3, n, n) * 2 - 1
     with torch.no_grad():
-        ref = _mtcnn_logits(model, x)
+        ref = oracles.mtcnn_logits(model, x)
         got = dense(x)[:, :, 0, 0]
     assert (got - ref).abs().max() <= 1e-5 * max(1.0, float(ref.abs().max()))
     assert ref[:, 1].max() - ref[:, 1].min() > 1.0  # the inputs are told apart: a constant output would fail
@@ -131,7 +120,7 @@ def test_mtcnn_random_weights_native_equivalence(cls):
     dense = make_fully_convolutional(model, n)
     x = torch.randn(4, 3, n, n)
     with torch.no_grad():
-        assert (dense(x)[:, :, 0, 0] - _mtcnn_logits(model, x)).abs().max() <= 1e-5
+        assert (dense(x)[:, :, 0, 0] - oracles.mtcnn_logits(model, x)).abs().max() <= 1e-5
 
 
 def test_naive_reshape_would_be_wrong():

