@@ -79,46 +79,21 @@ def register_model(spec: ModelSpec) -> ModelSpec:
     return spec
 
 
-register_model(
-    ModelSpec(
-        name="face",
-        description="MTCNN O-Net face classifier (48 px window) made fully convolutional",
-        window=48,
-        mean=_MTCNN_SCALE[0],
-        std=_MTCNN_SCALE[1],
-        groups=_FACE,
-        preset="face",
-        source="facenet-pytorch 2.5.3 data/onet.pt (MIT)",
-        build=lambda: load_mtcnn("onet"),
+def _mtcnn_spec(name: str, net: str, window: int, description: str, **extra: object) -> ModelSpec:
+    """A face model from one of MTCNN's nets, with the weights facenet-pytorch ships."""
+    return ModelSpec(
+        name=name, description=description, window=window, mean=_MTCNN_SCALE[0], std=_MTCNN_SCALE[1],
+        groups=_FACE, preset=name, source=f"facenet-pytorch 2.5.3 data/{net}.pt (MIT)",
+        build=lambda: load_mtcnn(net), **extra,  # type: ignore[arg-type]
     )
-)
-register_model(
-    ModelSpec(
-        name="face-pnet",
-        description="MTCNN P-Net face classifier (12 px window, stride 2; fully convolutional already)",
-        window=12,
-        mean=_MTCNN_SCALE[0],
-        std=_MTCNN_SCALE[1],
-        groups=_FACE,
-        preset="face-pnet",
-        source="facenet-pytorch 2.5.3 data/pnet.pt (MIT)",
-        build=lambda: load_mtcnn("pnet"),
-        make_dense=pnet_dense,  # type: ignore[arg-type]
-    )
-)
-register_model(
-    ModelSpec(
-        name="face-rnet",
-        description="MTCNN R-Net face classifier (24 px window, cheaper) made fully convolutional",
-        window=24,
-        mean=_MTCNN_SCALE[0],
-        std=_MTCNN_SCALE[1],
-        groups=_FACE,
-        preset="face-rnet",
-        source="facenet-pytorch 2.5.3 data/rnet.pt (MIT)",
-        build=lambda: load_mtcnn("rnet"),
-    )
-)
+
+
+register_model(_mtcnn_spec("face", "onet", 48, "MTCNN O-Net face classifier (48 px window) made fully convolutional"))
+register_model(_mtcnn_spec("face-rnet", "rnet", 24,
+                           "MTCNN R-Net face classifier (24 px window, cheaper) made fully convolutional"))
+register_model(_mtcnn_spec("face-pnet", "pnet", 12,
+                           "MTCNN P-Net face classifier (12 px window, stride 2; fully convolutional already)",
+                           make_dense=pnet_dense))
 
 
 def get_spec(name: str) -> ModelSpec:
