@@ -15,6 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+from .threads import apply_env_defaults as _apply_env_defaults  # noqa: E402  (no torch import)
+
+_apply_env_defaults()  # OpenMP wait policy, read when torch loads: see fcndetect.threads
+
 #: public name -> module that defines it
 _EXPORTS = {
     "DenseNet": ".convert",

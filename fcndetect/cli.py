@@ -152,9 +152,10 @@ def _run(sources: tuple[str, ...], cfg: Any, opts: Any, threads: int | None) -> 
 
     from .detector import Detector
     from .runner import BatchRunner, OutputDirError, read_sources
+    from .threads import default_num_threads
 
-    cores = os.cpu_count() or 1
-    torch.set_num_threads(threads or max(1, cores // max(1, opts.workers)))
+    # OpenMP's wait policy was set when the fcndetect package was imported, before torch (fcndetect.threads)
+    torch.set_num_threads(threads or default_num_threads(workers=opts.workers))
     try:
         paths = read_sources(sources)
         detector = Detector(cfg)
@@ -173,7 +174,7 @@ def _run(sources: tuple[str, ...], cfg: Any, opts: Any, threads: int | None) -> 
         + (f", {summary.n_resumed} already done" if summary.n_resumed else "")
         + (f", {summary.n_inputs - len(summary.records)} not processed" if len(summary.records) < summary.n_inputs
            else "")
-        + f" in {summary.seconds:.1f} s [model {cfg.model}, threshold {cfg.threshold}]",
+        + f" in {summary.seconds:.1f} s [model {' > '.join([*cfg.stages, cfg.model])}, threshold {cfg.threshold}]",
         opts.quiet,
     )
     if summary.n_inputs == 0:

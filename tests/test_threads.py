@@ -1,0 +1,55 @@
+"""Thread defaults: the OpenMP wait policy fcndetect sets before torch loads, and the user's own kept."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fcndetect.threads import ENV_DEFAULTS, apply_env_defaults, default_num_threads, wait_policy_applies
+
+
+def test_sets_the_passive_wait_policy_when_nothing_is_set():
+    env: dict[str, str] = {"PATH": "/bin"}
+    assert apply_env_defaults(env) == {"OMP_WAIT_POLICY": "PASSIVE"}
+    assert env == {"PATH": "/bin", **ENV_DEFAULTS}
+
+
+@pytest.mark.parametrize("key, value", [("OMP_WAIT_POLICY", "ACTIVE"), ("GOMP_SPINCOUNT", "10000"),
+                                        ("KMP_BLOCKTIME", "0"), ("OMP_WAIT_POLICY", "")])
+def test_keeps_the_users_setting(key, value):
+    env = {key: value}
+    assert apply_env_defaults(env) == {}
+    assert env == {key: value}
+
+
+def test_default_threads_divide_the_cores_among_workers():
+    assert default_num_threads(2, 1) == 2
+    assert default_num_threads(2, 0) == 2
+    assert default_num_threads(8, 3) == 2
+    assert default_num_threads(2, 4) == 1
+
+
+def test_wait_policy_applies_only_before_torch_loads():
+    import torch  # noqa: F401
+
+    assert not wait_policy_applies()
+
+
+def _spincount(code: str, **env: str) -> str:
+    """libgomp's spin count in a fresh interpreter running ``code`` (``OMP_DISPLAY_ENV=VERBOSE`` prints it)."""
+    full = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")}
+    full.update(env, OMP_DISPLAY_ENV="VERBOSE")
+    p = subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True, check=True)
+    lines = [ln.strip() for ln in p.stderr.splitlines() if ln.strip().startswith("GOMP_SPINCOUNT")]
+    if not lines:
+        pytest.skip("torch's OpenMP runtime is not GNU libgomp (no GOMP_SPINCOUNT displayed)")
+    return lines[0]
+
+
+def test_openmp_sleeps_when_fcndetect_is_imported_first():
+    assert _spincount("import fcndetect, torch") == "GOMP_SPINCOUNT = '0'"  # passive: no spinning
+    assert _spincount("import torch, fcndetect") == "GOMP_SPINCOUNT = '300000'"  # too late: libgomp's default
+    assert _spincount("import fcndetect, torch", OMP_WAIT_POLICY="ACTIVE") != "GOMP_SPINCOUNT = '0'"
