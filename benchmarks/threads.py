@@ -61,7 +61,8 @@ CONFIGS: list[tuple[str, dict[str, str], int]] = [
     ("default (fcndetect)", {}, 0),
     ("2 threads, libgomp's spin (before)", {"GOMP_SPINCOUNT": "300000"}, 2),
     ("1 thread, libgomp's spin", {"GOMP_SPINCOUNT": "300000"}, 1),
-    ("2 threads, GOMP_SPINCOUNT=1000", {"GOMP_SPINCOUNT": "1000"}, 2),
+    ("2 threads, OMP_WAIT_POLICY=PASSIVE", {"OMP_WAIT_POLICY": "PASSIVE"}, 2),
+    ("2 threads, GOMP_SPINCOUNT=3000", {"GOMP_SPINCOUNT": "3000"}, 2),
     ("2 threads, GOMP_SPINCOUNT=10000", {"GOMP_SPINCOUNT": "10000"}, 2),
 ]
 

@@ -6,13 +6,19 @@ before they sleep. On a quiet machine that saves a wake-up per region; when anot
 spinning thread burns the time slice the thread with work needs, and a run gets 2-35x slower
 (``benchmarks/threads.py``, 2 cores, beside one busy process or the other tests of a shared machine).
 
-fcndetect therefore sets ``OMP_WAIT_POLICY=PASSIVE`` (:data:`ENV_DEFAULTS`: idle threads sleep at once)
-unless the user has set any of :data:`WAIT_VARIABLES`. Measured on 2 cores (O-Net on the astronaut): quiet
-as fast as libgomp's default (0.29-0.32 s against 0.29-0.31 s, within the noise), 1.5-1.6x slower beside one
-busy process (the fair share: 2 threads on the 4/3 cores left), where libgomp's default is 1.8-2.4x and
-collapses further under heavier load. One thread does not slow down beside a busy process but is 1.4-1.5x
-slower when quiet; a short spin (``GOMP_SPINCOUNT=1000``) is no better than passive, 10 000 already
-collapses (3x). OpenMP reads the variable once, when torch is first imported, so:
+fcndetect therefore sets ``GOMP_SPINCOUNT=1000`` (:data:`ENV_DEFAULTS`: idle threads spin briefly, then
+sleep) unless the user has set any of :data:`WAIT_VARIABLES`. Measured on 2 cores, each configuration quiet
+and beside one busy process in one run (``benchmarks/threads.py``, median of 7-9):
+
+- the default cascade on the astronaut: 0.029-0.031 s quiet (libgomp's default: 0.028 s), 1.64-1.65x
+  slower beside a busy process (libgomp's default: 1.78-1.89x); ``OMP_WAIT_POLICY=PASSIVE`` was 1.05x
+  under load but 1.3x slower when quiet (0.037-0.038 s): the cascade's many small kernels pay a wake-up each;
+- the dense O-Net: 0.264 s quiet (libgomp's default 0.274 s, passive 0.305 s), 1.89x beside a busy process
+  (libgomp's default 2.88x in that run, passive 1.53x);
+- longer spins collapse: 3 000 is 2.2x, 10 000 is 2.6-3.7x. One thread never slows down but is 1.4x
+  slower on the quiet machine for the dense O-Net.
+
+OpenMP reads the variable once, when torch is first imported, so:
 
 - the ``fcndetect`` command sets it before it imports torch (importing the package sets it);
 - ``import fcndetect`` sets it too, which takes effect when torch has not been imported yet: import
@@ -20,7 +26,7 @@ collapses (3x). OpenMP reads the variable once, when torch is first imported, so
 - once torch is loaded it changes nothing (:func:`wait_policy_applies` says so).
 
 The thread count stays one per core (torch's default; the CLI divides the cores among ``--workers``): on a
-quiet machine that is the fastest, and with the passive wait policy it no longer collapses under load.
+quiet machine that is the fastest, and with the short spin it no longer collapses under load.
 """
 
 from __future__ import annotations
@@ -31,8 +37,8 @@ from collections.abc import MutableMapping
 
 __all__ = ["ENV_DEFAULTS", "WAIT_VARIABLES", "apply_env_defaults", "default_num_threads", "wait_policy_applies"]
 
-#: Set when none of :data:`WAIT_VARIABLES` is: idle OpenMP threads sleep instead of spinning.
-ENV_DEFAULTS: dict[str, str] = {"OMP_WAIT_POLICY": "PASSIVE"}
+#: Set when none of :data:`WAIT_VARIABLES` is: idle OpenMP threads spin 1 000 times (not 300 000), then sleep.
+ENV_DEFAULTS: dict[str, str] = {"GOMP_SPINCOUNT": "1000"}
 #: A user's value for any of these is kept (libgomp reads the first two, Intel's OpenMP the last).
 WAIT_VARIABLES: tuple[str, ...] = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
 

@@ -11,9 +11,9 @@ import pytest
 from fcndetect.threads import ENV_DEFAULTS, apply_env_defaults, default_num_threads, wait_policy_applies
 
 
-def test_sets_the_passive_wait_policy_when_nothing_is_set():
+def test_sets_the_short_spin_when_nothing_is_set():
     env: dict[str, str] = {"PATH": "/bin"}
-    assert apply_env_defaults(env) == {"OMP_WAIT_POLICY": "PASSIVE"}
+    assert apply_env_defaults(env) == {"GOMP_SPINCOUNT": "1000"}
     assert env == {"PATH": "/bin", **ENV_DEFAULTS}
 
 
@@ -50,6 +50,6 @@ def _spincount(code: str, **env: str) -> str:
 
 
 def test_openmp_sleeps_when_fcndetect_is_imported_first():
-    assert _spincount("import fcndetect, torch") == "GOMP_SPINCOUNT = '0'"  # passive: no spinning
+    assert _spincount("import fcndetect, torch") == "GOMP_SPINCOUNT = '1000'"  # the short spin
     assert _spincount("import torch, fcndetect") == "GOMP_SPINCOUNT = '300000'"  # too late: libgomp's default
-    assert _spincount("import fcndetect, torch", OMP_WAIT_POLICY="ACTIVE") != "GOMP_SPINCOUNT = '0'"
+    assert _spincount("import fcndetect, torch", OMP_WAIT_POLICY="ACTIVE") != "GOMP_SPINCOUNT = '1000'"
