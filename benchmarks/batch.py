@@ -31,7 +31,7 @@ def main() -> int:
     ap.add_argument("--batch-sizes", default="1,4,8")
     ap.add_argument("--workers", default="0,1,2")
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--model", default="face")
+    ap.add_argument("--model", default=None, help="a model (default: the default preset, the face cascade)")
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
 
@@ -48,7 +48,8 @@ def main() -> int:
     det = Detector(model=args.model, device=args.device)
     cores = os.cpu_count() or 1
     print(f"# {datetime.now(timezone.utc).isoformat(timespec='seconds')} | {platform.machine()}, {cores} cores, "
-          f"torch {torch.__version__}, fcndetect {__version__}, device {args.device}, model {args.model}")
+          f"torch {torch.__version__}, fcndetect {__version__}, device {args.device}, "
+          f"model {' > '.join([*det.config.stages, det.config.model])}")
     print(f"# command: python benchmarks/{Path(__file__).name} {' '.join(sys.argv[1:])}")
     print(f"# {len(items)} images ({len(base)} distinct from {args.images})\n")
 
