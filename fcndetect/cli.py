@@ -277,7 +277,8 @@ def _detect_for_eval(
         elif result.detections is not None:
             boxes, keys, ranking = detections_from_records(result.detections.to_records(), ranking=ranking)
             dets[result.image] = (boxes, keys)
-    _err(f"detected with model {cfg.model}, threshold {cfg.threshold}, min_size {cfg.min_size}", quiet)
+    _err(f"detected with model {' > '.join([*cfg.stages, cfg.model])}, threshold {cfg.threshold}, "
+         f"min_size {cfg.min_size}", quiet)
     return dets, ranking
 
 
