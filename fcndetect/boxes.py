@@ -17,7 +17,7 @@ import math
 import torch
 from torchvision.ops import box_iou, clip_boxes_to_image, nms
 
-__all__ = ["MIN_SIDE", "nms_max", "nms_avg", "clip_boxes", "refine_boxes", "box_iou"]
+__all__ = ["MIN_SIDE", "nms_max", "nms_avg", "suppress_contained", "clip_boxes", "refine_boxes", "box_iou"]
 
 #: Smallest box side, in pixels, used for overlap tests (degenerate boxes are widened to it).
 MIN_SIDE = 1e-3
@@ -236,3 +236,35 @@ def refine_boxes(boxes: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     """
     wh = (boxes[:, 2:] - boxes[:, :2]).repeat(1, 2)
     return boxes + offsets.to(boxes.dtype) * wh
+
+
+def suppress_contained(
+    boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, threshold: float
+) -> torch.Tensor:
+    """Containment rule: drop each box that lies mostly inside a better-ranked kept box of its label.
+
+    Greedy by decreasing score (ties: input order): a box is dropped when ``intersection / own area`` with a
+    kept box is > ``threshold`` (the intersection over the smaller box when the kept box is the larger one).
+    IoU-based NMS cannot remove a small box inside a big one (their IoU is small): this removes an eye or a
+    cheek box nested in a face. A box that contains a better one is kept (only the nested one goes).
+
+    Args:
+        boxes: ``[N, 4]`` xyxy; scores: ``[N]`` ranking keys; labels: ``[N]`` int64.
+        threshold: fraction of a box's area that must lie inside a better box for it to be dropped.
+
+    Returns:
+        ``[M]`` int64 indices of kept boxes, by decreasing score.
+    """
+    n = boxes.shape[0]
+    order = _stable_order(scores)
+    if n == 0:
+        return order
+    b = _overlap_boxes(boxes, labels)[order]
+    area = (b[:, 2:] - b[:, :2]).prod(dim=1)
+    kept = [0]
+    for i in range(1, n):  # the outputs of NMS: tens to hundreds of boxes; memory stays O(N)
+        k = b[kept]
+        inter = (torch.minimum(b[i, 2:], k[:, 2:]) - torch.maximum(b[i, :2], k[:, :2])).clamp_min(0).prod(dim=1)
+        if not bool((inter / area[i] > threshold).any()):
+            kept.append(i)
+    return order[torch.tensor(kept, dtype=torch.int64, device=boxes.device)]

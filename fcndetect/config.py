@@ -53,6 +53,9 @@ class DetectorConfig:
         stage_thresholds: one probability per earlier stage that a window must exceed to stay a candidate
             (``threshold`` is the last stage's).
         stage_nms_iou: IoU of the NMS-max that thins candidates between stages.
+        containment: after NMS, drop a detection when more than this fraction of its area lies inside a
+            better detection of its label (an eye or cheek box nested in a face, which IoU cannot merge);
+            ``None``: off.
         fusion: the logit a cascade detection gets: ``"last"`` (the last stage's) or ``"sum"`` (the sum of
             every stage's logit at that window); ``threshold`` compares ``sigmoid`` of it.
     """
@@ -80,6 +83,7 @@ class DetectorConfig:
     stage_thresholds: tuple[float, ...] = ()
     stage_nms_iou: float = 0.7
     fusion: Literal["last", "sum"] = "last"
+    containment: float | None = None
 
     def __post_init__(self) -> None:
         for key in ("classes", "mean", "std", "stages", "stage_thresholds"):
@@ -96,6 +100,8 @@ class DetectorConfig:
             raise ConfigError(f"stage_thresholds must be in [0, 1], got {list(self.stage_thresholds)}")
         if not 0.0 <= self.stage_nms_iou <= 1.0:
             raise ConfigError(f"stage_nms_iou must be in [0, 1], got {self.stage_nms_iou}")
+        if self.containment is not None and not 0.0 < self.containment <= 1.0:
+            raise ConfigError(f"containment must be in (0, 1], got {self.containment}")
         if self.fusion not in ("last", "sum"):
             raise ConfigError(f"fusion must be 'last' or 'sum', got {self.fusion!r}")
         for key in ("mean", "std"):
@@ -148,7 +154,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "regress": (bool,), "clip": (bool,), "device": (str,), "max_memory_mb": (int,), "weights": (str, PurePath),
     "num_classes": (int,), "classes": (list, tuple, str), "input_size": (int,), "mean": (list, tuple, str),
     "std": (list, tuple, str), "stages": (list, tuple, str), "stage_thresholds": (list, tuple, str),
-    "stage_nms_iou": (float,), "fusion": (str,),
+    "stage_nms_iou": (float,), "fusion": (str,), "containment": (float,),
 }
 _TYPE_NAMES = {str: "a string", float: "a number", int: "an integer", bool: "true or false", list: "a list",
                tuple: "a tuple", PurePath: "a path"}
@@ -175,7 +181,7 @@ def _validate(data: dict[str, Any], origin: str) -> dict[str, Any]:
     for key, value in data.items():
         _check_type(key, value, origin)
     out = dict(data)
-    for key in ("threshold", "nms_iou", "min_size", "max_size", "scale_factor", "stage_nms_iou"):
+    for key in ("threshold", "nms_iou", "min_size", "max_size", "scale_factor", "stage_nms_iou", "containment"):
         if key in out and isinstance(out[key], int) and not isinstance(out[key], bool):
             out[key] = float(out[key])
     return out

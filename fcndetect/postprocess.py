@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .config import DetectorConfig
-from .boxes import clip_boxes, nms_avg, nms_max, refine_boxes
+from .boxes import clip_boxes, nms_avg, nms_max, refine_boxes, suppress_contained
 from .detections import Detections, ScoreMap
 from .geometry import Geometry, cells_to_boxes
 from .pyramid import Level
@@ -129,11 +129,11 @@ def finalize(
     image_size: tuple[int, int],
     maps: list[ScoreMap] | None = None,
 ) -> Detections:
-    """NMS-max or NMS-avg ranked by logit, clipping, sorting by logit and the ``max_det`` cap.
+    """NMS-max or NMS-avg ranked by logit, the containment rule, clipping, sorting by logit, ``max_det``.
 
     Args:
         boxes: ``[N, 4]`` windows in image pixels; logits: ``[N]`` ranking keys; labels: ``[N]`` int64.
-        config: reads ``nms``, ``nms_iou``, ``min_neighbors``, ``clip``, ``max_det``.
+        config: reads ``nms``, ``nms_iou``, ``min_neighbors``, ``containment``, ``clip``, ``max_det``.
         class_names: ``G`` names; image_size: ``(width, height)``; maps: attached as ``score_maps``.
     """
     width, height = image_size
@@ -147,6 +147,9 @@ def finalize(
         boxes, logits, labels = boxes[keep], logits[keep], labels[keep]
     else:
         keep = nms_max(boxes, logits, labels, config.nms_iou)
+        boxes, logits, labels = boxes[keep], logits[keep], labels[keep]
+    if config.containment is not None:
+        keep = suppress_contained(boxes, logits, labels, config.containment)
         boxes, logits, labels = boxes[keep], logits[keep], labels[keep]
     if config.clip:
         boxes = clip_boxes(boxes, width, height)

@@ -68,3 +68,23 @@ def mtcnn_logits(net: Any, x: Any) -> Any:
     finally:
         handle.remove()
     return out[0]
+
+
+def suppress_contained(boxes, scores, labels, thr):
+    """Greedy containment rule: kept indices by decreasing score; a box goes when more than ``thr`` of its
+    (widened) area lies inside a kept better box of its label."""
+    keep: list[int] = []
+    for i in rank_order(scores):
+        a = [boxes[i][0], boxes[i][1], max(boxes[i][2], boxes[i][0] + MIN_SIDE), max(boxes[i][3], boxes[i][1] + MIN_SIDE)]
+        own = (a[2] - a[0]) * (a[3] - a[1])
+        inside = False
+        for k in keep:
+            if labels[k] != labels[i]:
+                continue
+            c = [boxes[k][0], boxes[k][1], max(boxes[k][2], boxes[k][0] + MIN_SIDE), max(boxes[k][3], boxes[k][1] + MIN_SIDE)]
+            ix = max(0.0, min(a[2], c[2]) - max(a[0], c[0]))
+            iy = max(0.0, min(a[3], c[3]) - max(a[1], c[1]))
+            inside = inside or ix * iy / own > thr
+        if not inside:
+            keep.append(i)
+    return keep

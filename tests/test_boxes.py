@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import oracles
-from fcndetect.boxes import clip_boxes, nms_avg, nms_avg_indexed, nms_max, refine_boxes
+from fcndetect.boxes import clip_boxes, nms_avg, nms_avg_indexed, nms_max, refine_boxes, suppress_contained
 
 
 def _random_boxes(seed, n, n_labels=2):
@@ -127,3 +127,22 @@ def test_nms_avg_ranks_by_logits_beyond_probability_saturation():
     assert torch.sigmoid(logits).tolist() == [1.0, 1.0]
     b, s, lab, n = nms_avg(boxes, logits, torch.zeros(2, dtype=torch.int64), 0.3)
     assert s.tolist() == [19.0] and n.tolist() == [2]
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("thr", [0.5, 0.8, 0.95])
+def test_suppress_contained_matches_reference(seed, thr):
+    boxes, scores, labels = _clustered_boxes(seed, 80)
+    keep = suppress_contained(torch.tensor(boxes, dtype=torch.float64), torch.tensor(scores),
+                              torch.tensor(labels), thr)
+    assert keep.tolist() == oracles.suppress_contained(boxes, scores, labels, thr)
+
+
+def test_containment_drops_a_nested_box_that_iou_keeps():
+    face, eye = [0.0, 0, 100, 100], [20.0, 30, 40, 45]  # IoU 0.03: NMS cannot merge them
+    boxes = torch.tensor([face, eye, [200.0, 0, 220, 20]])
+    scores, labels = torch.tensor([0.9, 0.95, 0.5]), torch.zeros(3, dtype=torch.int64)
+    assert nms_max(boxes, scores, labels, 0.3).tolist() == [1, 0, 2]
+    # the eye outranks the face: both stay (only a box inside a *better* box goes)
+    assert suppress_contained(boxes, scores, labels, 0.8).tolist() == [1, 0, 2]
+    assert suppress_contained(boxes, torch.tensor([0.95, 0.9, 0.5]), labels, 0.8).tolist() == [0, 2]

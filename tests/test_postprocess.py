@@ -132,3 +132,16 @@ def test_nothing_above_threshold_gives_empty_detections():
     out = LevelOutput(_level(1.0, 20, 20), torch.full((2, 3, 3), -3.0))
     dets = postprocess([out], GEOM, DetectorConfig(threshold=0.5), ("a", "b"), (20, 20))
     assert len(dets) == 0 and dets.logits.shape == (0,)
+
+
+def test_containment_drops_a_window_nested_in_a_better_one():
+    """Two cells of different levels: a small window inside a large, better one. IoU-based NMS keeps both;
+    the containment rule keeps the large one only."""
+    big = LevelOutput(_level(0.25, 20, 20), torch.full((1, 3, 3), -9.0))
+    big.logits[0, 0, 0] = 8.0  # window [0, 0, 48, 48] in the image
+    small = LevelOutput(_level(1.0, 60, 60), torch.full((1, 13, 13), -9.0))
+    small.logits[0, 3, 3] = 5.0  # window [12, 12, 24, 24], inside it
+    cfg = DetectorConfig(threshold=0.5, nms="avg", nms_iou=0.3)
+    assert len(postprocess([big, small], GEOM, cfg, ("x",), (60, 60))) == 2
+    dets = postprocess([big, small], GEOM, cfg.replace(containment=0.8), ("x",), (60, 60))
+    assert len(dets) == 1 and dets.logits.tolist() == [8.0]
