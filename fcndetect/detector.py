@@ -83,7 +83,7 @@ class Detector:
 
     Example::
 
-        det = Detector()                      # the default face preset
+        det = Detector()                      # the default preset: the face cascade
         dets = det("photo.jpg")               # Detections
         det = Detector(config="face", threshold=0.8, min_size=40)
 
