@@ -24,7 +24,7 @@ import torch
 from .boxes import nms_max, refine_boxes
 from .detections import Detections
 from .geometry import Geometry
-from .postprocess import LevelOutput, finalize, group_logits, level_windows, score_maps
+from .postprocess import LevelOutput, finalize, group_logits, level_windows, score_maps, window_landmarks
 
 if TYPE_CHECKING:
     from .detector import Detector
@@ -135,7 +135,8 @@ def score_crops(
         regress: also return the box-regression offsets.
 
     Returns:
-        ``(logits [N, G], regression [N, 4] or None)`` on the CPU: class-group log-odds and MTCNN offsets.
+        ``(logits [N, G], regression [N, 4 or 14] or None)`` on the CPU: class-group log-odds and MTCNN
+        offsets (O-Net: the landmarks after the box offsets).
     """
     device = model.mean.device
     mean, std = model.mean[:, None, None], model.std[:, None, None]
@@ -188,8 +189,9 @@ def run_cascade(
     cfg = detector.config
     height, width = image.shape[:2]
     first = detector.stage_models[0]
-    boxes, logits, labels = level_windows(first_outputs, first.dense.geometry, cfg.stage_thresholds[0],
-                                          level_nms_iou=LEVEL_NMS_IOU)
+    boxes, logits, labels, _ = level_windows(first_outputs, first.dense.geometry, cfg.stage_thresholds[0],
+                                             level_nms_iou=LEVEL_NMS_IOU)
+    landmarks = None
     keep = nms_max(boxes, logits, labels, cfg.stage_nms_iou)
     boxes, fused, labels = boxes[keep].double(), logits[keep].double(), labels[keep]
     if trace is not None:
@@ -205,7 +207,9 @@ def run_cascade(
         own = stage_logits[torch.arange(labels.shape[0]), labels].double()
         fused = fused + own if cfg.fusion == "sum" else own
         passed = torch.sigmoid(fused if last else own) > (cfg.threshold if last else cfg.stage_thresholds[k])
-        boxes = refine_boxes(windows, reg.double()) if reg is not None else windows
+        if last and reg is not None and reg.shape[1] >= 14:
+            landmarks = window_landmarks(windows, reg[:, 4:14].double())[passed]
+        boxes = refine_boxes(windows, reg[:, :4].double()) if reg is not None else windows
         boxes, fused, labels = boxes[passed], fused[passed], labels[passed]
         if not last:
             keep = nms_max(boxes, fused, labels, cfg.stage_nms_iou)
@@ -213,4 +217,5 @@ def run_cascade(
         if trace is not None:
             trace.append((model.spec.name, boxes.clone()))
     maps = score_maps(first_outputs, first.dense.geometry) if return_maps else None
-    return finalize(boxes.float(), fused.float(), labels, cfg, detector.class_names, (width, height), maps)
+    return finalize(boxes.float(), fused.float(), labels, cfg, detector.class_names, (width, height), maps,
+                    landmarks.float() if landmarks is not None and boxes.shape[0] else None)

@@ -70,6 +70,9 @@ class Detections:
         image_size: ``(width, height)`` of the image.
         logits: ``[N]`` float32 log-odds, the ranking key (``None``: taken as ``logit(scores)``).
         score_maps: per pyramid level, when requested (``return_maps=True``).
+        landmarks: ``[N, 5, 2]`` float32 points ``(x, y)`` in image pixels, for models with a landmark head
+            (O-Net): left eye, right eye, nose, left mouth corner, right mouth corner (MTCNN's order; left
+            and right as seen in the image); ``None`` otherwise.
 
     Selection works like numpy: ``dets[dets.scores > 0.9]``, ``dets[:5]``, ``dets[[0, 2]]``;
     :meth:`concat` joins detections of one image.
@@ -82,6 +85,7 @@ class Detections:
     image_size: tuple[int, int]
     logits: np.ndarray | None = None
     score_maps: list[ScoreMap] | None = field(default=None, repr=False)
+    landmarks: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.boxes = np.asarray(self.boxes, np.float32).reshape(-1, 4)
@@ -92,7 +96,11 @@ class Detections:
             p = np.clip(self.scores.astype(np.float64), 1e-12, 1 - 1e-12)
             self.logits = np.log(p / (1 - p)).astype(np.float32)
         self.logits = np.asarray(self.logits, np.float32).reshape(-1)
-        for name in ("scores", "labels", "logits"):
+        if self.landmarks is not None:
+            self.landmarks = np.asarray(self.landmarks, np.float32).reshape(-1, 5, 2)
+        for name in ("scores", "labels", "logits", "landmarks"):
+            if getattr(self, name) is None:
+                continue
             if getattr(self, name).shape[0] != n:
                 raise ValueError(f"Detections: {name} has {getattr(self, name).shape[0]} entries, boxes {n}")
 
@@ -112,6 +120,7 @@ class Detections:
             scores=self.scores[idx],
             labels=self.labels[idx],
             logits=self.logits[idx],  # type: ignore[index]
+            landmarks=self.landmarks[idx] if self.landmarks is not None else None,
         )
 
     @classmethod
@@ -130,6 +139,8 @@ class Detections:
             class_names=first.class_names,
             image_size=first.image_size,
             logits=np.concatenate([p.logits for p in parts]),  # type: ignore[misc]
+            landmarks=(np.concatenate([p.landmarks for p in parts])  # type: ignore[misc]
+                       if all(p.landmarks is not None for p in parts) else None),
         )
 
     @classmethod
@@ -149,8 +160,9 @@ class Detections:
 
     def to_records(self) -> list[dict[str, object]]:
         """``[{"box": [x1, y1, x2, y2], "score": float, "logit": float, "label": str}, ...]`` at fixed
-        precision (boxes 2 decimals, score 5, logit 5)."""
-        return [
+        precision (boxes 2 decimals, score 5, logit 5), with ``"landmarks": [[x, y] x 5]`` (2 decimals) where
+        the detections have them."""
+        records: list[dict[str, object]] = [
             {
                 "box": [round(float(v), BOX_DECIMALS) for v in box],
                 "score": round(float(score), SCORE_DECIMALS),
@@ -159,3 +171,7 @@ class Detections:
             }
             for box, score, logit, name in zip(self.boxes, self.scores, self.logits, self.label_names)  # type: ignore[arg-type]
         ]
+        if self.landmarks is not None:
+            for rec, points in zip(records, self.landmarks):
+                rec["landmarks"] = [[round(float(x), BOX_DECIMALS), round(float(y), BOX_DECIMALS)] for x, y in points]
+        return records

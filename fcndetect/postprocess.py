@@ -18,12 +18,12 @@ import numpy as np
 import torch
 
 from .config import DetectorConfig
-from .boxes import clip_boxes, nms_avg, nms_max, refine_boxes, suppress_contained
+from .boxes import clip_boxes, nms_avg_indexed, nms_max, refine_boxes, suppress_contained
 from .detections import Detections, ScoreMap
 from .geometry import Geometry, cells_to_boxes
 from .pyramid import Level
 
-__all__ = ["LevelOutput", "group_logits", "level_windows", "finalize", "score_maps", "postprocess", "LOGIT_LIMIT"]
+__all__ = ["LevelOutput", "group_logits", "window_landmarks", "level_windows", "finalize", "score_maps", "postprocess", "LOGIT_LIMIT"]
 
 #: Log-odds are clipped to ``[-LOGIT_LIMIT, LOGIT_LIMIT]`` (a group holding every class has odds of infinity).
 LOGIT_LIMIT = 1e4
@@ -37,7 +37,8 @@ class LevelOutput:
         level: the pyramid level (scale and exact per-axis factors).
         logits: ``[G, H', W']`` float class-group log-odds (see :func:`group_logits`).
         regression: ``[4, H', W']`` MTCNN box-regression offsets ``[dx1, dy1, dx2, dy2]`` in window sides, or
-            ``None`` (no regression head, or regression off).
+            ``[14, H', W']`` with the five landmarks after them (O-Net: ``x1..x5, y1..y5`` in window sides
+            from the window's top-left corner), or ``None`` (no regression head, or regression off).
     """
 
     level: Level
@@ -82,9 +83,25 @@ def group_logits(logits: torch.Tensor, groups: Sequence[Sequence[int]]) -> torch
     return torch.stack(out, dim=1).clamp(-LOGIT_LIMIT, LOGIT_LIMIT)
 
 
+def window_landmarks(windows: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Landmarks in image pixels from a landmark head's output (MTCNN's convention).
+
+    Args:
+        windows: ``[N, 4]`` xyxy windows the network saw (before box regression).
+        offsets: ``[N, 10]``: ``x1..x5`` then ``y1..y5`` in window sides from the window's top-left corner.
+
+    Returns:
+        ``[N, 5, 2]`` points ``(x, y)``: left eye, right eye, nose, left and right mouth corner.
+    """
+    wh = windows[:, 2:] - windows[:, :2]
+    xs = windows[:, :1] + offsets[:, :5].to(windows.dtype) * wh[:, :1]
+    ys = windows[:, 1:2] + offsets[:, 5:10].to(windows.dtype) * wh[:, 1:]
+    return torch.stack([xs, ys], dim=2)
+
+
 def level_windows(
     outputs: Sequence[LevelOutput], geometry: Geometry, threshold: float, level_nms_iou: float | None = None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Every cell whose probability ``sigmoid(logit)`` exceeds ``threshold``, as a box in image pixels
     (refined by the level's regression where there is one).
 
@@ -95,10 +112,11 @@ def level_windows(
         level_nms_iou: if given, NMS-max within each level at this IoU (a cascade's first stage).
 
     Returns:
-        ``(boxes [N, 4] float32, logits [N] float32, labels [N] int64)`` on the CPU, levels in order, cells
-        in row-major order within a level.
+        ``(boxes [N, 4] float32, logits [N] float32, labels [N] int64, landmarks [N, 5, 2] or None)`` on the
+        CPU, levels in order, cells in row-major order within a level; landmarks where the regression carries
+        them.
     """
-    all_boxes, all_logits, all_labels = [], [], []
+    all_boxes, all_logits, all_labels, all_points = [], [], [], []
     for out in outputs:
         level, logits, reg = out.level, out.logits, out.regression
         # compare probabilities in float32, exactly as documented (score > threshold), not a rounded logit
@@ -106,18 +124,25 @@ def level_windows(
         if g.numel() == 0:
             continue
         boxes = cells_to_boxes(i.cpu(), j.cpu(), geometry, (level.sx, level.sy))
+        points = None
         if reg is not None:
-            boxes = refine_boxes(boxes, reg[:, i, j].T.float().cpu())
+            offsets = reg[:, i, j].T.float().cpu()
+            if offsets.shape[1] >= 14:
+                points = window_landmarks(boxes, offsets[:, 4:14])
+            boxes = refine_boxes(boxes, offsets[:, :4])
         keys, labels = logits[g, i, j].float().cpu(), g.cpu()
         if level_nms_iou is not None:
             keep = nms_max(boxes, keys, labels, level_nms_iou)
             boxes, keys, labels = boxes[keep], keys[keep], labels[keep]
+            points = points[keep] if points is not None else None
         all_boxes.append(boxes)
         all_logits.append(keys)
         all_labels.append(labels)
+        all_points.append(points)
     if not all_boxes:
-        return torch.zeros((0, 4)), torch.zeros(0), torch.zeros(0, dtype=torch.int64)
-    return torch.cat(all_boxes), torch.cat(all_logits), torch.cat(all_labels)
+        return torch.zeros((0, 4)), torch.zeros(0), torch.zeros(0, dtype=torch.int64), None
+    landmarks = torch.cat(all_points) if all(p is not None for p in all_points) else None  # type: ignore[misc]
+    return torch.cat(all_boxes), torch.cat(all_logits), torch.cat(all_labels), landmarks
 
 
 def finalize(
@@ -128,6 +153,7 @@ def finalize(
     class_names: tuple[str, ...],
     image_size: tuple[int, int],
     maps: list[ScoreMap] | None = None,
+    landmarks: torch.Tensor | None = None,
 ) -> Detections:
     """NMS-max or NMS-avg ranked by logit, the containment rule, clipping, sorting by logit, ``max_det``.
 
@@ -135,6 +161,8 @@ def finalize(
         boxes: ``[N, 4]`` windows in image pixels; logits: ``[N]`` ranking keys; labels: ``[N]`` int64.
         config: reads ``nms``, ``nms_iou``, ``min_neighbors``, ``containment``, ``clip``, ``max_det``.
         class_names: ``G`` names; image_size: ``(width, height)``; maps: attached as ``score_maps``.
+        landmarks: ``[N, 5, 2]`` points of each window, or ``None``; NMS-avg averages them within a cluster
+            like the boxes, NMS-max keeps the seed's. Landmarks are not clipped.
     """
     width, height = image_size
     if boxes.shape[0] == 0:
@@ -142,15 +170,20 @@ def finalize(
         dets.score_maps = maps
         return dets
     if config.nms == "avg":
-        boxes, logits, labels, sizes = nms_avg(boxes, logits, labels, config.nms_iou)
+        boxes, logits, labels, sizes, _seeds, cluster = nms_avg_indexed(boxes, logits, labels, config.nms_iou)
+        if landmarks is not None:
+            sums = torch.zeros((sizes.shape[0], 10), dtype=torch.float64, device=landmarks.device)
+            sums.index_add_(0, cluster, landmarks.reshape(-1, 10).double())
+            landmarks = (sums / sizes[:, None]).reshape(-1, 5, 2)
         keep = sizes >= config.min_neighbors
-        boxes, logits, labels = boxes[keep], logits[keep], labels[keep]
     else:
         keep = nms_max(boxes, logits, labels, config.nms_iou)
-        boxes, logits, labels = boxes[keep], logits[keep], labels[keep]
+    boxes, logits, labels = boxes[keep], logits[keep], labels[keep]
+    landmarks = landmarks[keep] if landmarks is not None else None
     if config.containment is not None:
         keep = suppress_contained(boxes, logits, labels, config.containment)
         boxes, logits, labels = boxes[keep], logits[keep], labels[keep]
+        landmarks = landmarks[keep] if landmarks is not None else None
     if config.clip:
         boxes = clip_boxes(boxes, width, height)
     order = torch.argsort(logits, descending=True, stable=True)[: config.max_det]
@@ -162,6 +195,7 @@ def finalize(
         image_size=(width, height),
         logits=logits[order].float().numpy(),
         score_maps=maps,
+        landmarks=landmarks[order].float().numpy() if landmarks is not None else None,
     )
 
 
@@ -192,6 +226,6 @@ def postprocess(
     Returns:
         the image's detections, by decreasing logit (ties: level order, then row-major cell order).
     """
-    boxes, logits, labels = level_windows(outputs, geometry, config.threshold)
+    boxes, logits, labels, landmarks = level_windows(outputs, geometry, config.threshold)
     maps = score_maps(outputs, geometry) if return_maps else None
-    return finalize(boxes, logits, labels, config, class_names, image_size, maps)
+    return finalize(boxes, logits, labels, config, class_names, image_size, maps, landmarks)

@@ -146,3 +146,21 @@ def test_dev_faces_recall_false_positives_and_distinct_ranking_keys(face_detecto
     top = sorted(written, key=lambda r: -r["logit"])[:40]
     assert len(top) == 40 and len({r["logit"] for r in top}) == 40
     assert len({r["score"] for r in top}) < 40  # the saturated probabilities do tie: the reason for logits
+
+
+@pytest.mark.parametrize("config", [None, "face"])
+def test_astronaut_landmarks_are_where_a_face_has_them(samples, config):
+    """Default cascade and dense O-Net: both eyes above the nose, the nose above both mouth corners, left
+    before right as seen in the image, all five inside the box."""
+    dets = Detector(config)(samples / "astronaut.png")
+    assert dets.landmarks is not None and dets.landmarks.shape == (len(dets), 5, 2)
+    (lex, ley), (rex, rey), (nx, ny), (lmx, lmy), (rmx, rmy) = dets.landmarks[0].tolist()
+    x1, y1, x2, y2 = dets.boxes[0].tolist()
+    assert max(ley, rey) < ny < min(lmy, rmy)
+    assert lex < nx < rex and lmx < rmx
+    assert all(x1 <= x <= x2 and y1 <= y <= y2 for x, y in dets.landmarks[0].tolist())
+    assert len(dets.to_records()[0]["landmarks"]) == 5
+
+
+def test_models_without_a_landmark_head_have_none(samples):
+    assert Detector(model="face-rnet")(samples / "astronaut.png").landmarks is None

@@ -218,7 +218,9 @@ def test_coco_output_loads_in_pycocotools(tmp_path, samples):
 
 def test_format_without_output_goes_to_stdout(samples):
     r = _invoke(["run", samples / "astronaut.png", "--format", "csv", "-q"])
-    assert r.exit_code == 0 and r.stdout.splitlines()[0] == "image,width,height,label,score,logit,x1,y1,x2,y2"
+    assert r.exit_code == 0 and r.stdout.splitlines()[0].startswith("image,width,height,label,score,logit,x1,y1,x2,y2,")
+    row = r.stdout.splitlines()[1].split(",")
+    assert len(row) == 20 and all(row[10:])  # the cascade's last stage is O-Net: its five landmarks
 
 
 def test_sources_list_stdin_and_dedup(tmp_path, samples):

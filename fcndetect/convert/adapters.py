@@ -97,6 +97,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 import torchvision.models as tvm
 from torch import nn
 from torchvision.models import shufflenetv2 as _tv_shufflenet
@@ -133,9 +134,19 @@ def _split_mtcnn(model: nn.Module) -> Split:
     body = nn.Sequential(*[children[n] for n in names[:cut]])
     if hasattr(model, "dense4"):  # R-Net
         head, reg = [model.dense4, model.prelu4, model.dense5_1], [model.dense5_2]
-    else:  # O-Net
-        head, reg = [model.dense5, model.prelu5, model.dense6_1], [model.dense6_2]
+    else:  # O-Net: box offsets and the five landmarks read the same vector, as one 14-output layer
+        head, reg = [model.dense5, model.prelu5, model.dense6_1], [_stacked(model.dense6_2, model.dense6_3)]
     return Split(body=body, head=head, flatten="whc", regressor=reg)
+
+
+def _stacked(*layers: nn.Linear) -> nn.Linear:
+    """One ``Linear`` whose outputs are those of ``layers`` in order (same input): O-Net's box regression
+    (4) then its landmarks (10: ``x1..x5, y1..y5`` in window sides from the window's top-left corner)."""
+    out = nn.Linear(layers[0].in_features, sum(m.out_features for m in layers))
+    with torch.no_grad():
+        out.weight.copy_(torch.cat([m.weight for m in layers]))
+        out.bias.copy_(torch.cat([m.bias for m in layers]))
+    return out.to(device=layers[0].weight.device, dtype=layers[0].weight.dtype)
 
 
 def _is_alexnet_vgg(m: nn.Module) -> bool:

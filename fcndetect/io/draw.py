@@ -32,7 +32,8 @@ def label_style(box_side: float) -> tuple[int, float]:
 
 
 def draw_detections(image: np.ndarray, detections: Detections) -> np.ndarray:
-    """A copy of ``[H, W, 3]`` uint8 RGB ``image`` with each box and ``label score`` drawn on it.
+    """A copy of ``[H, W, 3]`` uint8 RGB ``image`` with each box, its landmarks (dots) where it has them, and
+    ``label score`` drawn on it.
 
     The label sits on a filled bar just above the box; where the image's top edge leaves no room, just below
     it; only when neither fits, inside the box's top edge."""
@@ -44,6 +45,9 @@ def draw_detections(image: np.ndarray, detections: Detections) -> np.ndarray:
         thick, font = label_style(max(1.0, min(x2 - x1, y2 - y1)))
         color = _COLORS[int(label) % len(_COLORS)]
         cv2.rectangle(out, (x1, y1), (x2 - 1, y2 - 1), color, thick, cv2.LINE_AA)
+        if detections.landmarks is not None:  # five dots, sized like the line
+            for x, y in detections.landmarks[len(items)]:
+                cv2.circle(out, (int(round(float(x))), int(round(float(y)))), thick + 1, color, -1, cv2.LINE_AA)
         items.append(((x1, y1, x2, y2), thick, font, color, f"{detections.class_names[int(label)]} {score:.2f}"))
     # labels after every box, so no box hides a label; the best detection's label is drawn last, on top
     for (x1, y1, x2, y2), thick, font, color, text in reversed(items):

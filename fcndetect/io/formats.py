@@ -57,7 +57,11 @@ __all__ = [
 Record = Mapping[str, Any]
 """One image's result record (see the module docstring)."""
 
-CSV_HEADER: tuple[str, ...] = ("image", "width", "height", "label", "score", "logit", "x1", "y1", "x2", "y2")
+#: the five landmarks' columns (MTCNN's order: left eye, right eye, nose, left and right mouth corner)
+LANDMARK_COLUMNS: tuple[str, ...] = tuple(f"{p}_{a}" for p in ("left_eye", "right_eye", "nose", "mouth_left",
+                                                                  "mouth_right") for a in ("x", "y"))
+CSV_HEADER: tuple[str, ...] = ("image", "width", "height", "label", "score", "logit", "x1", "y1", "x2", "y2",
+                               *LANDMARK_COLUMNS)
 
 
 # ----------------------------------------------------------------------------------------------- numbers
@@ -139,6 +143,14 @@ def _box_fields(box: Sequence[float]) -> list[str]:
     return [fixed(v, BOX_DECIMALS) for v in xywh(box)]
 
 
+def _landmark_fields(det: Mapping[str, Any]) -> list[str]:
+    """The 10 landmark columns of a detection (empty where it has none)."""
+    points = det.get("landmarks")
+    if not points:
+        return [""] * len(LANDMARK_COLUMNS)
+    return [fixed(v, BOX_DECIMALS) for point in points for v in point]
+
+
 def ranking_score(det: Mapping[str, Any]) -> tuple[float, int]:
     """The value an evaluator should sort a detection by, and its decimals: its ``logit`` when it has one
     (never saturates), else its ``score``."""
@@ -202,14 +214,16 @@ def coco_results(
             label = str(det["label"])
             if label not in cat_ids:
                 cat_ids[label] = len(cat_ids) + 1
-            results.append(
-                {
-                    "image_id": image_id,
-                    "category_id": cat_ids[label],
-                    "bbox": list(xywh(det["box"])),
-                    "score": rounded(*ranking_score(det)),
-                }
-            )
+            result = {
+                "image_id": image_id,
+                "category_id": cat_ids[label],
+                "bbox": list(xywh(det["box"])),
+                "score": rounded(*ranking_score(det)),
+            }
+            if det.get("landmarks"):  # COCO keypoints: x, y, visibility 2 ("labelled and visible")
+                result["keypoints"] = [v for x, y in det["landmarks"] for v in (rounded(x, BOX_DECIMALS),
+                                                                                 rounded(y, BOX_DECIMALS), 2)]
+            results.append(result)
     cats = [{"id": cid, "name": name} for name, cid in cat_ids.items()]
     return results, images, cats
 
@@ -229,7 +243,9 @@ def coco_images_json(images: Sequence[Mapping[str, Any]], categories: Sequence[M
 
 
 def csv_text(records: Sequence[Record]) -> str:
-    """CSV of a run: header ``image,width,height,label,score,logit,x1,y1,x2,y2``, then one row per detection.
+    """CSV of a run: header ``image,width,height,label,score,logit,x1,y1,x2,y2`` and the 10 landmark columns
+    (``left_eye_x, left_eye_y, ..., mouth_right_y``, empty for detections without landmarks), then one row
+    per detection.
 
     Boxes are ``x1,y1,x2,y2`` (continuous pixel edges, not clipped) at ``%.2f``, scores at ``%.5f``, logits
     (the ranking key) at ``%.5f`` (empty for a record without one).
@@ -249,7 +265,7 @@ def csv_text(records: Sequence[Record]) -> str:
         head = [str(record["image"]), *size]
         dets = _detections(record)
         if not dets:
-            writer.writerow(head + [""] * 7)
+            writer.writerow(head + [""] * (len(CSV_HEADER) - 3))
             continue
         for det in dets:
             box = det["box"]
@@ -260,6 +276,7 @@ def csv_text(records: Sequence[Record]) -> str:
                 + [str(det["label"]), fixed(det["score"], SCORE_DECIMALS)]
                 + ["" if det.get("logit") is None else fixed(det["logit"], LOGIT_DECIMALS)]
                 + [fixed(v, BOX_DECIMALS) for v in box]
+                + _landmark_fields(det)
             )
     return buf.getvalue()
 

@@ -113,6 +113,25 @@ def test_mtcnn_pretrained_native_equivalence(factory, n):
     assert ref[:, 1].max() - ref[:, 1].min() > 1.0  # the inputs are told apart: a constant output would fail
 
 
+@pytest.mark.parametrize("factory, n, outputs", [(_onet_original, 48, 14), (_rnet_original, 24, 4)])
+def test_mtcnn_regression_and_landmark_heads_match_facenet(factory, n, outputs):
+    """The dense regression head against facenet-pytorch's own O-Net / R-Net on crops: box offsets, and for
+    O-Net its landmark head after them (``x1..x5, y1..y5``), each to 1e-5."""
+    model = factory()
+    dense = make_fully_convolutional(model, n)
+    torch.manual_seed(2)
+    x = torch.rand(8, 3, n, n) * 2 - 1
+    with torch.no_grad():
+        ref = model(x)
+        _, reg = dense.forward_with_regression(x)
+    reg = reg[:, :, 0, 0]
+    assert reg.shape == (8, outputs)
+    assert (reg[:, :4] - ref[0]).abs().max() <= 1e-5
+    if outputs == 14:
+        assert (reg[:, 4:] - ref[1]).abs().max() <= 1e-5
+        assert ref[1].std() > 1e-3  # the landmarks vary with the input: a constant head would fail
+
+
 @pytest.mark.parametrize("cls", [ONet, RNet])
 def test_mtcnn_random_weights_native_equivalence(cls):
     model = _randomize(cls(), seed=3)
@@ -138,7 +157,9 @@ def test_mtcnn_regressor_matches_original():
     x = torch.randn(3, 3, 48, 48)
     with torch.no_grad():
         logits, reg = dense.forward_with_regression(x)
-        assert (reg[:, :, 0, 0] - model(x)[0]).abs().max() <= 1e-5
+        box, landmarks, _ = model(x)
+        assert (reg[:, :4, 0, 0] - box).abs().max() <= 1e-5
+        assert (reg[:, 4:, 0, 0] - landmarks).abs().max() <= 1e-5
 
 
 @pytest.mark.parametrize("name", ["alexnet", "vgg16", "resnet18", "mobilenet_v2"])
