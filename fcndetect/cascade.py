@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .detector import Detector
     from .models import LoadedModel
 
-__all__ = ["CropPlan", "crop_plan", "square_boxes", "sample_crops", "score_crops", "run_cascade",
+__all__ = ["CropPlan", "crop_plan", "square_boxes", "sample_crops", "score_crops", "run_cascade", "cascade_candidates",
            "LEVEL_NMS_IOU", "CROP_BATCH"]
 
 #: NMS-max IoU within each level of the first stage, before the cross-level ``stage_nms_iou`` (MTCNN's 0.5).
@@ -165,6 +165,21 @@ def run_cascade(
     return_maps: bool = False,
     trace: list[tuple[str, torch.Tensor]] | None = None,
 ) -> Detections:
+    """:func:`cascade_candidates`, then the final NMS, clipping, sorting and cap
+    (:func:`fcndetect.postprocess.finalize`)."""
+    boxes, fused, labels, landmarks = cascade_candidates(image, first_outputs, detector, trace)
+    first = detector.stage_models[0]
+    maps = score_maps(first_outputs, first.dense.geometry) if return_maps else None
+    height, width = image.shape[:2]
+    return finalize(boxes, fused, labels, detector.config, detector.class_names, (width, height), maps, landmarks)
+
+
+def cascade_candidates(
+    image: np.ndarray,
+    first_outputs: list[LevelOutput],
+    detector: "Detector",
+    trace: list[tuple[str, torch.Tensor]] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """The rest of a cascade for one image, after its first stage ran densely over the pyramid.
 
     The first stage's windows above ``stage_thresholds[0]`` (NMS-max within each level at
@@ -178,16 +193,18 @@ def run_cascade(
     The logit of a detection is the last stage's (``fusion = "last"``) or the sum of every stage's logit for
     that candidate (``fusion = "sum"``).
 
+    Returns:
+        ``(boxes [N, 4], logits [N], labels [N], landmarks [N, 5, 2] or None)``: the last stage's windows
+        above ``threshold``, before the final NMS.
+
     Args:
         image: ``[H, W, 3]`` uint8 RGB.
         first_outputs: the first stage's :class:`LevelOutput` per pyramid level.
         detector: the cascade (its config, stage models and last model).
-        return_maps: attach the first stage's score maps (the only dense ones).
         trace: if given, ``(model name, candidate boxes [N, 4])`` is appended after each stage (the windows
             that stage kept), for measuring per-stage recall.
     """
     cfg = detector.config
-    height, width = image.shape[:2]
     first = detector.stage_models[0]
     boxes, logits, labels, _ = level_windows(first_outputs, first.dense.geometry, cfg.stage_thresholds[0],
                                              level_nms_iou=LEVEL_NMS_IOU)
@@ -216,6 +233,5 @@ def run_cascade(
             boxes, fused, labels = boxes[keep], fused[keep], labels[keep]
         if trace is not None:
             trace.append((model.spec.name, boxes.clone()))
-    maps = score_maps(first_outputs, first.dense.geometry) if return_maps else None
-    return finalize(boxes.float(), fused.float(), labels, cfg, detector.class_names, (width, height), maps,
-                    landmarks.float() if landmarks is not None and boxes.shape[0] else None)
+    return boxes.float(), fused.float(), labels, (landmarks.float() if landmarks is not None and boxes.shape[0]
+                                                  else None)

@@ -59,6 +59,8 @@ Exit codes: 0 all inputs processed, 1 some inputs failed, 2 usage error, 130 int
 @click.option("--scale-factor", type=float, default=None, help="Ratio between pyramid scales (0..1).")
 @click.option("--max-det", type=int, default=None, help="At most this many detections per image.")
 @click.option("--min-neighbors", type=int, default=None, help="NMS-avg: drop clusters of fewer windows.")
+@click.option("--rotations", default=None,
+              help="Also search rotated copies: angles in degrees, counter-clockwise, e.g. 0,90,180,270.")
 @click.option("--regress/--no-regress", default=None, help="Refine boxes with the model's regression head.")
 @click.option("--device", default=None, help="Torch device: cpu, cuda, cuda:1, mps.")
 @click.option("--arch", default=None, help="Alias of --model for a torchvision architecture.")

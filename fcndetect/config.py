@@ -53,6 +53,8 @@ class DetectorConfig:
         stage_thresholds: one probability per earlier stage that a window must exceed to stay a candidate
             (``threshold`` is the last stage's).
         stage_nms_iou: IoU of the NMS-max that thins candidates between stages.
+        rotations: in-plane angles (degrees, counter-clockwise) at which the image is searched; detections
+            from every angle are mapped back and merged by one NMS. ``(0,)``: upright only.
         containment: after NMS, drop a detection when more than this fraction of its area lies inside a
             better detection of its label (an eye or cheek box nested in a face, which IoU cannot merge);
             ``None``: off.
@@ -84,15 +86,21 @@ class DetectorConfig:
     stage_nms_iou: float = 0.7
     fusion: Literal["last", "sum"] = "last"
     containment: float | None = None
+    rotations: tuple[float, ...] = (0.0,)
 
     def __post_init__(self) -> None:
-        for key in ("classes", "mean", "std", "stages", "stage_thresholds"):
+        for key in ("classes", "mean", "std", "stages", "stage_thresholds", "rotations"):
             value = getattr(self, key)
             if isinstance(value, str):
                 value = [v.strip() for v in value.split(",") if v.strip()]
             if value is not None:
                 as_str = key in ("classes", "stages")
-                object.__setattr__(self, key, tuple(str(v) if as_str else float(v) for v in value))
+                try:
+                    object.__setattr__(self, key, tuple(str(v) if as_str else float(v) for v in value))
+                except (TypeError, ValueError):
+                    raise ConfigError(f"{key} must be a list of numbers, got {value!r}") from None
+        if not self.rotations:
+            raise ConfigError("rotations needs at least one angle (0 is upright)")
         if len(self.stage_thresholds) != len(self.stages):
             raise ConfigError(f"stage_thresholds needs one value per earlier stage ({len(self.stages)}: "
                               f"{', '.join(self.stages) or 'none'}), got {len(self.stage_thresholds)}")
@@ -154,7 +162,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "regress": (bool,), "clip": (bool,), "device": (str,), "max_memory_mb": (int,), "weights": (str, PurePath),
     "num_classes": (int,), "classes": (list, tuple, str), "input_size": (int,), "mean": (list, tuple, str),
     "std": (list, tuple, str), "stages": (list, tuple, str), "stage_thresholds": (list, tuple, str),
-    "stage_nms_iou": (float,), "fusion": (str,), "containment": (float,),
+    "stage_nms_iou": (float,), "fusion": (str,), "containment": (float,), "rotations": (list, tuple, str),
 }
 _TYPE_NAMES = {str: "a string", float: "a number", int: "an integer", bool: "true or false", list: "a list",
                tuple: "a tuple", PurePath: "a path"}

@@ -73,6 +73,10 @@ class Detections:
         landmarks: ``[N, 5, 2]`` float32 points ``(x, y)`` in image pixels, for models with a landmark head
             (O-Net): left eye, right eye, nose, left mouth corner, right mouth corner (MTCNN's order; left
             and right as seen in the image); ``None`` otherwise.
+        angles: ``[N]`` float32 degrees, counter-clockwise: the rotation of the image under which each face
+            was upright (``--rotations``); ``None`` without rotations.
+        quads: ``[N, 4, 2]`` float32 corners of each rotated window in the image (``boxes`` is their
+            axis-aligned box); ``None`` without rotations.
 
     Selection works like numpy: ``dets[dets.scores > 0.9]``, ``dets[:5]``, ``dets[[0, 2]]``;
     :meth:`concat` joins detections of one image.
@@ -86,6 +90,8 @@ class Detections:
     logits: np.ndarray | None = None
     score_maps: list[ScoreMap] | None = field(default=None, repr=False)
     landmarks: np.ndarray | None = None
+    angles: np.ndarray | None = None
+    quads: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.boxes = np.asarray(self.boxes, np.float32).reshape(-1, 4)
@@ -98,7 +104,11 @@ class Detections:
         self.logits = np.asarray(self.logits, np.float32).reshape(-1)
         if self.landmarks is not None:
             self.landmarks = np.asarray(self.landmarks, np.float32).reshape(-1, 5, 2)
-        for name in ("scores", "labels", "logits", "landmarks"):
+        if self.angles is not None:
+            self.angles = np.asarray(self.angles, np.float32).reshape(-1)
+        if self.quads is not None:
+            self.quads = np.asarray(self.quads, np.float32).reshape(-1, 4, 2)
+        for name in ("scores", "labels", "logits", "landmarks", "angles", "quads"):
             if getattr(self, name) is None:
                 continue
             if getattr(self, name).shape[0] != n:
@@ -121,6 +131,8 @@ class Detections:
             labels=self.labels[idx],
             logits=self.logits[idx],  # type: ignore[index]
             landmarks=self.landmarks[idx] if self.landmarks is not None else None,
+            angles=self.angles[idx] if self.angles is not None else None,
+            quads=self.quads[idx] if self.quads is not None else None,
         )
 
     @classmethod
@@ -139,8 +151,9 @@ class Detections:
             class_names=first.class_names,
             image_size=first.image_size,
             logits=np.concatenate([p.logits for p in parts]),  # type: ignore[misc]
-            landmarks=(np.concatenate([p.landmarks for p in parts])  # type: ignore[misc]
-                       if all(p.landmarks is not None for p in parts) else None),
+            **{name: (np.concatenate([getattr(p, name) for p in parts])
+                      if all(getattr(p, name) is not None for p in parts) else None)
+               for name in ("landmarks", "angles", "quads")},
         )
 
     @classmethod
@@ -174,4 +187,8 @@ class Detections:
         if self.landmarks is not None:
             for rec, points in zip(records, self.landmarks):
                 rec["landmarks"] = [[round(float(x), BOX_DECIMALS), round(float(y), BOX_DECIMALS)] for x, y in points]
+        if self.angles is not None and self.quads is not None:
+            for rec, angle, quad in zip(records, self.angles, self.quads):
+                rec["angle"] = round(float(angle), 1) + 0.0
+                rec["quad"] = [[round(float(x), BOX_DECIMALS), round(float(y), BOX_DECIMALS)] for x, y in quad]
         return records

@@ -19,8 +19,9 @@ import torch
 from .config import ConfigError, DetectorConfig, resolve_config
 from .detections import Detections
 from .geometry import Geometry, dense_output_size
-from .cascade import run_cascade
-from .postprocess import LevelOutput, group_logits, postprocess
+from .cascade import cascade_candidates, run_cascade
+from .postprocess import LevelOutput, finalize, group_logits, level_windows, postprocess, score_maps
+from .rotation import box_corners, map_points, rotate_image
 from .tiling import activation_bytes_per_pixel, run_tiled
 from .io.images import DEFAULT_MAX_PIXELS, load_image, to_rgb_array
 from .models import LoadedModel, load_model
@@ -233,6 +234,8 @@ class Detector:
 
         The result of each image does not depend on the batch it was in.
         """
+        if tuple(self.config.rotations) != (0.0,):
+            return [self._detect_rotated(im, return_maps) for im in images]
         results: list[Detections | None] = [None] * len(images)
         groups: dict[tuple[int, int], list[int]] = {}
         for k, im in enumerate(images):
@@ -270,6 +273,45 @@ class Detector:
     def detect_array(self, image: np.ndarray, return_maps: bool = False) -> Detections:
         """Detect in an ``[H, W, 3]`` uint8 RGB array."""
         return self.detect_batch([image], return_maps=return_maps)[0]
+
+    @torch.inference_mode()
+    def _candidates(self, image: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None,
+                                                      list[LevelOutput]]:
+        """The windows above threshold before the final NMS (a cascade's last stage, or the dense maps'),
+        and the dense levels' outputs."""
+        height, width = image.shape[:2]
+        outputs = []
+        for level in self.levels(width, height):
+            logits, reg = self.score_level(image, level)
+            outputs.append(LevelOutput(level, logits[0], reg[0] if reg is not None else None))
+        if self.stage_models:
+            return (*cascade_candidates(image, outputs, self), outputs)
+        return (*level_windows(outputs, self.geometry, self.config.threshold), outputs)
+
+    def _detect_rotated(self, image: np.ndarray, return_maps: bool) -> Detections:
+        """Search every angle of ``rotations``, map each window back (its box becomes the axis-aligned box of
+        the rotated window; its corners and landmarks are mapped exactly), and merge all by one NMS."""
+        height, width = image.shape[:2]
+        parts: list[tuple[torch.Tensor, ...]] = []
+        landmarks_all: list[torch.Tensor | None] = []
+        maps = None
+        for angle in self.config.rotations:
+            rotated, m = rotate_image(image, float(angle))
+            boxes, logits, labels, points, outputs = self._candidates(rotated)
+            if return_maps and float(angle) == 0.0:
+                maps = score_maps(outputs, self.geometry)
+            quads = map_points(box_corners(boxes.double()), m, inverse=True)
+            axis = torch.cat([quads.min(dim=1).values, quads.max(dim=1).values], dim=1)
+            parts.append((axis.float(), logits, labels, torch.full_like(logits, float(angle)), quads.float()))
+            if points is None and boxes.shape[0] == 0:
+                points = torch.zeros((0, 5, 2))  # nothing at this angle: no landmarks missing
+            landmarks_all.append(map_points(points.double(), m, inverse=True).float() if points is not None else None)
+        boxes, logits, labels, angles, quads = (torch.cat([p[k] for p in parts]) for k in range(5))
+        landmarks = None
+        if all(x is not None for x in landmarks_all) and any(x.shape[0] for x in landmarks_all):  # type: ignore[union-attr]
+            landmarks = torch.cat(landmarks_all)  # type: ignore[arg-type]
+        return finalize(boxes, logits, labels, self.config, self.class_names, (width, height), maps, landmarks,
+                        angles, quads)
 
     def __call__(self, image: ImageLike, *, bgr: bool = False, return_maps: bool = False) -> Detections:
         """Detect in a path, PIL image, numpy array (``[H, W, 3]`` uint8, RGB or ``bgr=True``) or tensor

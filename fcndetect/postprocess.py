@@ -154,6 +154,8 @@ def finalize(
     image_size: tuple[int, int],
     maps: list[ScoreMap] | None = None,
     landmarks: torch.Tensor | None = None,
+    angles: torch.Tensor | None = None,
+    quads: torch.Tensor | None = None,
 ) -> Detections:
     """NMS-max or NMS-avg ranked by logit, the containment rule, clipping, sorting by logit, ``max_det``.
 
@@ -163,6 +165,8 @@ def finalize(
         class_names: ``G`` names; image_size: ``(width, height)``; maps: attached as ``score_maps``.
         landmarks: ``[N, 5, 2]`` points of each window, or ``None``; NMS-avg averages them within a cluster
             like the boxes, NMS-max keeps the seed's. Landmarks are not clipped.
+        angles, quads: ``[N]`` rotation (degrees) and ``[N, 4, 2]`` rotated-window corners of each window
+            (:mod:`fcndetect.rotation`), or ``None``; a detection keeps its seed's.
     """
     width, height = image_size
     if boxes.shape[0] == 0:
@@ -170,20 +174,27 @@ def finalize(
         dets.score_maps = maps
         return dets
     if config.nms == "avg":
-        boxes, logits, labels, sizes, _seeds, cluster = nms_avg_indexed(boxes, logits, labels, config.nms_iou)
+        all_angles, all_quads = angles, quads
+        boxes, logits, labels, sizes, seeds, cluster = nms_avg_indexed(boxes, logits, labels, config.nms_iou)
+        # with rotations, a cluster's shape (rotated window, box, landmarks) is the mean over its windows found
+        # at the seed's angle: windows of other angles vote for the cluster, not for its shape
+        weight = torch.ones(cluster.shape[0], dtype=torch.float64)
+        if all_angles is not None and all_quads is not None:
+            angles = all_angles[seeds]
+            weight = (all_angles == angles[cluster]).to(torch.float64)
+            quads = _cluster_mean(all_quads.reshape(-1, 8), cluster, weight).reshape(-1, 4, 2).float()
+            boxes = torch.cat([quads.min(dim=1).values, quads.max(dim=1).values], dim=1)
         if landmarks is not None:
-            sums = torch.zeros((sizes.shape[0], 10), dtype=torch.float64, device=landmarks.device)
-            sums.index_add_(0, cluster, landmarks.reshape(-1, 10).double())
-            landmarks = (sums / sizes[:, None]).reshape(-1, 5, 2)
+            landmarks = _cluster_mean(landmarks.reshape(-1, 10), cluster, weight).reshape(-1, 5, 2)
         keep = sizes >= config.min_neighbors
     else:
         keep = nms_max(boxes, logits, labels, config.nms_iou)
     boxes, logits, labels = boxes[keep], logits[keep], labels[keep]
-    landmarks = landmarks[keep] if landmarks is not None else None
+    landmarks, angles, quads = (t[keep] if t is not None else None for t in (landmarks, angles, quads))
     if config.containment is not None:
         keep = suppress_contained(boxes, logits, labels, config.containment)
         boxes, logits, labels = boxes[keep], logits[keep], labels[keep]
-        landmarks = landmarks[keep] if landmarks is not None else None
+        landmarks, angles, quads = (t[keep] if t is not None else None for t in (landmarks, angles, quads))
     if config.clip:
         boxes = clip_boxes(boxes, width, height)
     order = torch.argsort(logits, descending=True, stable=True)[: config.max_det]
@@ -196,7 +207,17 @@ def finalize(
         logits=logits[order].float().numpy(),
         score_maps=maps,
         landmarks=landmarks[order].float().numpy() if landmarks is not None else None,
+        angles=angles[order].float().numpy() if angles is not None else None,
+        quads=quads[order].float().numpy() if quads is not None else None,
     )
+
+
+def _cluster_mean(values: torch.Tensor, cluster: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Weighted mean of ``values [N, D]`` per cluster (``cluster [N]`` ids ``0..K-1``; every cluster has a
+    member of positive weight): ``[K, D]`` float64."""
+    k = int(cluster.max()) + 1 if cluster.numel() else 0
+    sums = torch.zeros((k, values.shape[1]), dtype=torch.float64).index_add_(0, cluster, values.double() * weight[:, None])
+    return sums / torch.zeros(k, dtype=torch.float64).index_add_(0, cluster, weight)[:, None]
 
 
 def score_maps(outputs: Sequence[LevelOutput], geometry: Geometry) -> list[ScoreMap]:

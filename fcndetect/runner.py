@@ -29,7 +29,7 @@ import numpy as np
 from . import __version__
 from .detections import Detections
 from .io import formats
-from .io.draw import draw_detections, encode_image, heatmap_overlay
+from .io.draw import draw_detections, encode_image, heatmap_overlay, upright_crops
 from .engines.local import iter_detections
 from .io.images import DEFAULT_MAX_PIXELS
 from .io.sinks import atomic_write_bytes, atomic_write_text, dumps_record, output_name, result_record
@@ -234,13 +234,10 @@ class BatchRunner:
                  "geometry": geometry.to_dict(), "levels": index}, indent=1) + "\n")
         if self.opt.crops:
             folder = base.with_name(base.name + ".crops")
-            h, w = image.shape[:2]
-            for k, (box, label) in enumerate(zip(dets.boxes, dets.label_names)):
-                x1, y1 = max(0, int(np.floor(box[0]))), max(0, int(np.floor(box[1])))
-                x2, y2 = min(w, int(np.ceil(box[2]))), min(h, int(np.ceil(box[3])))
-                if x2 > x1 and y2 > y1:
+            for k, (crop, label) in enumerate(zip(upright_crops(image, dets), dets.label_names)):
+                if crop.size:
                     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in label)
-                    atomic_write_bytes(folder / f"{k:03d}_{safe}.png", encode_image(image[y1:y2, x1:x2], ".png"))
+                    atomic_write_bytes(folder / f"{k:03d}_{safe}.png", encode_image(crop, ".png"))
         atomic_write_text(self._json_path(name), dumps_record(record) + "\n")  # last: marks completion
 
     def _completed(self, name: str) -> dict[str, Any] | None:

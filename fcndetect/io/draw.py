@@ -12,7 +12,7 @@ import numpy as np
 
 from ..detections import Detections
 
-__all__ = ["draw_detections", "heatmap_overlay", "encode_image", "label_style"]
+__all__ = ["draw_detections", "heatmap_overlay", "encode_image", "label_style", "upright_crops"]
 
 _COLORS = [(0, 255, 0), (255, 64, 64), (64, 160, 255), (255, 200, 0), (255, 0, 255), (0, 255, 255)]
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -122,6 +122,31 @@ def heatmap_overlay(image: np.ndarray, detections: Detections, alpha: float = 0.
     blended = (image.astype(np.float32) * (1 - alpha) + colored.astype(np.float32) * alpha).astype(np.uint8)
     legend = _colour_scale(h, max(36, min(160, w // 10)))
     return np.concatenate([blended, legend], axis=1)
+
+
+def upright_crops(image: np.ndarray, detections: Detections) -> list[np.ndarray]:
+    """Each detection's region of ``[H, W, 3]`` ``image``; a detection found under a rotation
+    (``detections.angles``) is cut from the image rotated by its angle, so that the object is upright."""
+    import torch
+
+    from ..rotation import map_points, rotate_image
+
+    crops = []
+    rotated: dict[float, tuple[np.ndarray, np.ndarray]] = {}
+    for k, box in enumerate(detections.boxes):
+        source = image
+        if detections.angles is not None and detections.quads is not None and float(detections.angles[k]) != 0.0:
+            angle = float(detections.angles[k])
+            if angle not in rotated:
+                rotated[angle] = rotate_image(image, angle)
+            source, m = rotated[angle]
+            quad = map_points(torch.from_numpy(detections.quads[k]).double(), m)
+            box = np.concatenate([quad.min(dim=0).values.numpy(), quad.max(dim=0).values.numpy()])
+        h, w = source.shape[:2]
+        x1, y1 = max(0, int(np.floor(box[0]))), max(0, int(np.floor(box[1])))
+        x2, y2 = min(w, int(np.ceil(box[2]))), min(h, int(np.ceil(box[3])))
+        crops.append(source[y1:y2, x1:x2] if x2 > x1 and y2 > y1 else np.zeros((0, 0, 3), np.uint8))
+    return crops
 
 
 def encode_image(image: np.ndarray, ext: str) -> bytes:
