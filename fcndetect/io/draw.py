@@ -44,7 +44,12 @@ def draw_detections(image: np.ndarray, detections: Detections) -> np.ndarray:
         x1, y1, x2, y2 = (int(round(float(v))) for v in box)
         thick, font = label_style(max(1.0, min(x2 - x1, y2 - y1)))
         color = _COLORS[int(label) % len(_COLORS)]
-        cv2.rectangle(out, (x1, y1), (x2 - 1, y2 - 1), color, thick, cv2.LINE_AA)
+        k = len(items)
+        if detections.quads is not None and detections.angles is not None and float(detections.angles[k]) % 90:
+            corners = np.round(detections.quads[k]).astype(np.int32)  # a window found under a tilt: its quad
+            cv2.polylines(out, [corners], True, color, thick, cv2.LINE_AA)
+        else:
+            cv2.rectangle(out, (x1, y1), (x2 - 1, y2 - 1), color, thick, cv2.LINE_AA)
         if detections.landmarks is not None:  # five dots, sized like the line
             for x, y in detections.landmarks[len(items)]:
                 cv2.circle(out, (int(round(float(x))), int(round(float(y)))), thick + 1, color, -1, cv2.LINE_AA)

@@ -60,3 +60,12 @@ def test_heatmap_has_a_colour_scale():
     assert top[0] > top[2] and bottom[2] > bottom[0]
     hot = out[26, 26].astype(int)  # centre of cell (5, 5): 4 * 5 + 12 / 2, score ~1
     assert hot[0] > hot[2]
+
+
+def test_a_tilted_detection_is_drawn_as_its_quad():
+    quad = np.array([[[100, 60], [160, 100], [120, 160], [60, 120]]], np.float32)  # a diamond-like window
+    d = Detections(np.array([[60, 60, 160, 160]], np.float32), np.array([0.99], np.float32), np.zeros(1, np.int64),
+                   ("face",), (300, 300), angles=np.array([30.0], np.float32), quads=quad)
+    out = draw_detections(np.full((300, 300, 3), 128, np.uint8), d)
+    assert (out[60, 100] != 128).any()  # a corner of the quad is drawn
+    assert (out[61:64, 61:64] == 128).all()  # the axis-aligned box's corner is not
