@@ -49,7 +49,7 @@ def main() -> int:
     cores = os.cpu_count() or 1
     print(f"# {datetime.now(timezone.utc).isoformat(timespec='seconds')} | {platform.machine()}, {cores} cores, "
           f"torch {torch.__version__}, fcndetect {__version__}, device {args.device}, "
-          f"model {' > '.join([*det.config.stages, det.config.model])}")
+          f"model {det.config.chain}")
     print(f"# command: python benchmarks/{Path(__file__).name} {' '.join(sys.argv[1:])}")
     print(f"# {len(items)} images ({len(base)} distinct from {args.images})\n")
 

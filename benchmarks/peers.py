@@ -140,7 +140,7 @@ def make_fcndetect(spec: str, images: Sequence[np.ndarray]) -> Method:
         return [(name, b.double().numpy()) for name, b in det.stage_windows(images[i])]
 
     if cfg.stages:
-        settings += f", stages {' > '.join([*cfg.stages, cfg.model])} at {list(cfg.stage_thresholds)}"
+        settings += f", stages {cfg.chain} at {list(cfg.stage_thresholds)}"
     return Method(spec, settings, detect, stages if cfg.stages else None)
 
 

@@ -176,7 +176,7 @@ def _run(sources: tuple[str, ...], cfg: Any, opts: Any, threads: int | None) -> 
         + (f", {summary.n_resumed} already done" if summary.n_resumed else "")
         + (f", {summary.n_inputs - len(summary.records)} not processed" if len(summary.records) < summary.n_inputs
            else "")
-        + f" in {summary.seconds:.1f} s [model {' > '.join([*cfg.stages, cfg.model])}, threshold {cfg.threshold}]",
+        + f" in {summary.seconds:.1f} s [model {cfg.chain}, threshold {cfg.threshold}]",
         opts.quiet,
     )
     if summary.n_inputs == 0:
@@ -279,7 +279,7 @@ def _detect_for_eval(
         elif result.detections is not None:
             boxes, keys, ranking = detections_from_records(result.detections.to_records(), ranking=ranking)
             dets[result.image] = (boxes, keys)
-    _err(f"detected with model {' > '.join([*cfg.stages, cfg.model])}, threshold {cfg.threshold}, "
+    _err(f"detected with model {cfg.chain}, threshold {cfg.threshold}, "
          f"min_size {cfg.min_size}", quiet)
     return dets, ranking
 
@@ -364,8 +364,7 @@ def _bench_pipeline(image: Any, config: str | None, repeat: int, as_json: bool) 
         click.echo(json.dumps(times.to_json()))
         return
     cfg = detector.config
-    stages = " > ".join([*cfg.stages, cfg.model])
-    click.echo(f"pipeline of {stages}: image {image.shape[1]}x{image.shape[0]}, best of {repeat}")
+    click.echo(f"pipeline of {cfg.chain}: image {image.shape[1]}x{image.shape[0]}, best of {repeat}")
     for name, seconds in times.steps:
         click.echo(f"  {name:<48s}{seconds * 1000:9.2f} ms")
     click.echo(f"  {'sum of the steps':<48s}{sum(s for _, s in times.steps) * 1000:9.2f} ms")
@@ -403,14 +402,14 @@ def models_cmd(geometry: bool) -> None:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
     for r in [header, *rows]:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
-    from .config import DEFAULT_PRESET, load_preset, preset_names
+    from .config import DEFAULT_PRESET, DetectorConfig, load_preset, preset_names
 
     cascades = [(name, load_preset(name)) for name in preset_names()]
     cascades = [(name, values) for name, values in cascades if values.get("stages")]
     if cascades:
         click.echo("\ncascade presets (--config NAME; the default is marked *):")
         for name, values in cascades:
-            chain = " > ".join([*values["stages"], values.get("model", "face")])
+            chain = DetectorConfig(**values).chain
             thresholds = [*values.get("stage_thresholds", []), values.get("threshold")]
             mark = "*" if name == DEFAULT_PRESET else " "
             click.echo(f"{mark} {name}: {chain}, thresholds {thresholds}")

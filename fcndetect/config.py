@@ -147,6 +147,11 @@ class DetectorConfig:
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
+    @property
+    def chain(self) -> str:
+        """The models a detection passes through, for messages: ``"face-pnet > face-rnet > face"``."""
+        return " > ".join([*self.stages, self.model])
+
     def model_options(self) -> dict[str, Any]:
         """Keyword arguments of :func:`fcndetect.models.load_model` besides name and device."""
         return {k: getattr(self, k) for k in ("weights", "num_classes", "classes", "input_size", "mean", "std")}
