@@ -21,7 +21,7 @@ from .detections import Detections
 from .geometry import Geometry, dense_output_size
 from .cascade import cascade_candidates, run_cascade
 from .postprocess import LevelOutput, finalize, group_logits, level_windows, postprocess, score_maps
-from .rotation import box_corners, map_points, rotate_image
+from .rotation import box_corners, map_points, quad_boxes, rotate_image
 from .tiling import activation_bytes_per_pixel, run_tiled
 from .io.images import DEFAULT_MAX_PIXELS, load_image, to_rgb_array
 from .models import LoadedModel, load_model
@@ -301,8 +301,7 @@ class Detector:
             if return_maps and float(angle) == 0.0:
                 maps = score_maps(outputs, self.geometry)
             quads = map_points(box_corners(boxes.double()), m, inverse=True)
-            axis = torch.cat([quads.min(dim=1).values, quads.max(dim=1).values], dim=1)
-            parts.append((axis.float(), logits, labels, torch.full_like(logits, float(angle)), quads.float()))
+            parts.append((quad_boxes(quads).float(), logits, labels, torch.full_like(logits, float(angle)), quads.float()))
             if points is None and boxes.shape[0] == 0:
                 points = torch.zeros((0, 5, 2))  # nothing at this angle: no landmarks missing
             landmarks_all.append(map_points(points.double(), m, inverse=True).float() if points is not None else None)

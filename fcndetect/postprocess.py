@@ -22,6 +22,7 @@ from .boxes import clip_boxes, nms_avg_indexed, nms_max, refine_boxes, suppress_
 from .detections import Detections, ScoreMap
 from .geometry import Geometry, cells_to_boxes
 from .pyramid import Level
+from .rotation import quad_boxes
 
 __all__ = ["LevelOutput", "group_logits", "window_landmarks", "level_windows", "finalize", "score_maps", "postprocess", "LOGIT_LIMIT"]
 
@@ -183,7 +184,7 @@ def finalize(
             angles = all_angles[seeds]
             weight = (all_angles == angles[cluster]).to(torch.float64)
             quads = _cluster_mean(all_quads.reshape(-1, 8), cluster, weight).reshape(-1, 4, 2).float()
-            boxes = torch.cat([quads.min(dim=1).values, quads.max(dim=1).values], dim=1)
+            boxes = quad_boxes(quads)
         if landmarks is not None:
             landmarks = _cluster_mean(landmarks.reshape(-1, 10), cluster, weight).reshape(-1, 5, 2)
         keep = sizes >= config.min_neighbors

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import torch
 
-__all__ = ["rotation_matrix", "rotate_image", "map_points", "box_corners"]
+__all__ = ["rotation_matrix", "rotate_image", "map_points", "box_corners", "quad_boxes"]
 
 
 def rotation_matrix(width: int, height: int, angle: float) -> tuple[np.ndarray, tuple[int, int]]:
@@ -63,3 +63,8 @@ def box_corners(boxes: torch.Tensor) -> torch.Tensor:
     x1, y1, x2, y2 = boxes.unbind(dim=1)
     return torch.stack([torch.stack([x1, y1], 1), torch.stack([x2, y1], 1), torch.stack([x2, y2], 1),
                         torch.stack([x1, y2], 1)], dim=1)
+
+
+def quad_boxes(quads: torch.Tensor) -> torch.Tensor:
+    """``[N, 4, 2]`` corner sets as their axis-aligned ``[N, 4]`` xyxy boxes."""
+    return torch.cat([quads.min(dim=1).values, quads.max(dim=1).values], dim=1)

@@ -14,7 +14,7 @@ from fcndetect.cli import cli
 from fcndetect.evaluate import match_image
 from fcndetect.io.draw import upright_crops
 from fcndetect.io.images import load_image
-from fcndetect.rotation import box_corners, map_points, rotate_image
+from fcndetect.rotation import box_corners, map_points, quad_boxes, rotate_image
 
 
 @pytest.mark.parametrize("angle", [90, 180, 270, -90, 30, -45])
@@ -99,7 +99,7 @@ def test_dev_faces_rotated_by_right_angles(dev_faces, rotating, k):
         image = load_image(dev_faces / name)
         _, m = rotate_image(image, 90 * k)
         quads = map_points(box_corners(torch.from_numpy(boxes)), m)
-        turned = torch.cat([quads.min(dim=1).values, quads.max(dim=1).values], dim=1).numpy()
+        turned = quad_boxes(quads).numpy()
         dets = rotating(np.ascontiguousarray(np.rot90(image, k)))
         tp = match_image(dets.boxes.astype(np.float64), dets.logits.astype(np.float64), turned, 0.4)
         n_gt, n_tp, n_fp = n_gt + len(boxes), n_tp + int(tp.sum()), n_fp + int((~tp).sum())

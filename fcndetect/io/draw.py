@@ -134,7 +134,7 @@ def upright_crops(image: np.ndarray, detections: Detections) -> list[np.ndarray]
     (``detections.angles``) is cut from the image rotated by its angle, so that the object is upright."""
     import torch
 
-    from ..rotation import map_points, rotate_image
+    from ..rotation import map_points, quad_boxes, rotate_image
 
     crops = []
     rotated: dict[float, tuple[np.ndarray, np.ndarray]] = {}
@@ -145,8 +145,7 @@ def upright_crops(image: np.ndarray, detections: Detections) -> list[np.ndarray]
             if angle not in rotated:
                 rotated[angle] = rotate_image(image, angle)
             source, m = rotated[angle]
-            quad = map_points(torch.from_numpy(detections.quads[k]).double(), m)
-            box = np.concatenate([quad.min(dim=0).values.numpy(), quad.max(dim=0).values.numpy()])
+            box = quad_boxes(map_points(torch.from_numpy(detections.quads[k:k + 1]).double(), m))[0].numpy()
         h, w = source.shape[:2]
         x1, y1 = max(0, int(np.floor(box[0]))), max(0, int(np.floor(box[1])))
         x2, y2 = min(w, int(np.ceil(box[2]))), min(h, int(np.ceil(box[3])))
