@@ -21,10 +21,10 @@ import cv2
 import numpy as np
 import torch
 
-from .boxes import nms_max, refine_boxes
+from .boxes import nms_max
 from .detections import Detections
 from .geometry import Geometry
-from .postprocess import LevelOutput, finalize, group_logits, level_windows, score_maps, window_landmarks
+from .postprocess import LevelOutput, apply_regression, finalize, group_logits, level_windows, score_maps
 
 if TYPE_CHECKING:
     from .detector import Detector
@@ -187,8 +187,8 @@ def cascade_candidates(
     classifies every candidate from a crop (:func:`sample_crops`) and keeps those above its threshold
     (``stage_thresholds[k]``, or for the last stage ``threshold`` on the fused logit); between stages
     NMS-max at ``stage_nms_iou`` thins them. Only the last stage's regression refines boxes
-    (:meth:`fcndetect.detector.Detector.regresses` says why). The last stage's
-    output goes through the usual NMS, clipping, sorting and cap (:func:`fcndetect.postprocess.finalize`).
+    (:meth:`fcndetect.detector.Detector.regresses` says why); its landmark head, where it has one, gives
+    the landmarks.
 
     The logit of a detection is the last stage's (``fusion = "last"``) or the sum of every stage's logit for
     that candidate (``fusion = "sum"``).
@@ -224,9 +224,9 @@ def cascade_candidates(
         own = stage_logits[torch.arange(labels.shape[0]), labels].double()
         fused = fused + own if cfg.fusion == "sum" else own
         passed = torch.sigmoid(fused if last else own) > (cfg.threshold if last else cfg.stage_thresholds[k])
-        if last and reg is not None and reg.shape[1] >= 14:
-            landmarks = window_landmarks(windows, reg[:, 4:14].double())[passed]
-        boxes = refine_boxes(windows, reg[:, :4].double()) if reg is not None else windows
+        boxes, points = apply_regression(windows, reg.double()) if reg is not None else (windows, None)
+        if last and points is not None:
+            landmarks = points[passed]
         boxes, fused, labels = boxes[passed], fused[passed], labels[passed]
         if not last:
             keep = nms_max(boxes, fused, labels, cfg.stage_nms_iou)

@@ -24,7 +24,7 @@ from .geometry import Geometry, cells_to_boxes
 from .pyramid import Level
 from .rotation import quad_boxes
 
-__all__ = ["LevelOutput", "group_logits", "window_landmarks", "level_windows", "finalize", "score_maps", "postprocess", "LOGIT_LIMIT"]
+__all__ = ["LevelOutput", "group_logits", "window_landmarks", "apply_regression", "level_windows", "finalize", "score_maps", "postprocess", "LOGIT_LIMIT"]
 
 #: Log-odds are clipped to ``[-LOGIT_LIMIT, LOGIT_LIMIT]`` (a group holding every class has odds of infinity).
 LOGIT_LIMIT = 1e4
@@ -100,6 +100,21 @@ def window_landmarks(windows: torch.Tensor, offsets: torch.Tensor) -> torch.Tens
     return torch.stack([xs, ys], dim=2)
 
 
+def apply_regression(windows: torch.Tensor, offsets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A regression head's output applied to the windows the network saw.
+
+    Args:
+        windows: ``[N, 4]`` xyxy windows.
+        offsets: ``[N, 4]`` MTCNN box offsets, or ``[N, 14]`` with O-Net's ten landmark values after them.
+
+    Returns:
+        ``(boxes [N, 4], landmarks [N, 5, 2] or None)``: refined boxes (:func:`fcndetect.boxes.refine_boxes`)
+        and, for a 14-value head, the landmarks (:func:`window_landmarks`, relative to the unrefined window).
+    """
+    points = window_landmarks(windows, offsets[:, 4:14]) if offsets.shape[1] >= 14 else None
+    return refine_boxes(windows, offsets[:, :4]), points
+
+
 def level_windows(
     outputs: Sequence[LevelOutput], geometry: Geometry, threshold: float, level_nms_iou: float | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -127,10 +142,7 @@ def level_windows(
         boxes = cells_to_boxes(i.cpu(), j.cpu(), geometry, (level.sx, level.sy))
         points = None
         if reg is not None:
-            offsets = reg[:, i, j].T.float().cpu()
-            if offsets.shape[1] >= 14:
-                points = window_landmarks(boxes, offsets[:, 4:14])
-            boxes = refine_boxes(boxes, offsets[:, :4])
+            boxes, points = apply_regression(boxes, reg[:, i, j].T.float().cpu())
         keys, labels = logits[g, i, j].float().cpu(), g.cpu()
         if level_nms_iou is not None:
             keep = nms_max(boxes, keys, labels, level_nms_iou)
