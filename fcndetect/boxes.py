@@ -17,7 +17,7 @@ import math
 import torch
 from torchvision.ops import box_iou, clip_boxes_to_image, nms
 
-__all__ = ["MIN_SIDE", "nms_max", "nms_avg", "suppress_contained", "clip_boxes", "refine_boxes", "box_iou"]
+__all__ = ["MIN_SIDE", "nms_max", "nms_avg", "nms_avg_indexed", "cluster_mean", "suppress_contained", "clip_boxes", "refine_boxes", "box_iou"]
 
 #: Smallest box side, in pixels, used for overlap tests (degenerate boxes are widened to it).
 MIN_SIDE = 1e-3
@@ -206,17 +206,29 @@ def nms_avg_indexed(
     cluster = torch.empty(n, dtype=torch.int64, device=device)
     cluster[order] = first
     k = seed_pos.shape[0]
-    sums = torch.zeros((k, 4), dtype=torch.float64, device=device).index_add_(0, cluster, boxes.double())
     sizes = torch.bincount(cluster, minlength=k)
     seeds = order[seed_pos]
     return (
-        (sums / sizes[:, None]).to(boxes.dtype),
+        cluster_mean(boxes, cluster, k).to(boxes.dtype),
         scores[seeds],
         labels[seeds],
         sizes,
         seeds,
         cluster,
     )
+
+
+def cluster_mean(
+    values: torch.Tensor, cluster: torch.Tensor, k: int, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean of ``values [N, D]`` within each of ``k`` clusters (``cluster [N]`` ids in ``0..k-1``), weighted
+    by ``weight [N]`` if given (each cluster needs a member of positive weight): ``[k, D]`` float64, on the
+    input's device. NMS-avg averages boxes (and landmarks, rotated windows) of a cluster with it."""
+    w = torch.ones(values.shape[0], dtype=torch.float64, device=values.device) if weight is None else weight.double()
+    sums = torch.zeros((k, values.shape[1]), dtype=torch.float64, device=values.device)
+    sums.index_add_(0, cluster, values.double() * w[:, None])
+    totals = torch.zeros(k, dtype=torch.float64, device=values.device).index_add_(0, cluster, w)
+    return sums / totals[:, None]
 
 
 def clip_boxes(boxes: torch.Tensor, width: int, height: int) -> torch.Tensor:

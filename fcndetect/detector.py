@@ -261,14 +261,18 @@ class Detector:
         For measuring each stage's recall (``benchmarks/peers.py``)."""
         if not self.stage_models:
             raise ValueError("stage_windows needs a cascade (a preset with stages)")
+        trace: list[tuple[str, torch.Tensor]] = []
+        cascade_candidates(image, self._level_outputs(image), self, trace=trace)
+        return trace
+
+    def _level_outputs(self, image: np.ndarray) -> list[LevelOutput]:
+        """:attr:`dense_model`'s output on every pyramid level of one ``[H, W, 3]`` image."""
         height, width = image.shape[:2]
         outputs = []
         for level in self.levels(width, height):
             logits, reg = self.score_level(image, level)
             outputs.append(LevelOutput(level, logits[0], reg[0] if reg is not None else None))
-        trace: list[tuple[str, torch.Tensor]] = []
-        run_cascade(image, outputs, self, trace=trace)
-        return trace
+        return outputs
 
     def detect_array(self, image: np.ndarray, return_maps: bool = False) -> Detections:
         """Detect in an ``[H, W, 3]`` uint8 RGB array."""
@@ -279,11 +283,7 @@ class Detector:
                                                       list[LevelOutput]]:
         """The windows above threshold before the final NMS (a cascade's last stage, or the dense maps'),
         and the dense levels' outputs."""
-        height, width = image.shape[:2]
-        outputs = []
-        for level in self.levels(width, height):
-            logits, reg = self.score_level(image, level)
-            outputs.append(LevelOutput(level, logits[0], reg[0] if reg is not None else None))
+        outputs = self._level_outputs(image)
         if self.stage_models:
             return (*cascade_candidates(image, outputs, self), outputs)
         return (*level_windows(outputs, self.geometry, self.config.threshold), outputs)

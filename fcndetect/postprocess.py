@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .config import DetectorConfig
-from .boxes import clip_boxes, nms_avg_indexed, nms_max, refine_boxes, suppress_contained
+from .boxes import clip_boxes, cluster_mean, nms_avg_indexed, nms_max, refine_boxes, suppress_contained
 from .detections import Detections, ScoreMap
 from .geometry import Geometry, cells_to_boxes
 from .pyramid import Level
@@ -191,23 +191,22 @@ def finalize(
         boxes, logits, labels, sizes, seeds, cluster = nms_avg_indexed(boxes, logits, labels, config.nms_iou)
         # with rotations, a cluster's shape (rotated window, box, landmarks) is the mean over its windows found
         # at the seed's angle: windows of other angles vote for the cluster, not for its shape
-        weight = torch.ones(cluster.shape[0], dtype=torch.float64)
+        k, weight = seeds.shape[0], None
         if all_angles is not None and all_quads is not None:
             angles = all_angles[seeds]
-            weight = (all_angles == angles[cluster]).to(torch.float64)
-            quads = _cluster_mean(all_quads.reshape(-1, 8), cluster, weight).reshape(-1, 4, 2).float()
+            weight = all_angles == angles[cluster]
+            quads = cluster_mean(all_quads.reshape(-1, 8), cluster, k, weight).reshape(-1, 4, 2).float()
             boxes = quad_boxes(quads)
         if landmarks is not None:
-            landmarks = _cluster_mean(landmarks.reshape(-1, 10), cluster, weight).reshape(-1, 5, 2)
+            landmarks = cluster_mean(landmarks.reshape(-1, 10), cluster, k, weight).reshape(-1, 5, 2)
         keep = sizes >= config.min_neighbors
     else:
         keep = nms_max(boxes, logits, labels, config.nms_iou)
-    boxes, logits, labels = boxes[keep], logits[keep], labels[keep]
-    landmarks, angles, quads = (t[keep] if t is not None else None for t in (landmarks, angles, quads))
+    boxes, logits, labels, landmarks, angles, quads = _take(keep, boxes, logits, labels, landmarks, angles, quads)
     if config.containment is not None:
         keep = suppress_contained(boxes, logits, labels, config.containment)
-        boxes, logits, labels = boxes[keep], logits[keep], labels[keep]
-        landmarks, angles, quads = (t[keep] if t is not None else None for t in (landmarks, angles, quads))
+        boxes, logits, labels, landmarks, angles, quads = _take(keep, boxes, logits, labels, landmarks, angles,
+                                                                quads)
     if config.clip:
         boxes = clip_boxes(boxes, width, height)
     order = torch.argsort(logits, descending=True, stable=True)[: config.max_det]
@@ -225,12 +224,9 @@ def finalize(
     )
 
 
-def _cluster_mean(values: torch.Tensor, cluster: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Weighted mean of ``values [N, D]`` per cluster (``cluster [N]`` ids ``0..K-1``; every cluster has a
-    member of positive weight): ``[K, D]`` float64."""
-    k = int(cluster.max()) + 1 if cluster.numel() else 0
-    sums = torch.zeros((k, values.shape[1]), dtype=torch.float64).index_add_(0, cluster, values.double() * weight[:, None])
-    return sums / torch.zeros(k, dtype=torch.float64).index_add_(0, cluster, weight)[:, None]
+def _take(index: torch.Tensor, *tensors: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+    """Each tensor indexed by ``index`` (``None`` stays ``None``)."""
+    return tuple(t[index] if t is not None else None for t in tensors)
 
 
 def score_maps(outputs: Sequence[LevelOutput], geometry: Geometry) -> list[ScoreMap]:
