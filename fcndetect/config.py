@@ -58,6 +58,9 @@ class DetectorConfig:
         containment: after NMS, drop a detection when more than this fraction of its area lies inside a
             better detection of its label (an eye or cheek box nested in a face, which IoU cannot merge);
             ``None``: off.
+        grayscale: convert every input image to grayscale (ITU-R 601 luma, repeated on the three channels)
+            before detection, for models trained on grayscale windows (``fcndetect train --grayscale``).
+            Outputs (annotated images, crops) keep the original colours.
         fusion: the logit a cascade detection gets: ``"last"`` (the last stage's) or ``"sum"`` (the sum of
             every stage's logit at that window); ``threshold`` compares ``sigmoid`` of it.
     """
@@ -87,6 +90,7 @@ class DetectorConfig:
     fusion: Literal["last", "sum"] = "last"
     containment: float | None = None
     rotations: tuple[float, ...] = (0.0,)
+    grayscale: bool = False
 
     def __post_init__(self) -> None:
         for key in ("classes", "mean", "std", "stages", "stage_thresholds", "rotations"):
@@ -168,6 +172,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "num_classes": (int,), "classes": (list, tuple, str), "input_size": (int,), "mean": (list, tuple, str),
     "std": (list, tuple, str), "stages": (list, tuple, str), "stage_thresholds": (list, tuple, str),
     "stage_nms_iou": (float,), "fusion": (str,), "containment": (float,), "rotations": (list, tuple, str),
+    "grayscale": (bool,),
 }
 _TYPE_NAMES = {str: "a string", float: "a number", int: "an integer", bool: "true or false", list: "a list",
                tuple: "a tuple", PurePath: "a path"}
@@ -206,8 +211,29 @@ def preset_names() -> list[str]:
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
 
 
+#: Weight files are recognised by these suffixes (other values are weight names such as ``DEFAULT``).
+WEIGHT_SUFFIXES = frozenset({".pt", ".pth", ".bin", ".ckpt"})
+
+
+def _is_relative_file(value: str, folder: Path, suffixes: frozenset[str]) -> bool:
+    p = Path(value)
+    return not p.is_absolute() and (p.suffix.lower() in suffixes or "/" in value or (folder / p).exists())
+
+
+def resolve_paths(data: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """``data`` with a relative weights path (``model.pt``, ``../w/x.pth``) made relative to ``folder``
+    instead of the working directory: a preset's files are found wherever it is used from."""
+    out = dict(data)
+    weights = out.get("weights")
+    if isinstance(weights, (str, PurePath)) and str(weights).lower() not in ("none", "default") \
+            and _is_relative_file(str(weights), folder, WEIGHT_SUFFIXES):
+        out["weights"] = str(folder / str(weights))
+    return out
+
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """Settings from a TOML file (only :class:`DetectorConfig` fields)."""
+    """Settings from a TOML file (only :class:`DetectorConfig` fields); relative paths inside it are relative
+    to the file's folder (:func:`resolve_paths`)."""
     p = Path(path)
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
@@ -217,7 +243,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{p}: cannot read config ({exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: invalid TOML ({exc})") from None
-    return _validate(data, str(p))
+    return resolve_paths(_validate(data, str(p)), p.parent)
 
 
 def load_preset(name: str) -> dict[str, Any]:

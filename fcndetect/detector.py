@@ -23,7 +23,7 @@ from .cascade import cascade_candidates, run_cascade
 from .postprocess import LevelOutput, finalize, group_logits, level_windows, postprocess, score_maps
 from .rotation import box_corners, map_points, quad_boxes, rotate_image
 from .tiling import activation_bytes_per_pixel, run_tiled
-from .io.images import DEFAULT_MAX_PIXELS, load_image, to_rgb_array
+from .io.images import DEFAULT_MAX_PIXELS, load_image, to_grayscale, to_rgb_array
 from .models import LoadedModel, load_model
 from .pyramid import Level, pyramid_levels, resize_image
 
@@ -170,6 +170,10 @@ class Detector:
             return to_rgb_array(image)
         raise TypeError(f"unsupported image type {type(image).__name__}")
 
+    def _prepare(self, image: np.ndarray) -> np.ndarray:
+        """What the networks see of an ``[H, W, 3]`` uint8 RGB image: grayscale with ``config.grayscale``."""
+        return to_grayscale(image) if self.config.grayscale else image
+
     # -- detection -----------------------------------------------------------------------------
     def regresses(self, model: LoadedModel | None = None) -> bool:
         """Whether ``model``'s (default: :attr:`dense_model`'s) box-regression head refines boxes: config
@@ -234,6 +238,7 @@ class Detector:
 
         The result of each image does not depend on the batch it was in.
         """
+        images = [self._prepare(im) for im in images]
         if tuple(self.config.rotations) != (0.0,):
             return [self._detect_rotated(im, return_maps) for im in images]
         results: list[Detections | None] = [None] * len(images)
@@ -262,6 +267,7 @@ class Detector:
         if not self.stage_models:
             raise ValueError("stage_windows needs a cascade (a preset with stages)")
         trace: list[tuple[str, torch.Tensor]] = []
+        image = self._prepare(image)
         cascade_candidates(image, self._level_outputs(image), self, trace=trace)
         return trace
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["ImageLoadError", "load_image", "to_rgb_array", "IMAGE_EXTENSIONS", "DEFAULT_MAX_PIXELS"]
+__all__ = ["ImageLoadError", "load_image", "to_grayscale", "to_rgb_array", "IMAGE_EXTENSIONS", "DEFAULT_MAX_PIXELS"]
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".pnm"}
@@ -88,6 +88,19 @@ def to_rgb_array(img: Image.Image) -> np.ndarray:
     if img.mode != "RGB":
         img = img.convert("RGB")
     return np.asarray(img, dtype=np.uint8)  # a fresh (read-only) array: PIL hands over a copy
+
+
+def to_grayscale(image: np.ndarray) -> np.ndarray:
+    """An ``[H, W, 3]`` uint8 RGB image as grayscale repeated on three channels (``[H, W, 3]`` uint8).
+
+    Luma ``Y = 0.299 R + 0.587 G + 0.114 B`` (ITU-R BT.601, the weights of PIL's ``convert("L")``), rounded
+    to the nearest integer; a gray image (R = G = B) is returned unchanged. Training (``fcndetect train --grayscale``) and
+    detection (``grayscale = true``) both use this function, so the two see the same pixels.
+    """
+    rgb = image.astype(np.float32)
+    y = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+    gray = np.clip(np.rint(y), 0, 255).astype(np.uint8)
+    return np.repeat(gray[:, :, None], 3, axis=2)
 
 
 def load_image(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:

@@ -115,6 +115,15 @@ def get_spec(name: str) -> ModelSpec:
             source="torchvision weights (torch hub cache) or --weights PATH",
             build=lambda: (_ for _ in ()).throw(RuntimeError("use load_model")),
         )
+    from .custom import BUILTIN_ARCHS
+
+    if name in BUILTIN_ARCHS:
+        return ModelSpec(
+            name=name, description=BUILTIN_ARCHS[name].description, window=BUILTIN_ARCHS[name].input_size,
+            mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), groups=(), preset="custom",
+            source="--weights PATH (fcndetect train)",
+            build=lambda: (_ for _ in ()).throw(RuntimeError("use load_model")),
+        )
     raise KeyError(f"unknown model '{name}'; see `fcndetect models` (face models: {', '.join(sorted(_REGISTRY))})")
 
 
@@ -153,12 +162,18 @@ def load_model(
         window, groups = spec.window, spec.groups
         mean255, std255 = spec.mean, spec.std
     else:
+        from .custom import build_builtin, detected_outputs, is_builtin_arch
         from .torchvision_models import build_torchvision_model, parse_classes
 
-        tv = build_torchvision_model(name, weights, num_classes, input_size, mean, std)
+        if is_builtin_arch(name):
+            tv = build_builtin(name, weights, num_classes, input_size, mean, std, classes)
+            chosen = detected_outputs(tv.categories)
+        else:
+            tv = build_torchvision_model(name, weights, num_classes, input_size, mean, std)
+            chosen = parse_classes(classes, tv.categories)
         classifier = tv.model.to(device).eval()
         window = tv.input_size
-        groups = tuple(ClassGroup(n, idx) for n, idx in parse_classes(classes, tv.categories))
+        groups = tuple(ClassGroup(n, idx) for n, idx in chosen)
         mean255 = tuple(v * 255.0 for v in tv.mean)
         std255 = tuple(v * 255.0 for v in tv.std)
         spec = ModelSpec(

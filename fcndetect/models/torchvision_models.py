@@ -30,6 +30,7 @@ __all__ = [
     "is_torchvision_arch",
     "list_architectures",
     "load_checkpoint",
+    "load_state",
     "parse_classes",
 ]
 
@@ -141,6 +142,24 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ModelLoadError(f"{p}: no state dict (name -> tensor) found in the checkpoint")
     return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def load_state(model: nn.Module, state: dict[str, torch.Tensor], what: str, hint: str) -> None:
+    """Load ``state`` into ``model`` strictly, or raise one :class:`ModelLoadError` line: ``"{what} (missing
+    N: ...; unexpected N: ...; shape mismatch: ...); {hint}"``."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+                  if k in state and state[k].shape != v.shape]
+    if missing or unexpected or mismatched:
+        detail = "; ".join(part for part in (
+            f"missing {len(missing)}: {', '.join(missing[:3])}" if missing else "",
+            f"unexpected {len(unexpected)}: {', '.join(unexpected[:3])}" if unexpected else "",
+            f"shape mismatch: {', '.join(mismatched[:2])}" if mismatched else "",
+        ) if part)
+        raise ModelLoadError(f"{what} ({detail}); {hint}")
+    model.load_state_dict(state)
 
 
 def parse_classes(spec: list[str] | tuple[str, ...] | str | None, categories: list[str] | None) -> list[tuple[str, tuple[int, ...]]]:
@@ -259,22 +278,8 @@ def build_torchvision_model(
     if state is not None:
         if arch in ("googlenet", "inception_v3"):
             state = {k: v for k, v in state.items() if not k.startswith("aux")}
-        own = model.state_dict()
-        missing = [k for k in own if k not in state]
-        unexpected = [k for k in state if k not in own]
-        mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
-                      if k in state and state[k].shape != v.shape]
-        if missing or unexpected or mismatched:
-            detail = "; ".join(part for part in (
-                f"missing {len(missing)}: {', '.join(missing[:3])}" if missing else "",
-                f"unexpected {len(unexpected)}: {', '.join(unexpected[:3])}" if unexpected else "",
-                f"shape mismatch: {', '.join(mismatched[:2])}" if mismatched else "",
-            ) if part)
-            raise ModelLoadError(
-                f"{source}: weights do not fit {arch} with {classes} classes ({detail}); "
-                "check --arch and --num-classes"
-            )
-        model.load_state_dict(state)
+        load_state(model, state, f"{source}: weights do not fit {arch} with {classes} classes",
+                   "check --arch and --num-classes")
     imagenet = classes == 1000 and meta_w is not None
     t = meta_w.transforms() if imagenet else None
     size = input_size or (int(t.crop_size[0]) if t is not None else archs[arch])

@@ -1,0 +1,140 @@
+"""Classifiers built by a factory rather than shipped with weights: fcndetect's own ``tiny`` architecture
+(what ``fcndetect train`` trains by default) and, through the same path, user-defined ``nn.Module`` classes.
+
+Such a model has no class names of its own: ``classes`` names **every** output, in order (``["background",
+"face"]``), and every output except one named ``background`` is detected as its own label. Without
+``classes`` the outputs are called ``"0"``, ``"1"``, ... and all are detected except output 0 of a two-output
+model (the background of a binary classifier).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from .tiny import DEFAULT_INPUT_SIZE, TinyNet
+from .torchvision_models import ModelLoadError, load_checkpoint, load_state
+
+__all__ = ["BACKGROUND", "BUILTIN_ARCHS", "FactoryModel", "build_factory_model", "detected_outputs", "is_builtin_arch"]
+
+#: The output name that is never detected.
+BACKGROUND = "background"
+
+
+@dataclass(frozen=True)
+class BuiltinArch:
+    """An architecture fcndetect defines: ``build(num_classes, input_size)`` and its defaults."""
+
+    build: Callable[[int, int], nn.Module]
+    input_size: int
+    mean: tuple[float, float, float]  # 0..1 units
+    std: tuple[float, float, float]
+    description: str
+
+
+BUILTIN_ARCHS: dict[str, BuiltinArch] = {
+    "tiny": BuiltinArch(
+        build=lambda k, s: TinyNet(num_classes=k, input_size=s), input_size=DEFAULT_INPUT_SIZE,
+        mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+        description="small CNN with a fully-connected head for `fcndetect train` (36 px window, ~2 MFLOPs)",
+    ),
+}
+
+
+def is_builtin_arch(name: str) -> bool:
+    return name in BUILTIN_ARCHS
+
+
+@dataclass(frozen=True)
+class FactoryModel:
+    """A factory-built classifier with its weights, preprocessing and output names."""
+
+    model: nn.Module
+    input_size: int
+    mean: tuple[float, float, float]  # 0..1 units
+    std: tuple[float, float, float]
+    categories: tuple[str, ...]
+    source: str
+
+
+def detected_outputs(categories: tuple[str, ...]) -> list[tuple[str, tuple[int, ...]]]:
+    """``(label, (output index,))`` for every output that is detected: all but those named ``background``."""
+    return [(name, (i,)) for i, name in enumerate(categories) if name.lower() != BACKGROUND]
+
+
+def _categories(classes: tuple[str, ...] | list[str] | None, num_classes: int, name: str) -> tuple[str, ...]:
+    if classes is None:
+        return (BACKGROUND, "1") if num_classes == 2 else tuple(str(i) for i in range(num_classes))
+    names = tuple(str(c).strip() for c in classes)
+    if len(names) != num_classes:
+        raise ModelLoadError(f"model '{name}' has {num_classes} outputs but classes names {len(names)} "
+                             f"({', '.join(names)}); name every output, e.g. background,face")
+    if not detected_outputs(names):
+        raise ModelLoadError(f"model '{name}': every output is named '{BACKGROUND}', nothing would be detected")
+    return names
+
+
+def build_builtin(
+    name: str,
+    weights: str | None,
+    num_classes: int | None = None,
+    input_size: int | None = None,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+    classes: tuple[str, ...] | list[str] | None = None,
+) -> FactoryModel:
+    """Build the built-in architecture ``name`` with ``weights`` (a state-dict PATH, or ``"none"`` for random
+    initialisation: a model to train or inspect, not to detect with)."""
+    arch = BUILTIN_ARCHS[name]
+    if weights is None:
+        raise ModelLoadError(f"model '{name}' has no built-in weights: pass --weights PATH (a state dict, e.g. "
+                             f"OUT/model.pt from `fcndetect train`), or --weights none for random ones")
+    k = num_classes if num_classes is not None else (len(classes) if classes else 2)
+    size = input_size or arch.input_size
+    try:
+        model = arch.build(k, size)
+    except ValueError as exc:
+        raise ModelLoadError(f"model '{name}': {exc}") from None
+    return build_factory_model(name, lambda: model, weights=weights, num_classes=k, input_size=size,
+                               mean=mean or arch.mean, std=std or arch.std, classes=classes)
+
+
+def build_factory_model(
+    name: str,
+    factory: Callable[[], nn.Module],
+    *,
+    weights: str | None,
+    num_classes: int | None,
+    input_size: int | None,
+    mean: tuple[float, ...] | None,
+    std: tuple[float, ...] | None,
+    classes: tuple[str, ...] | list[str] | None,
+) -> FactoryModel:
+    """Call ``factory()`` for the classifier, load ``weights`` (a state-dict path; ``None``/``"none"`` keeps
+    its own initialisation) strictly, and check that it has ``num_classes`` outputs when given.
+
+    ``input_size`` is required (a factory's classifier does not say which input it was trained at);
+    ``mean``/``std`` default to 0.5 (inputs scaled to [-1, 1]).
+    """
+    if input_size is None:
+        raise ModelLoadError(f"model '{name}': pass --input-size (the classifier's native input side)")
+    model = factory()
+    if not isinstance(model, nn.Module):
+        raise ModelLoadError(f"model '{name}': the factory returned {type(model).__name__}, not a torch nn.Module")
+    source = "random weights"
+    if weights is not None and weights.lower() != "none":
+        load_state(model, load_checkpoint(weights), f"{weights}: weights do not fit {name}",
+                   "check --model, --num-classes and --input-size")
+        source = weights
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    k = num_classes if num_classes is not None else (last[-1].out_features if last else None)
+    if k is None:
+        raise ModelLoadError(f"model '{name}': pass --num-classes (no Linear layer declares the outputs)")
+    if last and last[-1].out_features != k:
+        raise ModelLoadError(f"model '{name}': its last Linear has {last[-1].out_features} outputs, "
+                             f"--num-classes says {k}")
+    m = tuple(mean) if mean else (0.5, 0.5, 0.5)
+    s = tuple(std) if std else (0.5, 0.5, 0.5)
+    return FactoryModel(model.eval(), input_size, m, s, _categories(classes, k, name), source)  # type: ignore[arg-type]
