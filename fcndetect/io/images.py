@@ -91,7 +91,7 @@ def to_rgb_array(img: Image.Image) -> np.ndarray:
 
 
 def to_grayscale(image: np.ndarray) -> np.ndarray:
-    """An ``[H, W, 3]`` uint8 RGB image as grayscale repeated on three channels (``[H, W, 3]`` uint8).
+    """``[..., H, W, 3]`` uint8 RGB images as grayscale repeated on three channels (same shape, uint8).
 
     Luma ``Y = 0.299 R + 0.587 G + 0.114 B`` (ITU-R BT.601, the weights of PIL's ``convert("L")``), rounded
     to the nearest integer; a gray image (R = G = B) is returned unchanged. Training (``fcndetect train --grayscale``) and
@@ -100,7 +100,7 @@ def to_grayscale(image: np.ndarray) -> np.ndarray:
     rgb = image.astype(np.float32)
     y = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
     gray = np.clip(np.rint(y), 0, 255).astype(np.uint8)
-    return np.repeat(gray[:, :, None], 3, axis=2)
+    return np.repeat(gray[..., None], 3, axis=-1)
 
 
 def load_image(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:

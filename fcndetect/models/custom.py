@@ -17,7 +17,10 @@ from torch import nn
 from .tiny import DEFAULT_INPUT_SIZE, TinyNet
 from .torchvision_models import ModelLoadError, load_checkpoint, load_state
 
-__all__ = ["BACKGROUND", "BUILTIN_ARCHS", "FactoryModel", "build_factory_model", "detected_outputs", "is_builtin_arch"]
+__all__ = [
+    "BACKGROUND", "BUILTIN_ARCHS", "FactoryModel", "build_builtin", "build_factory_model", "detected_outputs",
+    "is_builtin_arch", "output_names",
+]
 
 #: The output name that is never detected.
 BACKGROUND = "background"
@@ -64,7 +67,9 @@ def detected_outputs(categories: tuple[str, ...]) -> list[tuple[str, tuple[int, 
     return [(name, (i,)) for i, name in enumerate(categories) if name.lower() != BACKGROUND]
 
 
-def _categories(classes: tuple[str, ...] | list[str] | None, num_classes: int, name: str) -> tuple[str, ...]:
+def output_names(classes: tuple[str, ...] | list[str] | None, num_classes: int, name: str) -> tuple[str, ...]:
+    """The name of each of ``num_classes`` outputs: ``classes`` (which must name every one), else ``"0"``,
+    ``"1"``, ... (``background``, ``"1"`` for two outputs)."""
     if classes is None:
         return (BACKGROUND, "1") if num_classes == 2 else tuple(str(i) for i in range(num_classes))
     names = tuple(str(c).strip() for c in classes)
@@ -137,4 +142,4 @@ def build_factory_model(
                              f"--num-classes says {k}")
     m = tuple(mean) if mean else (0.5, 0.5, 0.5)
     s = tuple(std) if std else (0.5, 0.5, 0.5)
-    return FactoryModel(model.eval(), input_size, m, s, _categories(classes, k, name), source)  # type: ignore[arg-type]
+    return FactoryModel(model.eval(), input_size, m, s, output_names(classes, k, name), source)  # type: ignore[arg-type]

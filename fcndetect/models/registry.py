@@ -162,7 +162,7 @@ def load_model(
         window, groups = spec.window, spec.groups
         mean255, std255 = spec.mean, spec.std
     else:
-        from .custom import build_builtin, detected_outputs, is_builtin_arch
+        from .custom import build_builtin, detected_outputs, is_builtin_arch, output_names
         from .torchvision_models import build_torchvision_model, parse_classes
 
         if is_builtin_arch(name):
@@ -170,7 +170,11 @@ def load_model(
             chosen = detected_outputs(tv.categories)
         else:
             tv = build_torchvision_model(name, weights, num_classes, input_size, mean, std)
-            chosen = parse_classes(classes, tv.categories)
+            if tv.categories is None and classes is not None and num_classes is not None \
+                    and not all(str(c).strip().lstrip("-").isdigit() for c in classes):
+                chosen = detected_outputs(output_names(classes, num_classes, name))  # a trained checkpoint
+            else:
+                chosen = parse_classes(classes, tv.categories)
         classifier = tv.model.to(device).eval()
         window = tv.input_size
         groups = tuple(ClassGroup(n, idx) for n, idx in chosen)

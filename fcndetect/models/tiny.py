@@ -15,7 +15,7 @@ __all__ = ["DEFAULT_INPUT_SIZE", "MIN_INPUT_SIZE", "TinyNet", "feature_side"]
 #: Default input side: the shared face crops are 36x36.
 DEFAULT_INPUT_SIZE = 36
 #: The smallest input the three convolutions and two pools accept (a 1x1 last map).
-MIN_INPUT_SIZE = 16
+MIN_INPUT_SIZE = 18
 
 
 def feature_side(input_size: int) -> int:
@@ -30,7 +30,7 @@ class TinyNet(nn.Sequential):
 
     Args:
         num_classes: outputs (2 for object / background: index 0 is background).
-        input_size: the input side ``S`` (>= 16); it fixes the first ``Linear``'s ``in_features``.
+        input_size: the input side ``S`` (>= 18); it fixes the first ``Linear``'s ``in_features``.
     """
 
     def __init__(self, num_classes: int = 2, input_size: int = DEFAULT_INPUT_SIZE) -> None:
