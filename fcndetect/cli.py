@@ -388,6 +388,12 @@ def models_cmd(geometry: bool) -> None:
         except Exception as exc:  # noqa: BLE001 - listing must not fail on one missing weight file
             stride, rf = "?", f"unavailable: {exc}"
         rows.append((spec.name, str(spec.window), stride, rf, spec.preset, spec.source))
+    from .models.custom import BUILTIN_ARCHS
+
+    for name in BUILTIN_ARCHS:
+        g = load_model(name, weights="none").dense.geometry
+        rows.append((name, str(g.window), str(g.stride), str(g.receptive_field), "custom",
+                     "--weights OUT/model.pt from `fcndetect train` (or --config OUT/preset.toml)"))
     for arch in list_architectures():
         stride = rf = "-"
         if geometry:
@@ -426,7 +432,7 @@ def models_cmd(geometry: bool) -> None:
 @click.option("--negatives", "-n", multiple=True, help="Folder, file or glob of images without the object. Repeatable.")
 @click.option("-o", "--output", required=True, help="Output folder: model.pt, preset.toml, metrics.jsonl.")
 @click.option("--arch", default="tiny", show_default=True, help="tiny, or a torchvision architecture.")
-@click.option("--input-size", type=int, default=None, help="Classifier input side (tiny: 36).")
+@click.option("--input-size", type=int, default=None, help="Classifier input side (tiny: 34).")
 @click.option("--weights", default=None, help="Initial weights: an earlier model.pt (tiny) or an ImageNet state dict.")
 @click.option("--epochs", type=int, default=10, show_default=True, help="Epochs per round.")
 @click.option("--batch-size", type=int, default=128, show_default=True)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from fcndetect.config import ConfigError, DetectorConfig, load_preset, preset_names, resolve_config
@@ -54,3 +56,29 @@ def test_ints_are_fine_where_numbers_are_expected(tmp_path):
     f.write_text("min_size = 30\nthreshold = 1\nclasses = ['cat']\n")
     cfg = resolve_config(str(f))
     assert cfg.min_size == 30.0 and cfg.threshold == 1.0
+
+
+def test_relative_weights_resolve_against_the_config_folder(tmp_path, monkeypatch):
+    from fcndetect.config import read_config_file
+
+    sub = tmp_path / "run1"
+    sub.mkdir()
+    (sub / "preset.toml").write_text('model = "tiny"\nweights = "model.pt"\n')
+    (sub / "abs.toml").write_text(f'weights = "{tmp_path / "w.pth"}"\n')
+    (sub / "named.toml").write_text('model = "mobilenet_v2"\nweights = "IMAGENET1K_V1"\n')
+    (sub / "up.toml").write_text('weights = "../w/x.pth"\n')
+    monkeypatch.chdir(tmp_path)
+    assert read_config_file(sub / "preset.toml")["weights"] == str(sub / "model.pt")
+    assert read_config_file(sub / "abs.toml")["weights"] == str(tmp_path / "w.pth")
+    assert read_config_file(sub / "named.toml")["weights"] == "IMAGENET1K_V1"
+    assert read_config_file("run1/up.toml")["weights"] == str(Path("run1") / "../w/x.pth")
+
+
+def test_grayscale_is_a_typed_setting(tmp_path):
+    from fcndetect.config import ConfigError, resolve_config
+
+    (tmp_path / "g.toml").write_text('grayscale = "yes"\n')
+    with pytest.raises(ConfigError, match="grayscale"):
+        resolve_config(str(tmp_path / "g.toml"))
+    assert resolve_config("face", grayscale=True).grayscale is True
+    assert resolve_config("face").grayscale is False

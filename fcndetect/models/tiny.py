@@ -2,8 +2,9 @@
 
 Three unpadded 3x3 convolutions (16, 32, 64 channels, each with batch norm and ReLU), the first two followed by
 a 2x2 max pool, then ``Flatten -> Linear(64*k*k, 128) -> ReLU -> Dropout -> Linear(128, K)``. At the default
-36 px input the last map is 5x5 (``k = 5``), a score-map cell moves 4 px, and one window costs about 2.2
-MFLOPs (MTCNN's O-Net: 13). No padding anywhere, so the dense network equals classifying each window as a crop.
+34 px input the last map is 5x5 (``k = 5``), a score-map cell moves 4 px, and one window costs about 2 MFLOPs
+(MTCNN's O-Net: 13). No padding anywhere, so the dense network equals classifying each window as a crop; an
+input side of ``4k + 2`` px (18, 22, ..., 34, 38) leaves no pixel unread by the pools.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from torch import nn
 
 __all__ = ["DEFAULT_INPUT_SIZE", "MIN_INPUT_SIZE", "TinyNet", "feature_side"]
 
-#: Default input side: the shared face crops are 36x36.
-DEFAULT_INPUT_SIZE = 36
+#: Default input side: ``4k + 2`` (every pixel read) and no larger than the 36x36 shared face crops.
+DEFAULT_INPUT_SIZE = 34
 #: The smallest input the three convolutions and two pools accept (a 1x1 last map).
 MIN_INPUT_SIZE = 18
 

@@ -54,7 +54,7 @@ def replace_last_linear(model: nn.Module, out_features: int) -> nn.Linear:
 
 
 def build_trainable(arch: str, input_size: int | None = None, weights: str | None = None) -> TrainableModel:
-    """The classifier to train for ``arch`` at ``input_size`` (default: ``tiny``'s 36 px, or the torchvision
+    """The classifier to train for ``arch`` at ``input_size`` (default: ``tiny``'s 34 px, or the torchvision
     architecture's native size), initialised from ``weights`` where given: for ``tiny`` a state dict of a
     two-output ``tiny`` (fine-tuning); for a torchvision architecture its ImageNet state dict, whose last
     ``Linear`` is then replaced by a two-output one.

@@ -51,7 +51,7 @@ class TrainOptions:
         negatives: folders, files or globs of images that contain no object.
         output: the output folder.
         arch: ``tiny`` or a torchvision architecture.
-        input_size: classifier input side (default: 36 for ``tiny``, the native size otherwise).
+        input_size: classifier input side (default: 34 for ``tiny``, the native size otherwise).
         weights: initial weights (``tiny``: an earlier model.pt; torchvision: ImageNet state dict).
         epochs: epochs per round; rounds = ``hard_negative_rounds + 1``.
         grayscale: train on grayscale windows (``None``: when any positive is single-channel).

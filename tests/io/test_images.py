@@ -124,3 +124,32 @@ def test_max_pixels_guard(tmp_path):
     with pytest.raises(ImageLoadError, match="exceeds --max-pixels"):
         load_image(p, max_pixels=50_000)
     assert load_image(p, max_pixels=None).shape == (200, 300, 3)
+
+
+def test_to_grayscale_against_bt601_and_pil():
+    from fcndetect.io.images import to_grayscale
+
+    rgb = np.random.default_rng(0).integers(0, 256, (2, 9, 11, 3), dtype=np.uint8)  # a batch works too
+    got = to_grayscale(rgb)
+    assert got.shape == rgb.shape and (got[..., 0] == got[..., 1]).all() and (got[..., 1] == got[..., 2]).all()
+    for b, y, x in [(0, 0, 0), (1, 8, 10), (0, 4, 7), (1, 3, 2)]:
+        r, g, bl = (float(v) for v in rgb[b, y, x])
+        assert got[b, y, x, 0] == round(0.299 * r + 0.587 * g + 0.114 * bl)
+    pil = np.asarray(Image.fromarray(rgb[0]).convert("L")).astype(int)
+    assert np.abs(got[0, ..., 0].astype(int) - pil).max() <= 1  # PIL rounds its fixed-point sum
+    gray = np.repeat(rgb[0, ..., :1], 3, axis=2)
+    np.testing.assert_array_equal(to_grayscale(gray), gray)
+
+
+def test_detector_grayscale_setting_sees_the_gray_image(samples):
+    from fcndetect import Detector
+    from fcndetect.io.images import to_grayscale
+
+    image = load_image(samples / "astronaut.png")
+    gray_det = Detector("face", grayscale=True)
+    plain = Detector("face")
+    a = gray_det.detect_array(image)
+    b = plain.detect_array(to_grayscale(image))
+    np.testing.assert_array_equal(a.boxes, b.boxes)
+    np.testing.assert_array_equal(a.logits, b.logits)
+    assert len(a) >= 1

@@ -132,7 +132,7 @@ def _cli(args: list[str]):
     ("arch", "--arch nosuchnet: unknown architecture"),
     ("empty", "positives: folder contains no image files"),
     ("negatives", "give --negatives"),
-    ("small", "smaller than the 36 px input size"),
+    ("small", "smaller than the 34 px input size"),
     ("annotations", "positives:"),
 ])
 def test_cli_bad_input_is_one_line_before_training(case: str, message: str, data, tmp_path) -> None:
@@ -146,7 +146,7 @@ def test_cli_bad_input_is_one_line_before_training(case: str, message: str, data
     elif case == "negatives":
         args = args[:2] + args[4:]
     elif case == "small":
-        args = args[:-2]  # 20 px crops against tiny's default 36 px input
+        args = args[:-2]  # 20 px crops against tiny's default 34 px input
     else:
         (tmp_path / "gt.xml").write_text("<dataset><images><image file='x.png'><box top='1'")
         args[1] = str(tmp_path / "gt.xml")
