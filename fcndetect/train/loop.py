@@ -9,12 +9,15 @@ chooses the preset's threshold. Outputs in ``OUT``: ``model.pt`` (a plain state 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -188,6 +191,23 @@ def choose_threshold(val_pos: torch.Tensor, scene_logits: torch.Tensor, n_scenes
         return 0.0
     # strictly above the (allowed+1)-th best false detection
     return max(0.0, float(torch.nextafter(ranked[allowed], torch.tensor(math.inf))))
+
+
+@contextlib.contextmanager
+def _deferred_interrupt() -> Iterator[None]:
+    """Hold back SIGINT (Ctrl-C) until the block ends, then raise :class:`KeyboardInterrupt` (main thread only;
+    elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
@@ -367,7 +387,8 @@ def train(opts: TrainOptions, *, resume: bool = False, overwrite: bool = False, 
                    "accuracy": round(correct / seen, 6), "val_precision": round(prec, 6), "val_recall": round(rec, 6),
                    "train_positives": len(data.pos), "train_negatives": len(neg_all), "lr": opts.lr * 0.5 ** rnd,
                    "seconds": round(time.perf_counter() - t_ep, 2)}
-            # the completed epoch, saved before anything else can interrupt: model.pt first, then the state
+            # the completed epoch: model.pt now; the resume state after mining (an interrupt in between redoes
+            # this epoch, identically)
             _atomic_save(model.state_dict(), out / "model.pt")
             last_epoch = ep == opts.epochs - 1
             if last_epoch and rnd < rounds - 1:
@@ -381,10 +402,11 @@ def train(opts: TrainOptions, *, resume: bool = False, overwrite: bool = False, 
                 row.update({"mined": len(new), "mined_val": len(new_val), "negative_photos": len(data.train_photos),
                             "mining_seconds": round(time.perf_counter() - t_m, 2)})
             metrics.append(row)
-            _atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
-                          "torch_rng": torch.get_rng_state(),
-                          "mined": mined, "val_mined": val_mined, "done": done}, out / "checkpoint.pt")
-            write_metrics()
+            with _deferred_interrupt():  # the epoch's files agree with each other whenever Ctrl-C comes
+                _atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                              "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+                              "mined": mined, "val_mined": val_mined, "done": done}, out / "checkpoint.pt")
+                write_metrics()
             print(f"round {rnd + 1}/{rounds} epoch {ep + 1}/{opts.epochs}: loss {row['loss']:.4f} accuracy "
                   f"{row['accuracy']:.4f} val precision {prec:.4f} recall {rec:.4f}"
                   + (f"; mined {row['mined']} hard negatives" if "mined" in row else ""), file=log)

@@ -166,3 +166,40 @@ def test_cli_interrupt_exits_130(monkeypatch, data, tmp_path) -> None:
     monkeypatch.setattr(t, "train", boom)
     r = _cli(["-p", str(data["pos"]), "-n", str(data["neg"]), "-o", str(tmp_path / "o")])
     assert r.exit_code == 130 and "--resume" in r.output
+
+
+def _wait_for_rows(path: Path, more_than: int, proc, timeout: float = 60.0) -> int:
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and proc.poll() is None:
+        if path.is_file():
+            n = len(path.read_text().splitlines())
+            if n > more_than:
+                return n
+        time.sleep(0.05)
+    raise AssertionError(f"no new metrics row in {path} (exit code {proc.poll()})")
+
+
+def test_sigint_exits_130_with_the_last_epoch_saved_and_resume_continues(data, tmp_path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "sig"
+    cmd = [sys.executable, "-c", "from fcndetect.cli import main; main()", "train", "-p", str(data["pos"]),
+           "-n", str(data["neg"]), "-o", str(out), "--input-size", "18", "--epochs", "5000",
+           "--hard-negative-rounds", "0", "--batch-size", "64"]
+    for resume in (False, True):
+        proc = subprocess.Popen(cmd + (["--resume"] if resume else []), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        before = len((out / "metrics.jsonl").read_text().splitlines()) if resume else 0
+        _wait_for_rows(out / "metrics.jsonl", before, proc)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 130, stderr
+        assert "--resume" in stderr.strip().splitlines()[-1] and "Traceback" not in stderr and stdout == ""
+        assert not (out / "preset.toml").exists() and not list(out.glob("*.tmp"))
+        state = torch.load(out / "checkpoint.pt", weights_only=True)
+        rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        assert rows[-1]["done"] == int(state["done"]) > before
