@@ -203,3 +203,20 @@ def test_sigint_exits_130_with_the_last_epoch_saved_and_resume_continues(data, t
         state = torch.load(out / "checkpoint.pt", weights_only=True)
         rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
         assert rows[-1]["done"] == int(state["done"]) > before
+
+
+def test_positives_from_annotations(data, tmp_path) -> None:
+    rng = np.random.default_rng(5)
+    lines = []
+    for k in range(6):
+        scene = rng.integers(0, 90, (60, 80, 3), dtype=np.uint8)
+        x, y = 10 + 8 * k, 15
+        scene[y:y + 24, x:x + 24] = _disc(rng, 24, False)
+        Image.fromarray(scene).save(tmp_path / f"s{k}.png")
+        lines.append(f"s{k}.png {x} {y} {x + 24} {y + 24}")
+    (tmp_path / "gt.txt").write_text("\n".join(lines) + "\n")
+    result = train(_opts(data, tmp_path / "out", positives=[str(tmp_path / "gt.txt")], epochs=1,
+                         hard_negative_rounds=0), progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
+    # 6 objects x 8 jittered windows, minus the held-out tenth and the windows that fell below IoU 0.5
+    assert 20 <= rows[0]["train_positives"] <= 48 and result.epochs_done == 1
