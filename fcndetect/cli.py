@@ -62,6 +62,8 @@ Exit codes: 0 all inputs processed, 1 some inputs failed, 2 usage error, 130 int
 @click.option("--rotations", default=None,
               help="Also search rotated copies: angles in degrees, counter-clockwise, e.g. 0,90,180,270.")
 @click.option("--regress/--no-regress", default=None, help="Refine boxes with the model's regression head.")
+@click.option("--grayscale/--color", "grayscale", default=None,
+              help="Convert every image to grayscale before detection (models trained on gray windows).")
 @click.option("--device", default=None, help="Torch device: cpu, cuda, cuda:1, mps.")
 @click.option("--arch", default=None, help="Alias of --model for a torchvision architecture.")
 @click.option("--weights", default=None, help="torchvision models: DEFAULT, a weight name, or a state-dict PATH.")

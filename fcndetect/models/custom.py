@@ -67,12 +67,17 @@ def detected_outputs(categories: tuple[str, ...]) -> list[tuple[str, tuple[int, 
     return [(name, (i,)) for i, name in enumerate(categories) if name.lower() != BACKGROUND]
 
 
+def split_names(classes: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """``["background,face"]`` or ``["background", "face"]`` as ``("background", "face")``."""
+    return tuple(n.strip() for c in classes for n in str(c).split(",") if n.strip())
+
+
 def output_names(classes: tuple[str, ...] | list[str] | None, num_classes: int, name: str) -> tuple[str, ...]:
     """The name of each of ``num_classes`` outputs: ``classes`` (which must name every one), else ``"0"``,
     ``"1"``, ... (``background``, ``"1"`` for two outputs)."""
     if classes is None:
         return (BACKGROUND, "1") if num_classes == 2 else tuple(str(i) for i in range(num_classes))
-    names = tuple(str(c).strip() for c in classes)
+    names = split_names(classes)
     if len(names) != num_classes:
         raise ModelLoadError(f"model '{name}' has {num_classes} outputs but classes names {len(names)} "
                              f"({', '.join(names)}); name every output, e.g. background,face")
@@ -96,7 +101,7 @@ def build_builtin(
     if weights is None:
         raise ModelLoadError(f"model '{name}' has no built-in weights: pass --weights PATH (a state dict, e.g. "
                              f"OUT/model.pt from `fcndetect train`), or --weights none for random ones")
-    k = num_classes if num_classes is not None else (len(classes) if classes else 2)
+    k = num_classes if num_classes is not None else (len(split_names(classes)) if classes else 2)
     size = input_size or arch.input_size
     try:
         model = arch.build(k, size)

@@ -42,6 +42,7 @@ def test_feature_side_and_receptive_field() -> None:
 def test_output_names_and_detected_outputs() -> None:
     assert output_names(None, 2, "m") == ("background", "1")
     assert output_names(["background", "face"], 2, "m") == ("background", "face")
+    assert output_names(["background,face"], 2, "m") == ("background", "face")  # as --classes gives it
     assert detected_outputs(("background", "cat", "dog")) == [("cat", (1,)), ("dog", (2,))]
     with pytest.raises(ModelLoadError, match="has 2 outputs but classes names 3"):
         output_names(["a", "b", "c"], 2, "m")
