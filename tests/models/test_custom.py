@@ -51,12 +51,33 @@ def test_output_names_and_detected_outputs() -> None:
 
 
 def test_tiny_weights_round_trip(tmp_path) -> None:
-    net = TinyNet(2, 36)
+    net = TinyNet(2, 34)
     torch.save(net.state_dict(), tmp_path / "m.pt")
     loaded = load_model("tiny", weights=str(tmp_path / "m.pt"), classes=["background", "face"])
     assert [g.name for g in loaded.groups] == ["face"]
-    assert torch.equal(loaded.classifier[0].weight, net[0].weight)
+    x = torch.randn(2, 3, 34, 34)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.classifier(x), net.eval()(x), atol=1e-5, rtol=1e-5)
     with pytest.raises(ModelLoadError, match="no built-in weights"):
         load_model("tiny")
     with pytest.raises(ModelLoadError, match="weights do not fit tiny"):
         load_model("tiny", weights=str(tmp_path / "m.pt"), input_size=40)
+
+
+def test_fold_batchnorm_is_the_same_function() -> None:
+    from fcndetect.models.custom import fold_batchnorm
+
+    torch.manual_seed(1)
+    net = TinyNet(2, 34).eval()
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.2, 3.0)
+            m.weight.data.uniform_(0.5, 2.0)
+            m.bias.data.uniform_(-1, 1)
+    folded = fold_batchnorm(net)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert len(folded) == len(net) - 3 and folded[-1] is net[-1]
+    x = torch.randn(4, 3, 34, 34)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), net(x), atol=1e-5, rtol=1e-5)
