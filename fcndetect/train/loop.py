@@ -13,6 +13,7 @@ import contextlib
 import json
 import math
 import os
+import pickle
 import signal
 import sys
 import threading
@@ -254,29 +255,38 @@ def preset_text(tm: TrainableModel, label: str, threshold: float, grayscale: boo
     return "\n".join(lines) + "\n"
 
 
-def _prepare_output(opts: TrainOptions, resume: bool, overwrite: bool) -> tuple[Path, dict[str, Any] | None]:
+def _check_output(opts: TrainOptions, resume: bool, overwrite: bool) -> dict[str, Any] | None:
+    """Check ``opts.output`` before anything is read or written; with ``resume``, the saved state."""
     out = Path(opts.output)
     if out.exists() and not out.is_dir():
         raise TrainError(f"{out}: output exists and is not a folder")
-    state = None
     if resume:
         ck = out / "checkpoint.pt"
         if not ck.is_file():
             raise TrainError(f"{out}: nothing to resume (no checkpoint.pt)")
-        recorded = json.loads((out / "train.json").read_text(encoding="utf-8"))["settings"]
+        try:
+            recorded = json.loads((out / "train.json").read_text(encoding="utf-8"))["settings"]
+            state = torch.load(ck, map_location="cpu", weights_only=True)
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError, pickle.UnpicklingError) as exc:
+            raise TrainError(f"{out}: cannot resume, the saved state is unreadable "
+                             f"({' '.join(str(exc).split())[:120]})") from None
         now = json.loads(json.dumps(opts.settings()))
         diff = sorted(k for k in set(recorded) | set(now) if recorded.get(k) != now.get(k))
         if diff:
             raise TrainError(f"{out}: --resume with other settings than the interrupted run ({', '.join(diff)})")
-        state = torch.load(ck, map_location="cpu", weights_only=True)
-    elif out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise TrainError(f"{out}: output folder is not empty (use --resume to continue a run, "
-                             "--overwrite to replace it)")
+        return state
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise TrainError(f"{out}: output folder is not empty (use --resume to continue a run, "
+                         "--overwrite to replace it)")
+    return None
+
+
+def _claim_output(out: Path, fresh: bool) -> None:
+    """Create ``out``; for a fresh run, remove an earlier run's files (``--overwrite``)."""
+    if fresh:
         for name in OUTPUT_FILES:
             (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    return out, state
 
 
 def train(opts: TrainOptions, *, resume: bool = False, overwrite: bool = False, log: TextIO | None = None,
@@ -301,11 +311,13 @@ def train(opts: TrainOptions, *, resume: bool = False, overwrite: bool = False, 
 
     device = resolve_device(opts.device)
     tm = build_trainable(opts.arch, opts.input_size, opts.weights)
-    out, state = _prepare_output(opts, resume, overwrite)
+    state = _check_output(opts, resume, overwrite)
     torch.manual_seed(opts.seed)
     rng = np.random.default_rng(opts.seed)
     t0 = time.perf_counter()
     data = _prepare_data(opts, tm.input_size, rng)
+    out = Path(opts.output)
+    _claim_output(out, fresh=state is None)
     gen = torch.Generator().manual_seed(opts.seed)
     tm = build_trainable(opts.arch, opts.input_size, opts.weights)  # re-initialised under the seed
     model = tm.model.to(device)

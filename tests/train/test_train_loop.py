@@ -154,7 +154,7 @@ def test_cli_bad_input_is_one_line_before_training(case: str, message: str, data
     assert r.exit_code == 2, r.output
     lines = r.output.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in r.output
-    assert not (tmp_path / "out" / "model.pt").exists()
+    assert not (tmp_path / "out").exists()  # nothing written
 
 
 def test_cli_interrupt_exits_130(monkeypatch, data, tmp_path) -> None:
