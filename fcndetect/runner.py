@@ -30,7 +30,7 @@ from . import __version__
 from .detections import Detections
 from .io import formats
 from .io.draw import draw_detections, encode_image, heatmap_overlay, upright_crops
-from .engines.local import iter_detections
+from .engines.local import ItemResult, iter_detections
 from .io.images import DEFAULT_MAX_PIXELS
 from .io.sinks import atomic_write_bytes, atomic_write_text, dumps_record, output_name, result_record
 from .io.sources import SourceItem, expand_sources
@@ -209,36 +209,20 @@ class BatchRunner:
     def _json_path(self, name: str) -> Path:
         return self._root / (name + ".json")
 
-    def _write_image_outputs(self, name: str, record: dict[str, Any], image: np.ndarray, dets: Detections) -> None:
+    def _write_image_outputs(self, name: str, record: dict[str, Any], files: list[tuple[str, bytes]]) -> None:
+        """Write an image's rendered files (``name + suffix``), then its JSON record, which marks completion."""
         root = self._root
-        ext = os.path.splitext(name)[1] or ".png"
-        base = root / name
-        atomic_write_bytes(base.with_name(base.name + ".annotated" + ext), encode_image(draw_detections(image, dets), ext))
-        geometry = self.detector.geometry
-        if self.opt.heatmap:
-            atomic_write_bytes(base.with_name(base.name + ".heatmap" + ext),
-                               encode_image(heatmap_overlay(image, dets), ext))
-        if self.opt.save_maps and dets.score_maps is not None:
-            folder = base.with_name(base.name + ".maps")
-            index = []
-            for k, sm in enumerate(dets.score_maps):
-                buf = _npy_bytes(sm.logits)
-                atomic_write_bytes(folder / f"{k:02d}.npy", buf)
-                index.append({"file": f"{k:02d}.npy", "scale": round(sm.scale, 6), "sx": round(sm.sx, 6),
-                              "sy": round(sm.sy, 6), "shape": list(sm.logits.shape)})
-            atomic_write_text(folder / "index.json", json.dumps(
-                {"classes": list(dets.class_names), "values": "logits (probability = sigmoid(logit))",
-                 "model": self.detector.dense_model.spec.name,
-                 "stage": "the first stage of a cascade (its only dense one)" if self.detector.stage_models
-                 else "the only stage",
-                 "geometry": geometry.to_dict(), "levels": index}, indent=1) + "\n")
-        if self.opt.crops:
-            folder = base.with_name(base.name + ".crops")
-            for k, (crop, label) in enumerate(zip(upright_crops(image, dets), dets.label_names)):
-                if crop.size:
-                    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in label)
-                    atomic_write_bytes(folder / f"{k:03d}_{safe}.png", encode_image(crop, ".png"))
+        for suffix, data in files:
+            atomic_write_bytes(root / (name + suffix), data)
         atomic_write_text(self._json_path(name), dumps_record(record) + "\n")  # last: marks completion
+
+    def _files(self, name: str, res: ItemResult) -> list[tuple[str, bytes]]:
+        """An image's rendered files: as the engine rendered them, else rendered here from its pixels."""
+        if res.files is not None:
+            return res.files
+        if res.image is None:
+            raise RuntimeError(f"{name}: the engine returned neither the image nor its rendered files")
+        return render_image_outputs(self.detector, self.opt, os.path.splitext(name)[1], res.image, res.detections)
 
     def _completed(self, name: str) -> dict[str, Any] | None:
         path = self._json_path(name)
@@ -331,10 +315,10 @@ class BatchRunner:
                     failed += 1
                     self._error(item.path, res.error)
                     records[k] = result_record(item.path, None, res.error)
-                elif res.detections is not None and res.image is not None:
+                elif res.detections is not None:
                     rec = result_record(item.path, res.detections, None)
                     if opt.output is not None:
-                        self._write_image_outputs(names[k], rec, res.image, res.detections)
+                        self._write_image_outputs(names[k], rec, self._files(names[k], res))
                     records[k] = rec
                 done += 1
                 emit_ready()
@@ -359,6 +343,35 @@ class BatchRunner:
             self.out.write(self._format_stdout(finished, names))
             self.out.flush()
         return summary
+
+
+def render_image_outputs(detector: Any, options: RunOptions, ext: str, image: np.ndarray,
+                         dets: Detections) -> list[tuple[str, bytes]]:
+    """The files of one image beside its JSON, as ``(suffix after the output name, bytes)``: the annotated
+    image, and as asked the heatmap, the score maps and the crops. Pure (writes nothing), so an engine can
+    render where it detects and any engine gives the same bytes. ``ext``: the output name's extension."""
+    ext = ext or ".png"
+    files = [(".annotated" + ext, encode_image(draw_detections(image, dets), ext))]
+    if options.heatmap:
+        files.append((".heatmap" + ext, encode_image(heatmap_overlay(image, dets), ext)))
+    if options.save_maps and dets.score_maps is not None:
+        index = []
+        for k, sm in enumerate(dets.score_maps):
+            files.append((f".maps/{k:02d}.npy", _npy_bytes(sm.logits)))
+            index.append({"file": f"{k:02d}.npy", "scale": round(sm.scale, 6), "sx": round(sm.sx, 6),
+                          "sy": round(sm.sy, 6), "shape": list(sm.logits.shape)})
+        files.append((".maps/index.json", (json.dumps(
+            {"classes": list(dets.class_names), "values": "logits (probability = sigmoid(logit))",
+             "model": detector.dense_model.spec.name,
+             "stage": "the first stage of a cascade (its only dense one)" if detector.stage_models
+             else "the only stage",
+             "geometry": detector.geometry.to_dict(), "levels": index}, indent=1) + "\n").encode("utf-8")))
+    if options.crops:
+        for k, (crop, label) in enumerate(zip(upright_crops(image, dets), dets.label_names)):
+            if crop.size:
+                safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in label)
+                files.append((f".crops/{k:03d}_{safe}.png", encode_image(crop, ".png")))
+    return files
 
 
 def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
