@@ -19,7 +19,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -81,6 +81,8 @@ class RunOptions:
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     quiet: bool = False
     progress: bool | None = None  # None: a bar when stderr is a terminal
+    engine: str = "local"  # "local" or "ray" (recorded in run.json; not a setting --resume checks)
+    ray: Any = None  # fcndetect.engines.ray.RayOptions for engine "ray" (None: its defaults)
 
     def output_settings(self) -> dict[str, Any]:
         """The options that change what is written (recorded in run.json, checked by --resume)."""
@@ -157,6 +159,7 @@ class BatchRunner:
             # every setting, device and memory budget included: both can change the last printed digits
             "settings": cfg.to_dict(),
             "outputs": self.opt.output_settings(),
+            "engine": self.opt.engine,
         }
 
     def _prepare_output(self) -> dict[str, Any] | None:
@@ -175,7 +178,7 @@ class BatchRunner:
                 previous = json.loads(run_json.read_text(encoding="utf-8"))
             except (OSError, ValueError) as exc:
                 raise OutputDirError(f"{run_json}: unreadable ({exc})") from None
-            if previous != info:
+            if _without_engine(previous) != _without_engine(info):  # any engine resumes any engine's run
                 raise OutputDirError(
                     f"{root}: --resume refused: run.json was written with other settings "
                     f"({'; '.join(_differences(previous, info))}); use the same options, or --overwrite"
@@ -215,6 +218,18 @@ class BatchRunner:
         for suffix, data in files:
             atomic_write_bytes(root / (name + suffix), data)
         atomic_write_text(self._json_path(name), dumps_record(record) + "\n")  # last: marks completion
+
+    def _engine(self, items: list[SourceItem], need_maps: bool) -> Iterator[ItemResult]:
+        """The chosen engine's results for ``items``, in their order."""
+        opt = self.opt
+        if opt.engine == "ray":
+            from .engines.ray import iter_detections_ray
+
+            return iter_detections_ray(self.detector, items, options=opt.ray, batch_size=opt.batch_size,
+                                       max_pixels=opt.max_pixels, return_maps=need_maps,
+                                       render=opt if opt.output is not None else None)
+        return iter_detections(self.detector, items, workers=opt.workers, batch_size=opt.batch_size,
+                               max_pixels=opt.max_pixels, return_maps=need_maps)
 
     def _files(self, name: str, res: ItemResult) -> list[tuple[str, bytes]]:
         """An image's rendered files: as the engine rendered them, else rendered here from its pixels."""
@@ -273,7 +288,7 @@ class BatchRunner:
     def run(self, sources: Iterable[str]) -> RunSummary:
         """Process every input; returns the counts. Raises :class:`OutputDirError` before any work."""
         opt = self.opt
-        items = list(expand_sources(sources))
+        items = list(expand_sources(sources, keep_uris=opt.engine == "ray"))
         self._prepare_output()
         summary = RunSummary(n_inputs=len(items))
         start = time.perf_counter()
@@ -303,12 +318,10 @@ class BatchRunner:
 
         need_maps = opt.heatmap or opt.save_maps
         done, failed = summary.n_resumed, 0
+        results: Iterator[ItemResult] | None = None
         try:
             emit_ready()
-            results = iter_detections(
-                self.detector, [items[k] for k in todo], workers=opt.workers, batch_size=opt.batch_size,
-                max_pixels=opt.max_pixels, return_maps=need_maps,
-            )
+            results = self._engine([items[k] for k in todo], need_maps)
             for k, res in zip(todo, results):
                 item = items[k]
                 if res.error is not None:
@@ -328,6 +341,9 @@ class BatchRunner:
         except KeyboardInterrupt:
             summary.interrupted = True
         finally:
+            close = getattr(results, "close", None)
+            if close is not None:
+                close()  # an engine's resources (a Ray instance) go now, also after --fail-fast or Ctrl-C
             progress.close()
         summary.seconds = time.perf_counter() - start
         finished = [r for r in records if r is not None]
@@ -384,6 +400,11 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
     if old == new:
         return []
     return [f"{prefix.rstrip('.')}: {json.dumps(old)} -> {json.dumps(new)}"]
+
+
+def _without_engine(info: Any) -> Any:
+    """run.json's content less the engine, which never changes what is written."""
+    return {k: v for k, v in info.items() if k != "engine"} if isinstance(info, dict) else info
 
 
 def _npy_bytes(arr: np.ndarray) -> bytes:
