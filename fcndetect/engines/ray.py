@@ -146,7 +146,8 @@ def _quiet_ray_env() -> None:
 
 def start_ray(ray: Any, address: str | None) -> bool:
     """Connect to Ray (``address``) or start a local instance, keeping stdout clean; returns whether this
-    call started it (then :func:`stop_ray` must stop it). An already connected session is reused."""
+    call started it (then :func:`stop_ray` must stop it, also when this call fails or is interrupted). An
+    already connected session is reused."""
     if ray.is_initialized():
         return False
     _quiet_ray_env()
@@ -171,13 +172,13 @@ def _package_parent() -> str:
 
 
 def _data_context(ray: Any) -> None:
+    warnings.filterwarnings("ignore", module=r"ray\.")  # advice on pool sizes for tiny inputs, deprecations
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True
     ctx.enable_progress_bars = False  # the runner's progress on stderr is the only one
     ctx.print_on_execution_start = False
     logging.getLogger("ray").setLevel(logging.ERROR)
     logging.getLogger("ray.data").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", module=r"ray\.")  # advice on pool sizes for tiny inputs, deprecations
 
 
 # -- the pipeline's two steps --------------------------------------------------------------------------
@@ -310,8 +311,9 @@ def iter_detections_ray(
             yield ItemResult(item, None, None, err)
         return
     ray = require_ray()
-    started = start_ray(ray, opts.address)
+    started = not ray.is_initialized()
     try:
+        start_ray(ray, opts.address)
         results = _run_pipeline(ray, detector, items, sent, opts, batch_size, max_pixels, return_maps, render)
         for k, item in enumerate(items):
             if checked[k] is not None:
