@@ -200,6 +200,7 @@ def test_ctrl_c_exits_130_without_partial_files_or_ray_processes(folder, tmp_pat
     deadline = time.time() + 240
     while time.time() < deadline and not list(out.glob("img*.json")) and proc.poll() is None:
         time.sleep(0.01)
+    assert any("raylet" in cmd for cmd in _marked_processes(mark))  # the run's own Ray instance is found
     proc.send_signal(signal.SIGINT)
     _stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr.decode(errors="replace")
