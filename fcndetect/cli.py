@@ -91,10 +91,18 @@ Exit codes: 0 all inputs processed, 1 some inputs failed, 2 usage error, 130 int
 @click.option("--max-pixels", type=int, default=None, help="Refuse larger images (decompression-bomb guard).")
 @click.option("--print-config", is_flag=True, help="Print the effective settings (TOML) and exit.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress, errors or summary on stderr.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this machine; ray: Ray Data actors on a Ray cluster (pip install 'fcndetect[ray]').")
+@click.option("--ray-address", default=None, help="With --engine ray: 'auto' or HOST:PORT of a running cluster "
+              "(default: a local Ray instance for this run).")
+@click.option("--actors", default=None, help="With --engine ray: N actors, or MIN-MAX (default: what the cluster holds).")
+@click.option("--cpus-per-actor", type=float, default=None, help="With --engine ray: CPUs each actor reserves.")
+@click.option("--gpus-per-actor", type=float, default=0.0, help="With --engine ray: GPUs each actor reserves.")
 def run_cmd(sources: tuple[str, ...], config: str | None, output: str | None, heatmap: bool, save_maps: bool,
             crops: bool, fmt: str, resume: bool, overwrite: bool, fail_fast: bool, workers: int | None,
             threads: int | None, batch_size: int, max_memory: str | None, max_pixels: int | None,
-            print_config: bool, quiet: bool, **options: Any) -> None:
+            print_config: bool, quiet: bool, engine: str, ray_address: str | None, actors: str | None,
+            cpus_per_actor: float | None, gpus_per_actor: float, **options: Any) -> None:
     """Detect objects in images: files, folders (recursive), glob patterns, @list.txt, or - (stdin)."""
     from .config import ConfigError, resolve_config
 
@@ -135,9 +143,30 @@ def run_cmd(sources: tuple[str, ...], config: str | None, output: str | None, he
     opts = RunOptions(
         output=Path(output) if output else None, heatmap=heatmap, save_maps=save_maps, crops=crops, format=fmt,
         resume=resume, overwrite=overwrite, fail_fast=fail_fast, workers=n_workers, batch_size=batch_size,
-        max_pixels=max_pixels if max_pixels is not None else DEFAULT_MAX_PIXELS, quiet=quiet,
+        max_pixels=max_pixels if max_pixels is not None else DEFAULT_MAX_PIXELS, quiet=quiet, engine=engine,
     )
+    if engine == "ray":
+        opts.ray = _ray_options(ray_address, actors, cpus_per_actor, gpus_per_actor, threads)
     sys.exit(_run(sources, cfg, opts, threads))
+
+
+def _ray_options(address: str | None, actors: str | None, cpus: float | None, gpus: float,
+                 threads: int | None) -> Any:
+    """``--engine ray``'s options, checked (``--actors`` is ``N`` or ``MIN-MAX``)."""
+    from .engines.ray import RayOptions
+
+    counts = None
+    if actors is not None:
+        lo, _, hi = actors.partition("-")
+        try:
+            counts = (int(lo), int(hi or lo))
+        except ValueError:
+            raise click.UsageError(f"--actors: expected N or MIN-MAX, got {actors!r}") from None
+        if not 1 <= counts[0] <= counts[1]:
+            raise click.UsageError(f"--actors: expected 1 <= MIN <= MAX, got {actors!r}")
+    if (cpus is not None and cpus <= 0) or gpus < 0:
+        raise click.UsageError("--cpus-per-actor must be > 0 and --gpus-per-actor >= 0")
+    return RayOptions(address=address, actors=counts, cpus_per_actor=cpus, gpus_per_actor=gpus, threads=threads)
 
 
 def _parse_mib(text: str) -> int:
@@ -151,10 +180,23 @@ def _parse_mib(text: str) -> int:
     return max(0, int(value))
 
 
+def _engine_detector(cfg: Any, engine: str) -> Any:
+    """The driver's detector: for ``--engine ray`` built where Ray is checked first (a one-line error without
+    it) and on the CPU (the actors detect, on the configured device)."""
+    from .detector import Detector
+
+    if engine != "ray":
+        return Detector(cfg)
+    from .engines.ray import driver_detector, require_ray
+
+    require_ray()
+    return driver_detector(cfg)
+
+
 def _run(sources: tuple[str, ...], cfg: Any, opts: Any, threads: int | None) -> int:
     import torch
 
-    from .detector import Detector
+    from .engines.ray import RayEngineError
     from .runner import BatchRunner, OutputDirError, read_sources
     from .threads import default_num_threads
 
@@ -162,10 +204,10 @@ def _run(sources: tuple[str, ...], cfg: Any, opts: Any, threads: int | None) -> 
     torch.set_num_threads(threads or default_num_threads(workers=opts.workers))
     try:
         paths = read_sources(sources)
-        detector = Detector(cfg)
+        detector = _engine_detector(cfg, opts.engine)
         runner = BatchRunner(detector, opts)
         summary = runner.run(paths)
-    except OutputDirError as exc:
+    except (OutputDirError, RayEngineError) as exc:
         _err(f"error: {exc}")
         return EXIT_USAGE
     except (FileNotFoundError, KeyError, ValueError) as exc:

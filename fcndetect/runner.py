@@ -19,7 +19,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -30,7 +30,7 @@ from . import __version__
 from .detections import Detections
 from .io import formats
 from .io.draw import draw_detections, encode_image, heatmap_overlay, upright_crops
-from .engines.local import iter_detections
+from .engines.local import ItemResult, iter_detections
 from .io.images import DEFAULT_MAX_PIXELS
 from .io.sinks import atomic_write_bytes, atomic_write_text, dumps_record, output_name, result_record
 from .io.sources import SourceItem, expand_sources
@@ -81,6 +81,8 @@ class RunOptions:
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     quiet: bool = False
     progress: bool | None = None  # None: a bar when stderr is a terminal
+    engine: str = "local"  # "local" or "ray" (recorded in run.json; not a setting --resume checks)
+    ray: Any = None  # fcndetect.engines.ray.RayOptions for engine "ray" (None: its defaults)
 
     def output_settings(self) -> dict[str, Any]:
         """The options that change what is written (recorded in run.json, checked by --resume)."""
@@ -157,6 +159,7 @@ class BatchRunner:
             # every setting, device and memory budget included: both can change the last printed digits
             "settings": cfg.to_dict(),
             "outputs": self.opt.output_settings(),
+            "engine": self.opt.engine,
         }
 
     def _prepare_output(self) -> dict[str, Any] | None:
@@ -175,7 +178,7 @@ class BatchRunner:
                 previous = json.loads(run_json.read_text(encoding="utf-8"))
             except (OSError, ValueError) as exc:
                 raise OutputDirError(f"{run_json}: unreadable ({exc})") from None
-            if previous != info:
+            if _without_engine(previous) != _without_engine(info):  # any engine resumes any engine's run
                 raise OutputDirError(
                     f"{root}: --resume refused: run.json was written with other settings "
                     f"({'; '.join(_differences(previous, info))}); use the same options, or --overwrite"
@@ -209,36 +212,32 @@ class BatchRunner:
     def _json_path(self, name: str) -> Path:
         return self._root / (name + ".json")
 
-    def _write_image_outputs(self, name: str, record: dict[str, Any], image: np.ndarray, dets: Detections) -> None:
+    def _write_image_outputs(self, name: str, record: dict[str, Any], files: list[tuple[str, bytes]]) -> None:
+        """Write an image's rendered files (``name + suffix``), then its JSON record, which marks completion."""
         root = self._root
-        ext = os.path.splitext(name)[1] or ".png"
-        base = root / name
-        atomic_write_bytes(base.with_name(base.name + ".annotated" + ext), encode_image(draw_detections(image, dets), ext))
-        geometry = self.detector.geometry
-        if self.opt.heatmap:
-            atomic_write_bytes(base.with_name(base.name + ".heatmap" + ext),
-                               encode_image(heatmap_overlay(image, dets), ext))
-        if self.opt.save_maps and dets.score_maps is not None:
-            folder = base.with_name(base.name + ".maps")
-            index = []
-            for k, sm in enumerate(dets.score_maps):
-                buf = _npy_bytes(sm.logits)
-                atomic_write_bytes(folder / f"{k:02d}.npy", buf)
-                index.append({"file": f"{k:02d}.npy", "scale": round(sm.scale, 6), "sx": round(sm.sx, 6),
-                              "sy": round(sm.sy, 6), "shape": list(sm.logits.shape)})
-            atomic_write_text(folder / "index.json", json.dumps(
-                {"classes": list(dets.class_names), "values": "logits (probability = sigmoid(logit))",
-                 "model": self.detector.dense_model.spec.name,
-                 "stage": "the first stage of a cascade (its only dense one)" if self.detector.stage_models
-                 else "the only stage",
-                 "geometry": geometry.to_dict(), "levels": index}, indent=1) + "\n")
-        if self.opt.crops:
-            folder = base.with_name(base.name + ".crops")
-            for k, (crop, label) in enumerate(zip(upright_crops(image, dets), dets.label_names)):
-                if crop.size:
-                    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in label)
-                    atomic_write_bytes(folder / f"{k:03d}_{safe}.png", encode_image(crop, ".png"))
+        for suffix, data in files:
+            atomic_write_bytes(root / (name + suffix), data)
         atomic_write_text(self._json_path(name), dumps_record(record) + "\n")  # last: marks completion
+
+    def _engine(self, items: list[SourceItem], need_maps: bool) -> Iterator[ItemResult]:
+        """The chosen engine's results for ``items``, in their order."""
+        opt = self.opt
+        if opt.engine == "ray":
+            from .engines.ray import iter_detections_ray
+
+            return iter_detections_ray(self.detector, items, options=opt.ray, batch_size=opt.batch_size,
+                                       max_pixels=opt.max_pixels, return_maps=need_maps,
+                                       render=opt if opt.output is not None else None)
+        return iter_detections(self.detector, items, workers=opt.workers, batch_size=opt.batch_size,
+                               max_pixels=opt.max_pixels, return_maps=need_maps)
+
+    def _files(self, name: str, res: ItemResult) -> list[tuple[str, bytes]]:
+        """An image's rendered files: as the engine rendered them, else rendered here from its pixels."""
+        if res.files is not None:
+            return res.files
+        if res.image is None:
+            raise RuntimeError(f"{name}: the engine returned neither the image nor its rendered files")
+        return render_image_outputs(self.detector, self.opt, os.path.splitext(name)[1], res.image, res.detections)
 
     def _completed(self, name: str) -> dict[str, Any] | None:
         path = self._json_path(name)
@@ -289,7 +288,7 @@ class BatchRunner:
     def run(self, sources: Iterable[str]) -> RunSummary:
         """Process every input; returns the counts. Raises :class:`OutputDirError` before any work."""
         opt = self.opt
-        items = list(expand_sources(sources))
+        items = list(expand_sources(sources, keep_uris=opt.engine == "ray"))
         self._prepare_output()
         summary = RunSummary(n_inputs=len(items))
         start = time.perf_counter()
@@ -319,22 +318,20 @@ class BatchRunner:
 
         need_maps = opt.heatmap or opt.save_maps
         done, failed = summary.n_resumed, 0
+        results: Iterator[ItemResult] | None = None
         try:
             emit_ready()
-            results = iter_detections(
-                self.detector, [items[k] for k in todo], workers=opt.workers, batch_size=opt.batch_size,
-                max_pixels=opt.max_pixels, return_maps=need_maps,
-            )
+            results = self._engine([items[k] for k in todo], need_maps)
             for k, res in zip(todo, results):
                 item = items[k]
                 if res.error is not None:
                     failed += 1
                     self._error(item.path, res.error)
                     records[k] = result_record(item.path, None, res.error)
-                elif res.detections is not None and res.image is not None:
+                elif res.detections is not None:
                     rec = result_record(item.path, res.detections, None)
                     if opt.output is not None:
-                        self._write_image_outputs(names[k], rec, res.image, res.detections)
+                        self._write_image_outputs(names[k], rec, self._files(names[k], res))
                     records[k] = rec
                 done += 1
                 emit_ready()
@@ -344,6 +341,9 @@ class BatchRunner:
         except KeyboardInterrupt:
             summary.interrupted = True
         finally:
+            close = getattr(results, "close", None)
+            if close is not None:
+                close()  # an engine's resources (a Ray instance) go now, also after --fail-fast or Ctrl-C
             progress.close()
         summary.seconds = time.perf_counter() - start
         finished = [r for r in records if r is not None]
@@ -361,6 +361,35 @@ class BatchRunner:
         return summary
 
 
+def render_image_outputs(detector: Any, options: RunOptions, ext: str, image: np.ndarray,
+                         dets: Detections) -> list[tuple[str, bytes]]:
+    """The files of one image beside its JSON, as ``(suffix after the output name, bytes)``: the annotated
+    image, and as asked the heatmap, the score maps and the crops. Pure (writes nothing), so an engine can
+    render where it detects and any engine gives the same bytes. ``ext``: the output name's extension."""
+    ext = ext or ".png"
+    files = [(".annotated" + ext, encode_image(draw_detections(image, dets), ext))]
+    if options.heatmap:
+        files.append((".heatmap" + ext, encode_image(heatmap_overlay(image, dets), ext)))
+    if options.save_maps and dets.score_maps is not None:
+        index = []
+        for k, sm in enumerate(dets.score_maps):
+            files.append((f".maps/{k:02d}.npy", _npy_bytes(sm.logits)))
+            index.append({"file": f"{k:02d}.npy", "scale": round(sm.scale, 6), "sx": round(sm.sx, 6),
+                          "sy": round(sm.sy, 6), "shape": list(sm.logits.shape)})
+        files.append((".maps/index.json", (json.dumps(
+            {"classes": list(dets.class_names), "values": "logits (probability = sigmoid(logit))",
+             "model": detector.dense_model.spec.name,
+             "stage": "the first stage of a cascade (its only dense one)" if detector.stage_models
+             else "the only stage",
+             "geometry": detector.geometry.to_dict(), "levels": index}, indent=1) + "\n").encode("utf-8")))
+    if options.crops:
+        for k, (crop, label) in enumerate(zip(upright_crops(image, dets), dets.label_names)):
+            if crop.size:
+                safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in label)
+                files.append((f".crops/{k:03d}_{safe}.png", encode_image(crop, ".png")))
+    return files
+
+
 def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
     """``"key: old -> new"`` for every leaf that differs between two JSON objects (``a.b`` for nesting)."""
     if isinstance(old, dict) and isinstance(new, dict):
@@ -371,6 +400,11 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
     if old == new:
         return []
     return [f"{prefix.rstrip('.')}: {json.dumps(old)} -> {json.dumps(new)}"]
+
+
+def _without_engine(info: Any) -> Any:
+    """run.json's content less the engine, which never changes what is written."""
+    return {k: v for k, v in info.items() if k != "engine"} if isinstance(info, dict) else info
 
 
 def _npy_bytes(arr: np.ndarray) -> bytes:

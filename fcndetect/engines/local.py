@@ -62,12 +62,17 @@ def _prefetch(items: list[SourceItem], workers: int, max_pixels: int | None) -> 
 
 @dataclass
 class ItemResult:
-    """The outcome for one input: its source item, the decoded image and detections, or an error."""
+    """The outcome for one input: its source item, the decoded image and detections, or an error.
+
+    ``files``: the image's output files (``fcndetect.runner.render_image_outputs``) when the engine rendered
+    them itself, as the Ray engine does where it detects; ``image`` may then be ``None``.
+    """
 
     item: SourceItem
     image: np.ndarray | None
     detections: Detections | None
     error: str | None
+    files: list[tuple[str, bytes]] | None = None
 
 
 def iter_detections(

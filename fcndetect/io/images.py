@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import warnings
@@ -10,7 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["ImageLoadError", "load_image", "to_grayscale", "to_rgb_array", "IMAGE_EXTENSIONS", "DEFAULT_MAX_PIXELS"]
+__all__ = ["ImageLoadError", "load_image", "decode_image", "check_regular_file", "read_file_bytes", "to_grayscale",
+           "to_rgb_array", "IMAGE_EXTENSIONS", "DEFAULT_MAX_PIXELS"]
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".pnm"}
@@ -28,7 +30,10 @@ class ImageLoadError(Exception):
         super().__init__(f"{self.path}: {self.reason}")
 
 
-def _check_regular_file(path: Path) -> None:
+def check_regular_file(path: str | os.PathLike[str]) -> None:
+    """Raise :class:`ImageLoadError` unless ``path`` is a non-empty regular file; never opens it (a FIFO stays
+    unopened)."""
+    path = Path(path)
     try:
         st = path.stat()  # follows symlinks: a broken link or a loop fails here
     except FileNotFoundError:
@@ -54,16 +59,20 @@ _SIGNATURES = (
 )
 
 
-def _sniff(path: Path) -> str | None:
-    """The format a file's magic bytes claim, if any."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(16)
-    except OSError:
-        return None
+def _sniff(head: bytes) -> str | None:
+    """The format a file's first bytes claim, if any."""
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "WebP"
     return next((name for sig, name in _SIGNATURES if head.startswith(sig)), None)
+
+
+def read_file_bytes(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of a file already checked by :func:`check_regular_file`, or :class:`ImageLoadError`."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise ImageLoadError(path, exc.strerror or str(exc)) from None
 
 
 def to_rgb_array(img: Image.Image) -> np.ndarray:
@@ -104,21 +113,32 @@ def to_grayscale(image: np.ndarray) -> np.ndarray:
 
 
 def load_image(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode an image file to an upright ``[H, W, 3]`` uint8 RGB array.
-
-    EXIF orientation is applied (boxes are in the upright image's coordinates); an animated image gives
-    its first frame.
+    """Decode an image file to an upright ``[H, W, 3]`` uint8 RGB array (:func:`decode_image` of its bytes).
 
     Raises:
-        ImageLoadError: with a one-line reason (missing, not a regular file, empty, not an image,
+        ImageLoadError: with a one-line reason (missing, not a regular file, empty, unreadable, not an image,
             truncated or corrupt, too many pixels).
     """
-    p = Path(path)
-    _check_regular_file(p)
+    check_regular_file(path)
+    return decode_image(read_file_bytes(path), path, max_pixels=max_pixels)
+
+
+def decode_image(data: bytes, path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode an image file's bytes to an upright ``[H, W, 3]`` uint8 RGB array; ``path`` only names it in errors.
+
+    EXIF orientation is applied (boxes are in the upright image's coordinates); an animated image gives
+    its first frame. Every engine decodes with this function, so they see the same pixels.
+
+    Raises:
+        ImageLoadError: with a one-line reason (empty, not an image, truncated or corrupt, too many pixels).
+    """
+    p = str(path)
+    if not data:
+        raise ImageLoadError(p, "empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # DecompressionBombWarning, EXIF warnings
-            with Image.open(p) as img:
+            with Image.open(io.BytesIO(data)) as img:
                 w, h = img.size
                 if max_pixels is not None and w * h > max_pixels:
                     raise ImageLoadError(
@@ -131,7 +151,7 @@ def load_image(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
     except ImageLoadError:
         raise
     except UnidentifiedImageError:
-        kind = _sniff(p)
+        kind = _sniff(data[:16])
         reason = f"corrupt {kind} file (its header cannot be decoded)" if kind else "not a recognised image format"
         raise ImageLoadError(p, reason) from None
     except Image.DecompressionBombError as exc:

@@ -46,13 +46,20 @@ def _walk_folder(folder: str) -> Iterator[SourceItem]:
             yield SourceItem(path=full, root=folder, relative=rel.replace(os.sep, "/"))
 
 
-def expand_sources(sources: Iterable[str]) -> Iterator[SourceItem]:
+def _is_uri(src: str) -> bool:
+    """``scheme://...`` (an object-store URI such as ``s3://bucket/key.jpg``)."""
+    head, sep, _rest = src.partition("://")
+    return bool(sep) and head.isascii() and head[:1].isalpha() and all(c.isalnum() or c in "+.-" for c in head)
+
+
+def expand_sources(sources: Iterable[str], keep_uris: bool = False) -> Iterator[SourceItem]:
     """Expand files, folders and glob patterns into :class:`SourceItem` s, each real file once.
 
     A file named directly is always processed (whatever its extension); a folder is scanned recursively
     for image extensions; a pattern with ``*``, ``?`` or ``[`` is expanded with :mod:`glob` (``**``
     recursive). The same file reached twice (by resolved path) is yielded once. Sources that match
-    nothing yield an item with ``error`` set.
+    nothing yield an item with ``error`` set. With ``keep_uris`` (engines that read remote objects), a
+    ``scheme://`` source that is not a local path is kept as it is, unexpanded and unchecked.
     """
     seen: set[str] = set()
 
@@ -73,6 +80,8 @@ def expand_sources(sources: Iterable[str]) -> Iterator[SourceItem]:
                 yield SourceItem(path=src, error="folder contains no image files")
         elif os.path.lexists(src):
             yield from once(SourceItem(path=src, relative=os.path.basename(src)))
+        elif keep_uris and _is_uri(src):
+            yield from once(SourceItem(path=src, relative=src.rstrip("/").rsplit("/", 1)[-1]))
         elif any(c in src for c in "*?["):
             matches = sorted(glob.glob(src, recursive=True))
             if not matches:
