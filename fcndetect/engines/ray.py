@@ -16,14 +16,19 @@ Ray is imported lazily: the base install does not need it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import pickle
 import re
+import signal
+import time
+import uuid
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -151,6 +156,8 @@ def start_ray(ray: Any, address: str | None) -> bool:
     if ray.is_initialized():
         return False
     _quiet_ray_env()
+    if address is None:  # every process of the local instance inherits this mark (see stop_ray)
+        os.environ[_MARK_VAR] = uuid.uuid4().hex
     env_vars = {"PYTHONPATH": _package_parent() + os.pathsep + os.environ.get("PYTHONPATH", "")}
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
@@ -161,9 +168,43 @@ def start_ray(ray: Any, address: str | None) -> bool:
     return True
 
 
-def stop_ray(ray: Any) -> None:
-    """Shut down the Ray instance this run started (its raylet, GCS and workers exit)."""
-    ray.shutdown()
+_MARK_VAR = "FCNDETECT_RAY_INSTANCE"
+
+
+def _marked_pids(mark: str) -> list[int]:
+    """Processes (not this one) whose environment holds ``_MARK_VAR=mark``; Linux's /proc, else none."""
+    needle = f"{_MARK_VAR}={mark}".encode()
+    pids = []
+    for d in Path("/proc").iterdir() if Path("/proc/self/environ").exists() else []:
+        if d.name.isdigit() and int(d.name) != os.getpid():
+            try:
+                if needle in (d / "environ").read_bytes().split(b"\0"):
+                    pids.append(int(d.name))
+            except OSError:
+                continue
+    return pids
+
+
+def stop_ray(ray: Any, grace: float = 5.0) -> None:
+    """Shut down the Ray instance this run started (its raylet, GCS and workers exit), then end any of its
+    processes that outlive the shutdown (after a Ctrl-C, Ray's dashboard agent can): SIGTERM, and SIGKILL
+    after ``grace`` seconds."""
+    try:
+        ray.shutdown()
+    finally:
+        mark = os.environ.pop(_MARK_VAR, None)
+        if mark:
+            deadline = time.monotonic() + grace
+            sig = signal.SIGTERM
+            while pids := _marked_pids(mark):
+                for pid in pids:
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, sig)
+                if time.monotonic() > deadline:
+                    if sig == signal.SIGKILL:
+                        break
+                    sig = signal.SIGKILL
+                time.sleep(0.1)
 
 
 def _package_parent() -> str:
