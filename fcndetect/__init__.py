@@ -28,6 +28,7 @@ _EXPORTS = {
     "DetectionResult": ".detector",
     "Detector": ".detector",
     "load_model": ".models",
+    "inspect": ".inspection",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from .convert import DenseNet, make_fully_convolutional
     from .detections import Detections
     from .detector import DetectionResult, Detector
+    from .inspection import inspect
     from .models import load_model
 
 

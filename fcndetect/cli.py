@@ -469,6 +469,77 @@ def models_cmd(geometry: bool) -> None:
         click.echo("\nnot convertible: " + ", ".join(sorted(UNSUPPORTED_ARCHS)) + " (see --model NAME for why)")
 
 
+def _model_config(model: str | None, config: str | None, **options: Any) -> Any:
+    """The DetectorConfig a model-level command (inspect, export) works on: MODEL with its own preset, or
+    --config; usage errors as one line."""
+    from .config import ConfigError, resolve_config
+
+    if model is None and config is None:
+        raise click.UsageError("give a MODEL (e.g. face, vgg16, package.module:factory) or --config PRESET")
+    if options.get("classes") == ():
+        options["classes"] = None
+    try:
+        return resolve_config(config, model=model, **options)
+    except (ConfigError, TypeError) as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _model_errors() -> tuple[type[Exception], ...]:
+    from .config import ConfigError
+    from .convert import ConversionError
+    from .geometry import GeometryError
+    from .models.torchvision_models import ModelLoadError
+
+    return (ConfigError, ConversionError, GeometryError, ModelLoadError, KeyError)
+
+
+def _model_error(name: str, exc: Exception) -> None:
+    """Report a model that cannot be loaded or converted as one line naming it, and exit 2."""
+    msg = " ".join(str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc).split())
+    _err(f"error: {msg}" if msg.startswith(name) else f"error: {name}: {msg}")
+    sys.exit(EXIT_USAGE)
+
+
+def _model_options(f: Any) -> Any:
+    for opt in reversed([
+        click.option("-c", "--config", default=None, help="A preset name or TOML file instead of MODEL."),
+        click.option("--weights", default=None, help="Weights: DEFAULT, a weight name, a state-dict PATH, or none."),
+        click.option("--input-size", type=int, default=None, help="The classifier's native input side."),
+        click.option("--num-classes", type=int, default=None, help="Outputs of a custom checkpoint."),
+        click.option("--classes", multiple=True, help="Classes to detect, or the name of every output."),
+        click.option("--mean", default=None, help="R,G,B mean (0..1 units)."),
+        click.option("--std", default=None, help="R,G,B std (0..1 units)."),
+    ]):
+        f = opt(f)
+    return f
+
+
+@cli.command("inspect")
+@click.argument("model", required=False)
+@_model_options
+@click.option("--image-size", default="640x480", show_default=True, help="WxH of the photo whose pyramid is costed.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document instead of the tables.")
+def inspect_cmd(model: str | None, config: str | None, image_size: str, as_json: bool, **options: Any) -> None:
+    """What a classifier becomes as a dense network: every layer's shape, stride, receptive field and cost,
+    each fully-connected layer's in_features and the convolution it became, and the pyramid's cost."""
+    import json
+
+    from .inspection import format_report, inspect_config
+
+    try:
+        w, h = (int(v) for v in image_size.lower().split("x"))
+        if w < 1 or h < 1:
+            raise ValueError
+    except ValueError:
+        raise click.UsageError(f"--image-size must be WxH, e.g. 640x480, got {image_size!r}") from None
+    cfg = _model_config(model, config, **options)
+    try:
+        doc = inspect_config(cfg, (w, h))
+    except _model_errors() as exc:
+        _model_error(cfg.chain, exc)
+    click.echo(json.dumps(doc) if as_json else format_report(doc))
+
+
 @cli.command("train")
 @click.option("--positives", "-p", multiple=True, required=True,
               help="Folder of object crops (each image one positive), or an annotation file (any `eval` format). "

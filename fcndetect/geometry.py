@@ -25,6 +25,7 @@ All boxes are ``[x1, y1, x2, y2]`` floats with continuous edges: ``[0, 0, W, H]`
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -361,14 +362,16 @@ def _fx_graph(module: nn.Module) -> fx.Graph:
     return graph
 
 
-def walk_spans(module: nn.Module, start: Span, axis: int) -> Span:
+def walk_spans(module: nn.Module, start: Span, axis: int,
+               on_module: Callable[[str, nn.Module, Span], None] | None = None) -> Span:
     """Propagate ``start`` (the span of ``module``'s single input) through ``module``'s fx graph.
 
     Every operation must be known: convolutions and pools (kernel, stride, padding, dilation, ceil mode),
     an allow-list of per-position modules, functions and methods (activations, BatchNorm, dropout,
     arithmetic, concatenation/softmax over channels, channels-last permutes), or a module with an
     ``fcn_span(span, axis)`` hook, which may call this function on its submodules (``BranchedBlock``).
-    Anything else raises :class:`GeometryError` naming it.
+    Anything else raises :class:`GeometryError` naming it. ``on_module(name, submodule, output span)`` is
+    called for every leaf module in execution order (``fcndetect.inspect``'s layer table).
     """
     graph = _fx_graph(module)
     spans: dict[fx.Node, Span] = {}
@@ -384,7 +387,10 @@ def walk_spans(module: nn.Module, start: Span, axis: int) -> Span:
             continue  # constants / attributes
         elif node.op == "call_module":
             name = str(node.target)
-            spans[node] = _module_span(module.get_submodule(name), merge_spans(inputs, name), axis, name)
+            sub = module.get_submodule(name)
+            spans[node] = _module_span(sub, merge_spans(inputs, name), axis, name)
+            if on_module is not None:
+                on_module(name, sub, spans[node])
         else:
             spans[node] = _op_span(node, merge_spans(inputs, node.name), axis, module)
     if result is None:

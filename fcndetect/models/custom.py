@@ -42,7 +42,7 @@ BUILTIN_ARCHS: dict[str, BuiltinArch] = {
     "tiny": BuiltinArch(
         build=lambda k, s: TinyNet(num_classes=k, input_size=s), input_size=DEFAULT_INPUT_SIZE,
         mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
-        description="small CNN with a fully-connected head for `fcndetect train` (34 px window, ~2 MFLOPs)",
+        description="small CNN with a fully-connected head for `fcndetect train` (34 px window, ~4 MFLOPs)",
     ),
 }
 

@@ -2,8 +2,8 @@
 
 Three unpadded 3x3 convolutions (16, 32, 64 channels, each with batch norm and ReLU), the first two followed by
 a 2x2 max pool, then ``Flatten -> Linear(64*k*k, 128) -> ReLU -> Dropout -> Linear(128, K)``. At the default
-34 px input the last map is 5x5 (``k = 5``), a score-map cell moves 4 px, and one window costs about 2 MFLOPs
-(MTCNN's O-Net: 13). No padding anywhere, so the dense network equals classifying each window as a crop; an
+34 px input the last map is 5x5 (``k = 5``), a score-map cell moves 4 px, and one window costs about 4 MFLOPs
+(MTCNN's O-Net: 26; ``fcndetect inspect tiny --weights none``). No padding anywhere, so the dense network equals classifying each window as a crop; an
 input side of ``4k + 2`` px (18, 22, ..., 34, 38) leaves no pixel unread by the pools.
 """
 
