@@ -39,6 +39,56 @@ def cli() -> None:
     """
 
 
+def _model_config(model: str | None, config: str | None, **options: Any) -> Any:
+    """The DetectorConfig a model-level command (inspect, export) works on: MODEL with its own preset, or
+    --config; usage errors as one line."""
+    from .config import ConfigError, resolve_config
+
+    if model is None and config is None:
+        raise click.UsageError("give a MODEL (e.g. face, vgg16, package.module:factory) or --config PRESET")
+    if options.get("classes") == ():
+        options["classes"] = None
+    try:
+        return resolve_config(config, model=model, **options)
+    except (ConfigError, TypeError) as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _model_errors() -> tuple[type[Exception], ...]:
+    from .config import ConfigError
+    from .convert import ConversionError
+    from .geometry import GeometryError
+    from .models.torchvision_models import ModelLoadError
+
+    return (ConfigError, ConversionError, GeometryError, ModelLoadError, KeyError)
+
+
+def _model_error(name: str, exc: Exception) -> None:
+    """Report a model that cannot be loaded or converted as one line naming it, and exit 2."""
+    msg = " ".join(str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc).split())
+    _err(f"error: {msg}" if msg.startswith(name) else f"error: {name}: {msg}")
+    sys.exit(EXIT_USAGE)
+
+
+def _model_options(f: Any) -> Any:
+    """-c/--config and the options of a model given by name (weights, input size, outputs, normalisation)."""
+    return click.option("-c", "--config", default=None, help="A preset name or TOML file instead of MODEL.")(
+        _checkpoint_options(f))
+
+
+def _checkpoint_options(f: Any) -> Any:
+    for opt in reversed([
+        click.option("--weights", default=None, help="Weights: DEFAULT, a weight name, a state-dict PATH, or none."),
+        click.option("--input-size", type=int, default=None, help="The classifier's native input side."),
+        click.option("--num-classes", type=int, default=None, help="Outputs of a custom checkpoint."),
+        click.option("--classes", multiple=True, help="Classes to detect, or the name of every output."),
+        click.option("--mean", default=None, help="R,G,B mean (0..1 units)."),
+        click.option("--std", default=None, help="R,G,B std (0..1 units)."),
+    ]):
+        f = opt(f)
+    return f
+
+
 _RUN_EPILOG = """\b
 Output: one JSON line per image on stdout:
   {"image", "width", "height", "detections": [{"box": [x1, y1, x2, y2], "score", "label"}], "error"}
@@ -241,6 +291,7 @@ def _run(sources: tuple[str, ...], cfg: Any, opts: Any, threads: int | None) -> 
 @click.option("-c", "--config", "config", default=None, help="Preset name or TOML file, when INPUTS are images.")
 @click.option("-t", "--threshold", type=float, default=None, help="Detection threshold, when INPUTS are images.")
 @click.option("--min-size", type=float, default=None, help="Smallest object side, when INPUTS are images.")
+@_checkpoint_options
 @click.option("-q", "--quiet", is_flag=True, help="No table on stderr.")
 def eval_cmd(inputs: tuple[str, ...], annotations: tuple[str, ...], gt_format: str | None, ious: tuple[float, ...],
              report: str | None, plot: str | None, quiet: bool, config: str | None, **options: Any) -> None:
@@ -311,7 +362,7 @@ def _detect_for_eval(
     from .evaluate import detections_from_records
 
     try:
-        cfg = resolve_config(config, **options)
+        cfg = resolve_config(config, **{**options, "classes": options.get("classes") or None})
         detector = Detector(cfg)
     except (ConfigError, ValueError, KeyError, FileNotFoundError) as exc:
         raise click.UsageError(str(exc)) from None
@@ -330,8 +381,9 @@ def _detect_for_eval(
 
 @cli.command("bench")
 @click.argument("image", type=click.Path(dir_okay=False))
-@click.option("-m", "--model", default="face", show_default=True, help="Model name or torchvision architecture.")
-@click.option("--weights", default=None, help="torchvision models: DEFAULT, a weight name, a PATH, or none.")
+@click.option("-m", "--model", default="face", show_default=True,
+              help="Model name, torchvision architecture or package.module:factory.")
+@_checkpoint_options
 @click.option("--scales", default="1", show_default=True, help="Comma-separated pyramid scales.")
 @click.option("--batch-size", type=int, default=256, show_default=True, help="Crops per classifier call.")
 @click.option("--repeat", type=int, default=3, show_default=True, help="Best of this many timings.")
@@ -340,8 +392,8 @@ def _detect_for_eval(
 @click.option("--pipeline", is_flag=True,
               help="Instead: where a detection's time goes, step by step (default preset, or --config).")
 @click.option("-c", "--config", "config", default=None, help="With --pipeline: the preset or TOML file to time.")
-def bench_cmd(image: str, model: str, weights: str | None, scales: str, batch_size: int, repeat: int,
-              threads: int | None, as_json: bool, pipeline: bool, config: str | None) -> None:
+def bench_cmd(image: str, model: str, scales: str, batch_size: int, repeat: int, threads: int | None,
+              as_json: bool, pipeline: bool, config: str | None, **checkpoint: Any) -> None:
     """Dense evaluation vs the classifier on every window cropped one by one: speed-up, FLOP ratio,
     GFLOP/s and the largest score difference. With --pipeline: the time of each step of a detection
     (pyramid, resize and network per level, post-processing or a cascade's later stages)."""
@@ -368,7 +420,10 @@ def bench_cmd(image: str, model: str, weights: str | None, scales: str, batch_si
         _bench_pipeline(arr, config, repeat, as_json)
         return
     try:
-        loaded = load_model(model, weights=weights) if weights else load_model(model)
+        from .config import DetectorConfig
+
+        loaded = load_model(model, **DetectorConfig(model=model, **{**checkpoint, "classes": checkpoint["classes"] or None})
+                            .model_options())
         res = bench_dense_vs_crops(loaded, arr, scale_list, batch_size=batch_size, repeat=repeat)
     except (ValueError, KeyError, FileNotFoundError) as exc:
         raise click.UsageError(str(exc).strip("'\"")) from None
@@ -469,51 +524,6 @@ def models_cmd(geometry: bool) -> None:
         click.echo("\nnot convertible: " + ", ".join(sorted(UNSUPPORTED_ARCHS)) + " (see --model NAME for why)")
 
 
-def _model_config(model: str | None, config: str | None, **options: Any) -> Any:
-    """The DetectorConfig a model-level command (inspect, export) works on: MODEL with its own preset, or
-    --config; usage errors as one line."""
-    from .config import ConfigError, resolve_config
-
-    if model is None and config is None:
-        raise click.UsageError("give a MODEL (e.g. face, vgg16, package.module:factory) or --config PRESET")
-    if options.get("classes") == ():
-        options["classes"] = None
-    try:
-        return resolve_config(config, model=model, **options)
-    except (ConfigError, TypeError) as exc:
-        raise click.UsageError(str(exc)) from None
-
-
-def _model_errors() -> tuple[type[Exception], ...]:
-    from .config import ConfigError
-    from .convert import ConversionError
-    from .geometry import GeometryError
-    from .models.torchvision_models import ModelLoadError
-
-    return (ConfigError, ConversionError, GeometryError, ModelLoadError, KeyError)
-
-
-def _model_error(name: str, exc: Exception) -> None:
-    """Report a model that cannot be loaded or converted as one line naming it, and exit 2."""
-    msg = " ".join(str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc).split())
-    _err(f"error: {msg}" if msg.startswith(name) else f"error: {name}: {msg}")
-    sys.exit(EXIT_USAGE)
-
-
-def _model_options(f: Any) -> Any:
-    for opt in reversed([
-        click.option("-c", "--config", default=None, help="A preset name or TOML file instead of MODEL."),
-        click.option("--weights", default=None, help="Weights: DEFAULT, a weight name, a state-dict PATH, or none."),
-        click.option("--input-size", type=int, default=None, help="The classifier's native input side."),
-        click.option("--num-classes", type=int, default=None, help="Outputs of a custom checkpoint."),
-        click.option("--classes", multiple=True, help="Classes to detect, or the name of every output."),
-        click.option("--mean", default=None, help="R,G,B mean (0..1 units)."),
-        click.option("--std", default=None, help="R,G,B std (0..1 units)."),
-    ]):
-        f = opt(f)
-    return f
-
-
 @cli.command("inspect")
 @click.argument("model", required=False)
 @_model_options
@@ -538,6 +548,36 @@ def inspect_cmd(model: str | None, config: str | None, image_size: str, as_json:
     except _model_errors() as exc:
         _model_error(cfg.chain, exc)
     click.echo(json.dumps(doc) if as_json else format_report(doc))
+
+
+#: detection settings an exported file carries (the network's own settings are in the file already)
+_EXPORTED_SETTINGS = ("threshold", "nms", "nms_iou", "min_size", "max_size", "scale_factor", "max_det",
+                      "min_neighbors", "regress", "clip", "containment", "rotations", "grayscale")
+
+
+@cli.command("export")
+@click.argument("model", required=False)
+@_model_options
+@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript"]), required=True)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The file to write.")
+def export_cmd(model: str | None, config: str | None, fmt: str, output: str, **options: Any) -> None:
+    """Write the dense network (any input size >= the window) as ONNX or TorchScript, with its geometry, class
+    names, normalisation and preset in the file's metadata; `run --model FILE.onnx` detects with it."""
+    from .export import ExportError, export_metadata, export_model
+    from .models import load_model
+
+    cfg = _model_config(model, config, **options)
+    if cfg.stages:
+        raise click.UsageError(f"{cfg.chain} is a cascade of several networks: export each by name")
+    try:
+        loaded = load_model(cfg.model, "cpu", **cfg.model_options())
+        settings = {k: v for k, v in cfg.to_dict().items() if k in _EXPORTED_SETTINGS and v is not None}
+        path = export_model(loaded, output, fmt, settings)
+    except (*_model_errors(), ExportError) as exc:
+        _model_error(cfg.chain, exc)
+    g = loaded.dense.geometry
+    _err(f"wrote {path}: {cfg.model} dense network, window {g.window}, stride {g.stride}, outputs "
+         f"{', '.join(export_metadata(loaded)['outputs'])}")
 
 
 @cli.command("train")

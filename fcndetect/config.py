@@ -221,9 +221,13 @@ def _is_relative_file(value: str, folder: Path, suffixes: frozenset[str]) -> boo
 
 
 def resolve_paths(data: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """``data`` with a relative weights path (``model.pt``, ``../w/x.pth``) made relative to ``folder``
-    instead of the working directory: a preset's files are found wherever it is used from."""
+    """``data`` with a relative weights path (``model.pt``, ``../w/x.pth``) or exported model (``dense.onnx``)
+    made relative to ``folder`` instead of the working directory: a preset's files are found wherever it is
+    used from."""
     out = dict(data)
+    model = out.get("model")
+    if isinstance(model, str) and model.lower().endswith(".onnx") and not Path(model).is_absolute():
+        out["model"] = str(folder / model)
     weights = out.get("weights")
     if isinstance(weights, (str, PurePath)) and str(weights).lower() not in ("none", "default") \
             and _is_relative_file(str(weights), folder, WEIGHT_SUFFIXES):
@@ -289,6 +293,6 @@ def resolve_config(config: str | None = None, **overrides: Any) -> DetectorConfi
         spec = get_spec(model)
     except KeyError as exc:
         raise ConfigError(str(exc.args[0])) from None
-    base = load_preset(spec.preset)
+    base = {**load_preset(spec.preset), **(spec.preset_values or {})}
     merged = {**base, **file_values, **explicit, "model": model}
     return DetectorConfig(**merged)

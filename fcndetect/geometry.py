@@ -440,7 +440,10 @@ def compute_geometry(module: nn.Module, window: int) -> Geometry:
 
 
 def dense_output_size(module: nn.Module, height: int, width: int) -> tuple[int, int]:
-    """Score-map size ``(H', W')`` that ``module`` produces for an ``height x width`` input."""
+    """Score-map size ``(H', W')`` that ``module`` produces for an ``height x width`` input (a module with an
+    ``output_size(height, width)`` method, such as an exported network, answers itself)."""
+    if hasattr(module, "output_size"):
+        return module.output_size(height, width)
     return (trace_layers(module, height, 0).output_size, trace_layers(module, width, 1).output_size)
 
 

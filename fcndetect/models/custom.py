@@ -19,8 +19,8 @@ from .tiny import DEFAULT_INPUT_SIZE, TinyNet
 from .torchvision_models import ModelLoadError, load_checkpoint, load_state
 
 __all__ = [
-    "BACKGROUND", "BUILTIN_ARCHS", "FactoryModel", "build_builtin", "build_factory_model", "detected_outputs",
-    "is_builtin_arch", "output_names",
+    "BACKGROUND", "BUILTIN_ARCHS", "FactoryModel", "build_builtin", "build_factory_model", "build_from_path",
+    "detected_outputs", "is_builtin_arch", "is_factory_path", "output_names", "resolve_factory",
 ]
 
 #: The output name that is never detected.
@@ -65,6 +65,53 @@ def fold_batchnorm(model: nn.Sequential) -> nn.Sequential:
             out.append(a)
             k += 1
     return nn.Sequential(*out).eval()
+
+
+def is_factory_path(name: str) -> bool:
+    """Whether ``name`` is a ``package.module:factory`` import path (not a file, not a built-in name)."""
+    module, sep, attr = name.partition(":")
+    return bool(sep and module and attr) and "/" not in name and "\\" not in name and not module.endswith(
+        (".onnx", ".pt", ".pth"))
+
+
+def resolve_factory(name: str) -> Callable[[], nn.Module]:
+    """The callable a ``package.module:factory`` path names (``factory`` may be dotted: ``mod:Class.make``).
+
+    Raises:
+        ModelLoadError: the module cannot be imported, the attribute is missing, or it is not callable.
+    """
+    import importlib
+
+    module_name, _, attr = name.partition(":")
+    try:
+        obj: object = importlib.import_module(module_name)
+    except Exception as exc:  # noqa: BLE001 - whatever the user's module raises on import
+        raise ModelLoadError(f"--model {name}: cannot import {module_name} ({type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())[:200]})") from None
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ModelLoadError(f"--model {name}: {module_name} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ModelLoadError(f"--model {name}: {attr} is not callable")
+    return obj  # type: ignore[return-value]
+
+
+def build_from_path(name: str, weights: str | None, num_classes: int | None, input_size: int | None,
+                    mean: tuple[float, ...] | None, std: tuple[float, ...] | None,
+                    classes: tuple[str, ...] | list[str] | None) -> FactoryModel:
+    """A user-defined classifier from a ``package.module:factory`` path (called with no arguments)."""
+    factory = resolve_factory(name)
+
+    def call() -> nn.Module:
+        try:
+            return factory()
+        except Exception as exc:  # noqa: BLE001 - the user's factory
+            raise ModelLoadError(f"--model {name}: the factory raised {type(exc).__name__}: "
+                                 f"{' '.join(str(exc).split())[:200]}") from None
+
+    return build_factory_model(name, call, weights=weights, num_classes=num_classes, input_size=input_size,
+                               mean=mean, std=std, classes=classes)
 
 
 def is_builtin_arch(name: str) -> bool:

@@ -49,6 +49,8 @@ class ModelSpec:
     source: str
     build: Callable[[], nn.Module] = field(repr=False, compare=False)
     make_dense: Callable[[nn.Module], DenseNet] | None = field(default=None, repr=False, compare=False)
+    #: settings over ``preset`` (an exported ONNX file carries those it was exported with)
+    preset_values: dict[str, object] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -115,8 +117,28 @@ def get_spec(name: str) -> ModelSpec:
             source="torchvision weights (torch hub cache) or --weights PATH",
             build=lambda: (_ for _ in ()).throw(RuntimeError("use load_model")),
         )
-    from .custom import BUILTIN_ARCHS
+    from .custom import BUILTIN_ARCHS, is_factory_path
+    from .onnx_model import is_onnx_path, read_onnx_metadata
 
+    if is_onnx_path(name):
+        from ..config import preset_names
+
+        meta = read_onnx_metadata(name)
+        preset = str(meta.get("preset_name", "custom"))
+        return ModelSpec(
+            name=name, description=f"exported {meta['model']}", window=int(meta["geometry"]["window"]),
+            mean=tuple(meta["mean"]), std=tuple(meta["std"]),  # type: ignore[arg-type]
+            groups=tuple(ClassGroup(g["name"], tuple(g["indices"])) for g in meta["groups"]),
+            preset=preset if preset in preset_names() else "custom", source=f"{name} (ONNX Runtime)",
+            build=lambda: (_ for _ in ()).throw(RuntimeError("use load_model")),
+            preset_values=dict(meta.get("preset") or {}),
+        )
+    if is_factory_path(name):
+        return ModelSpec(
+            name=name, description=f"user classifier {name}", window=0, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
+            groups=(), preset="custom", source=f"{name} (+ --weights)",
+            build=lambda: (_ for _ in ()).throw(RuntimeError("use load_model")),
+        )
     if name in BUILTIN_ARCHS:
         return ModelSpec(
             name=name, description=BUILTIN_ARCHS[name].description, window=BUILTIN_ARCHS[name].input_size,
@@ -153,6 +175,16 @@ def load_model(
         input_size, mean, std: override the preprocessing (``mean``/``std`` in 0..1 units).
     """
     spec = get_spec(name)
+    if spec.name.lower().endswith(".onnx"):
+        from .onnx_model import OnnxDenseNet
+
+        if any(v is not None for v in (weights, num_classes, input_size, classes, mean, std)):
+            raise ValueError(f"{name}: an exported file carries its weights, classes and preprocessing: "
+                             "--weights/--num-classes/--classes/--input-size/--mean/--std do not apply")
+        net = OnnxDenseNet(name)
+        return LoadedModel(spec=spec, classifier=net, dense=net, groups=spec.groups,  # type: ignore[arg-type]
+                           mean=torch.tensor(spec.mean, dtype=torch.float32, device=device),
+                           std=torch.tensor(spec.std, dtype=torch.float32, device=device))
     if name in _REGISTRY:
         if weights is not None or num_classes is not None or input_size is not None:
             raise ValueError(f"model '{name}' has built-in weights: --weights/--num-classes/--input-size do not apply")
@@ -162,11 +194,12 @@ def load_model(
         window, groups = spec.window, spec.groups
         mean255, std255 = spec.mean, spec.std
     else:
-        from .custom import build_builtin, detected_outputs, is_builtin_arch, output_names
+        from .custom import build_builtin, build_from_path, detected_outputs, is_builtin_arch, is_factory_path, output_names
         from .torchvision_models import build_torchvision_model, parse_classes
 
-        if is_builtin_arch(name):
-            tv = build_builtin(name, weights, num_classes, input_size, mean, std, classes)
+        if is_builtin_arch(name) or is_factory_path(name):
+            build = build_builtin if is_builtin_arch(name) else build_from_path
+            tv = build(name, weights, num_classes, input_size, mean, std, classes)
             chosen = detected_outputs(tv.categories)
         else:
             tv = build_torchvision_model(name, weights, num_classes, input_size, mean, std)
