@@ -293,6 +293,8 @@ def resolve_config(config: str | None = None, **overrides: Any) -> DetectorConfi
         spec = get_spec(model)
     except KeyError as exc:
         raise ConfigError(str(exc.args[0])) from None
+    except ValueError as exc:  # an exported file that cannot be read (fcndetect.models.ModelLoadError)
+        raise ConfigError(str(exc)) from None
     base = {**load_preset(spec.preset), **(spec.preset_values or {})}
     merged = {**base, **file_values, **explicit, "model": model}
     return DetectorConfig(**merged)

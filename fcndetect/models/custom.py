@@ -10,6 +10,8 @@ model (the background of a binary classifier).
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -83,17 +85,19 @@ def resolve_factory(name: str) -> Callable[[], nn.Module]:
     import importlib
 
     module_name, _, attr = name.partition(":")
+    if "" not in sys.path and os.getcwd() not in sys.path:  # as `python -m`: modules in the working directory
+        sys.path.insert(0, os.getcwd())
     try:
         obj: object = importlib.import_module(module_name)
     except Exception as exc:  # noqa: BLE001 - whatever the user's module raises on import
-        raise ModelLoadError(f"--model {name}: cannot import {module_name} ({type(exc).__name__}: "
+        raise ModelLoadError(f"{name}: cannot import {module_name} ({type(exc).__name__}: "
                              f"{' '.join(str(exc).split())[:200]})") from None
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise ModelLoadError(f"--model {name}: {module_name} has no attribute {attr!r}")
+            raise ModelLoadError(f"{name}: {module_name} has no attribute {attr!r}")
         obj = getattr(obj, part)
     if not callable(obj):
-        raise ModelLoadError(f"--model {name}: {attr} is not callable")
+        raise ModelLoadError(f"{name}: {attr} is not callable")
     return obj  # type: ignore[return-value]
 
 
@@ -107,7 +111,7 @@ def build_from_path(name: str, weights: str | None, num_classes: int | None, inp
         try:
             return factory()
         except Exception as exc:  # noqa: BLE001 - the user's factory
-            raise ModelLoadError(f"--model {name}: the factory raised {type(exc).__name__}: "
+            raise ModelLoadError(f"{name}: the factory raised {type(exc).__name__}: "
                                  f"{' '.join(str(exc).split())[:200]}") from None
 
     return build_factory_model(name, call, weights=weights, num_classes=num_classes, input_size=input_size,
