@@ -220,6 +220,10 @@ def _document(dense: Any, head: list[dict[str, Any]], input_size: int, name: str
               original_names: dict[int, str] | None = None) -> dict[str, Any]:
     g = dense.geometry
     layers = layer_table(dense, input_size, original_names)
+    converted = iter(h["name"] for h in head)
+    for row in layers:  # the convolutions the head's Linear layers became, named after them
+        if row["name"].startswith("dense.") and row["type"] == "Conv2d":
+            row["name"] = f"{next(converted, row['name'][6:])} (conv)"
     window_flops = dense_flops(dense, input_size, input_size)
     doc = {
         "model": name, "input_size": input_size,
