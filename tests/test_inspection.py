@@ -7,7 +7,6 @@ import json
 
 import pytest
 import torch
-import torchvision
 from click.testing import CliRunner
 from torch.utils.flop_counter import FlopCounterMode
 
