@@ -143,10 +143,14 @@ def plan_actors(opts: RayOptions, cluster_cpus: float, cluster_gpus: float) -> _
 # -- Ray's lifetime and output -----------------------------------------------------------------------
 
 def _quiet_ray_env() -> None:
-    """Environment read by Ray at start-up: no log deduplication banner, no usage-stats prompt."""
+    """Environment read by Ray at start-up: no log deduplication banner, no usage-stats prompt, no C++ log lines
+    on stderr (each can be overridden by setting the variable)."""
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    # Ray's C++ core worker logs to the driver's stderr (a line per actor start; an actor interrupted by Ctrl-C
+    # while loading its model logs a Python traceback); failures reach fcndetect as Python exceptions anyway
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
 
 
 def start_ray(ray: Any, address: str | None) -> bool:
