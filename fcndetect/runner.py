@@ -346,7 +346,7 @@ class BatchRunner:
                 close()  # an engine's resources (a Ray instance) go now, also after --fail-fast or Ctrl-C
             progress.close()
             if summary.interrupted and opt.output is not None:
-                _remove_temporaries(self._root())  # a write cut short by Ctrl-C leaves no partial file
+                _remove_temporaries(self._root)  # a write cut short by Ctrl-C leaves no partial file
         summary.seconds = time.perf_counter() - start
         finished = [r for r in records if r is not None]
         summary.records = finished
