@@ -21,8 +21,10 @@ import logging
 import math
 import os
 import pickle
+import queue
 import re
 import signal
+import threading
 import time
 import uuid
 import warnings
@@ -357,9 +359,20 @@ def iter_detections_ray(
         return
     ray = require_ray()
     started = not ray.is_initialized()
+    interrupted = threading.Event()
+    previous = _hold_sigint(interrupted)
     try:
-        start_ray(ray, opts.address)
-        results = _run_pipeline(ray, detector, items, sent, opts, batch_size, max_pixels, return_maps, render)
+        # Ray's C++ core worker installs a SIGINT handler of its own while it starts (a Ctrl-C then ends the
+        # process with exit code 1): SIGINT stays pending until fcndetect's handler is back
+        masked = _mask_sigint(True)
+        try:
+            start_ray(ray, opts.address)
+        finally:
+            _hold_sigint(interrupted)
+            if masked:
+                _mask_sigint(False)
+        results = _interruptible(
+            _run_pipeline(ray, detector, items, sent, opts, batch_size, max_pixels, return_maps, render), interrupted)
         for k, item in enumerate(items):
             if checked[k] is not None:
                 yield ItemResult(item, None, None, checked[k])
@@ -370,8 +383,59 @@ def iter_detections_ray(
             else:
                 yield ItemResult(item, None, outcome["detections"], None, outcome["files"])
     finally:
-        if started:
-            stop_ray(ray)
+        try:
+            if started:
+                stop_ray(ray)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+
+
+def _hold_sigint(flag: threading.Event) -> Any:
+    """While Ray runs, Ctrl-C (SIGINT) only sets ``flag``; :func:`_interruptible` raises
+    :class:`KeyboardInterrupt` from fcndetect's own code. An interrupt raised asynchronously inside Ray's code
+    can leak a lock (seen: ``logging``'s, in a ``_releaseLock`` whose exception Python ignores) and hang the
+    run. Returns the previous handler (``None`` outside the main thread, where nothing is changed)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGINT, lambda signum, frame: flag.set())
+
+
+def _mask_sigint(block: bool) -> bool:
+    """Block (or unblock) SIGINT for the main thread and the threads it starts meanwhile; whether it could."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        return False
+    signal.pthread_sigmask(signal.SIG_BLOCK if block else signal.SIG_UNBLOCK, {signal.SIGINT})
+    return True
+
+
+def _interruptible(source: Iterator[bytes], interrupted: threading.Event, poll: float = 0.1) -> Iterator[bytes]:
+    """``source`` iterated in a daemon thread, its items handed over through a queue; raises
+    :class:`KeyboardInterrupt` here, between items, once ``interrupted`` is set (:func:`_hold_sigint`). Errors of
+    ``source`` are re-raised here."""
+    handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=64)
+
+    def pump() -> None:
+        try:
+            for item in source:
+                handoff.put(("item", item))
+            handoff.put(("end", None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            handoff.put(("error", exc))
+
+    threading.Thread(target=pump, name="fcndetect-ray-results", daemon=True).start()
+    while True:
+        if interrupted.is_set():
+            raise KeyboardInterrupt
+        try:
+            kind, value = handoff.get(timeout=poll)
+        except queue.Empty:
+            continue
+        if kind == "end":
+            return
+        if kind == "error":
+            raise value
+        yield value
 
 
 def _run_pipeline(ray: Any, detector: "Detector", items: list[SourceItem], sent: list[int], opts: RayOptions,
