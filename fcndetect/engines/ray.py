@@ -195,9 +195,14 @@ def stop_ray(ray: Any, grace: float = 5.0) -> None:
     """Shut down the Ray instance this run started (its raylet, GCS and workers exit), then end any of its
     processes that outlive the shutdown (after a Ctrl-C, Ray's dashboard agent can): SIGTERM, and SIGKILL
     after ``grace`` seconds."""
+    logging.disable(logging.CRITICAL)  # Ray Data's threads log errors (with tracebacks) when Ray goes under them
     try:
         ray.shutdown()
+        for thread in list(_PUMPS):
+            thread.join(timeout=5.0)
+            _PUMPS.discard(thread)
     finally:
+        logging.disable(logging.NOTSET)
         mark = os.environ.pop(_MARK_VAR, None)
         if mark:
             deadline = time.monotonic() + grace
@@ -409,11 +414,15 @@ def _mask_sigint(block: bool) -> bool:
     return True
 
 
+#: result threads of running pipelines (:func:`stop_ray` waits for them while logging is off)
+_PUMPS: set[threading.Thread] = set()
+
+
 def _interruptible(source: Iterator[bytes], interrupted: threading.Event, poll: float = 0.1) -> Iterator[bytes]:
     """``source`` iterated in a daemon thread, its items handed over through a queue; raises
     :class:`KeyboardInterrupt` here, between items, once ``interrupted`` is set (:func:`_hold_sigint`). Errors of
     ``source`` are re-raised here."""
-    handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=64)
+    handoff: queue.Queue[tuple[str, Any]] = queue.Queue()  # unbounded: the pump never blocks on a stopped reader
 
     def pump() -> None:
         try:
@@ -423,7 +432,9 @@ def _interruptible(source: Iterator[bytes], interrupted: threading.Event, poll: 
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             handoff.put(("error", exc))
 
-    threading.Thread(target=pump, name="fcndetect-ray-results", daemon=True).start()
+    thread = threading.Thread(target=pump, name="fcndetect-ray-results", daemon=True)
+    _PUMPS.add(thread)
+    thread.start()
     while True:
         if interrupted.is_set():
             raise KeyboardInterrupt
