@@ -638,6 +638,16 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
+    except SystemExit as exc:
+        engine = sys.modules.get("fcndetect.engines.ray")
+        if engine is not None and getattr(engine, "STOPPED_AN_INSTANCE", False):
+            # Ray is stopped and every output written: end here, so the exit code is fcndetect's. At interpreter
+            # exit, Ray's leftover threads and handlers can replace it (seen: 1 instead of 130 after Ctrl-C).
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

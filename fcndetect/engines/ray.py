@@ -195,6 +195,8 @@ def stop_ray(ray: Any, grace: float = 5.0) -> None:
     """Shut down the Ray instance this run started (its raylet, GCS and workers exit), then end any of its
     processes that outlive the shutdown (after a Ctrl-C, Ray's dashboard agent can): SIGTERM, and SIGKILL
     after ``grace`` seconds."""
+    global STOPPED_AN_INSTANCE
+    STOPPED_AN_INSTANCE = True
     logging.disable(logging.CRITICAL)  # Ray Data's threads log errors (with tracebacks) when Ray goes under them
     try:
         ray.shutdown()
@@ -414,6 +416,8 @@ def _mask_sigint(block: bool) -> bool:
     return True
 
 
+#: whether this process stopped a Ray instance (the console entry point then ends with os._exit)
+STOPPED_AN_INSTANCE = False
 #: result threads of running pipelines (:func:`stop_ray` waits for them while logging is off)
 _PUMPS: set[threading.Thread] = set()
 
