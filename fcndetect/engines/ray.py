@@ -197,6 +197,12 @@ def stop_ray(ray: Any, grace: float = 5.0) -> None:
     after ``grace`` seconds."""
     global STOPPED_AN_INSTANCE
     STOPPED_AN_INSTANCE = True
+    # a Ray Data thread still running after the shutdown must not start a new local instance (ray.init on
+    # first use), whose processes nothing would stop
+    with contextlib.suppress(ImportError, AttributeError):
+        import ray._private.auto_init_hook as auto_init
+
+        auto_init.enable_auto_connect = False
     logging.disable(logging.CRITICAL)  # Ray Data's threads log errors (with tracebacks) when Ray goes under them
     try:
         ray.shutdown()
