@@ -21,14 +21,6 @@ def _err(msg: str, quiet: bool = False) -> None:
         click.echo(msg, err=True)
 
 
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return repr(v)
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "--version", prog_name="fcndetect")
 def cli() -> None:
@@ -154,7 +146,7 @@ def run_cmd(sources: tuple[str, ...], config: str | None, output: str | None, he
             print_config: bool, quiet: bool, engine: str, ray_address: str | None, actors: str | None,
             cpus_per_actor: float | None, gpus_per_actor: float, **options: Any) -> None:
     """Detect objects in images: files, folders (recursive), glob patterns, @list.txt, or - (stdin)."""
-    from .config import ConfigError, resolve_config
+    from .config import ConfigError, resolve_config, toml_value
 
     arch = options.pop("arch")
     if arch is not None:
@@ -172,7 +164,7 @@ def run_cmd(sources: tuple[str, ...], config: str | None, output: str | None, he
     if print_config:
         for key, value in cfg.to_dict().items():
             if value is not None:
-                click.echo(f"{key} = {_toml_value(value)}")
+                click.echo(f"{key} = {toml_value(value)}")
         return
     if not sources:
         raise click.UsageError("no SOURCES given (image files, folders, glob patterns, @list.txt or -)")

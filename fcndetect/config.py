@@ -205,6 +205,17 @@ def _validate(data: dict[str, Any], origin: str) -> dict[str, Any]:
     return out
 
 
+def toml_value(v: Any) -> str:
+    """A setting's value written as TOML (strings quoted and escaped, lists element by element)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    return repr(v)
+
+
 def preset_names() -> list[str]:
     """Names of the presets shipped in ``configs/``."""
     root = resources.files("fcndetect.configs")

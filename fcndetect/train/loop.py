@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..config import toml_value
 from ..io.images import to_grayscale
 from .archs import TrainableModel, build_trainable
 from .augment import augment, to_float
@@ -229,28 +230,18 @@ def _atomic_text(text: str, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _toml(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml(x) for x in v) + "]"
-    return json.dumps(str(v))
-
-
 def preset_text(tm: TrainableModel, label: str, threshold: float, grayscale: bool, summary: str) -> str:
     """``preset.toml`` for a trained model: paths relative to the preset's own folder."""
     lines = [f"# {line}" for line in summary.splitlines()] + [
-        f"model = {_toml(tm.arch)}",
+        f"model = {toml_value(tm.arch)}",
         'weights = "model.pt"',
         f"input_size = {tm.input_size}",
         "num_classes = 2",
-        f"classes = {_toml(['background', label])}",
-        f"mean = {_toml(list(tm.mean))}",
-        f"std = {_toml(list(tm.std))}",
-        f"grayscale = {_toml(grayscale)}",
-        f"threshold = {_toml(threshold)}",
+        f"classes = {toml_value(['background', label])}",
+        f"mean = {toml_value(list(tm.mean))}",
+        f"std = {toml_value(list(tm.std))}",
+        f"grayscale = {toml_value(grayscale)}",
+        f"threshold = {toml_value(threshold)}",
     ]
     return "\n".join(lines) + "\n"
 
@@ -310,16 +301,15 @@ def train(opts: TrainOptions, *, resume: bool = False, overwrite: bool = False, 
     from ..detector import resolve_device
 
     device = resolve_device(opts.device)
+    torch.manual_seed(opts.seed)  # the initial weights; data preparation draws from numpy's generator only
     tm = build_trainable(opts.arch, opts.input_size, opts.weights)
     state = _check_output(opts, resume, overwrite)
-    torch.manual_seed(opts.seed)
     rng = np.random.default_rng(opts.seed)
     t0 = time.perf_counter()
     data = _prepare_data(opts, tm.input_size, rng)
     out = Path(opts.output)
     _claim_output(out, fresh=state is None)
     gen = torch.Generator().manual_seed(opts.seed)
-    tm = build_trainable(opts.arch, opts.input_size, opts.weights)  # re-initialised under the seed
     model = tm.model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=opts.lr, weight_decay=1e-4)
     rounds = opts.hard_negative_rounds + 1
