@@ -115,7 +115,7 @@ def _as_result(boxes: object, scores: object) -> Result:
 def make_fcndetect(spec: str, images: Sequence[np.ndarray]) -> Method:
     """``fcndetect:<preset>[@preset|@<threshold>]``."""
     from fcndetect import Detector
-    from fcndetect.config import resolve_config
+    from fcndetect.presets import resolve_config
 
     preset, _, point = spec.partition(":")[2].partition("@")
     own = resolve_config(preset).threshold

@@ -34,7 +34,8 @@ def cli() -> None:
 def _model_config(model: str | None, config: str | None, **options: Any) -> Any:
     """The DetectorConfig a model-level command (inspect, export) works on: MODEL with its own preset, or
     --config; usage errors as one line."""
-    from .config import ConfigError, resolve_config
+    from .config import ConfigError
+    from .presets import resolve_config
 
     if model is None and config is None:
         raise click.UsageError("give a MODEL (e.g. face, vgg16, package.module:factory) or --config PRESET")
@@ -146,7 +147,8 @@ def run_cmd(sources: tuple[str, ...], config: str | None, output: str | None, he
             print_config: bool, quiet: bool, engine: str, ray_address: str | None, actors: str | None,
             cpus_per_actor: float | None, gpus_per_actor: float, **options: Any) -> None:
     """Detect objects in images: files, folders (recursive), glob patterns, @list.txt, or - (stdin)."""
-    from .config import ConfigError, resolve_config, toml_value
+    from .config import ConfigError, toml_value
+    from .presets import resolve_config
 
     arch = options.pop("arch")
     if arch is not None:
@@ -349,7 +351,9 @@ def _detect_for_eval(
     """
     import numpy as np
 
-    from .config import ConfigError, resolve_config
+    from .config import ConfigError
+
+    from .presets import resolve_config
     from .detector import Detector
     from .evaluate import detections_from_records
 
@@ -499,7 +503,8 @@ def models_cmd(geometry: bool) -> None:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
     for r in [header, *rows]:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
-    from .config import DEFAULT_PRESET, DetectorConfig, load_preset, preset_names
+    from .config import DetectorConfig, load_preset, preset_names
+    from .presets import DEFAULT_PRESET
 
     cascades = [(name, load_preset(name)) for name in preset_names()]
     cascades = [(name, values) for name, values in cascades if values.get("stages")]

@@ -1,4 +1,5 @@
-"""Detector settings: the :class:`DetectorConfig` dataclass and TOML presets.
+"""Detector settings: the :class:`DetectorConfig` dataclass and TOML reading (a leaf: imports nothing of
+fcndetect). Resolving the effective settings of a run lives in :mod:`fcndetect.presets`.
 
 Precedence, highest first: explicit options (CLI flags or keyword arguments) > ``--config FILE`` >
 the model's own preset (``configs/<preset>.toml``, shipped with the package) > dataclass defaults.
@@ -14,7 +15,7 @@ from importlib import resources
 from pathlib import Path, PurePath
 from typing import Any, Literal
 
-__all__ = ["DetectorConfig", "ConfigError", "load_preset", "read_config_file", "resolve_config", "preset_names"]
+__all__ = ["DetectorConfig", "ConfigError", "load_preset", "read_config", "read_config_file", "preset_names", "toml_value"]
 
 
 class ConfigError(ValueError):
@@ -23,7 +24,9 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    """All settings of a detection run.
+    """All settings of a detection run. ``DetectorConfig()`` is the default preset (what ``fcndetect run``
+    and ``Detector()`` use); build other settings with :func:`fcndetect.presets.resolve_config` (or
+    ``Detector(model=...)``), which starts a named model from neutral single-stage values and its own preset.
 
     Attributes:
         model: registry name of the model (``fcndetect models``).
@@ -65,14 +68,16 @@ class DetectorConfig:
             every stage's logit at that window); ``threshold`` compares ``sigmoid`` of it.
     """
 
+    # The defaults are the default preset, ``configs/face-cascade.toml`` (tests/test_presets.py checks that
+    # ``DetectorConfig() == resolve_config()``): P-Net > R-Net > O-Net.
     model: str = "face"
-    threshold: float = 0.5
+    threshold: float = 0.97
     nms: Literal["max", "avg"] = "avg"
     nms_iou: float = 0.3
     min_size: float = 24.0
     max_size: float | None = None
     scale_factor: float = 2 ** (-1 / 3)
-    max_det: int = 100
+    max_det: int = 300
     min_neighbors: int = 1
     regress: bool = True
     clip: bool = True
@@ -84,11 +89,11 @@ class DetectorConfig:
     input_size: int | None = None
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
-    stages: tuple[str, ...] = ()
-    stage_thresholds: tuple[float, ...] = ()
+    stages: tuple[str, ...] = ("face-pnet", "face-rnet")
+    stage_thresholds: tuple[float, ...] = (0.6, 0.3)
     stage_nms_iou: float = 0.7
     fusion: Literal["last", "sum"] = "last"
-    containment: float | None = None
+    containment: float | None = 0.8
     rotations: tuple[float, ...] = (0.0,)
     grayscale: bool = False
 
@@ -192,7 +197,7 @@ def _check_type(key: str, value: Any, origin: str) -> None:
         raise ConfigError(f"{origin}: setting '{key}' must be {want}, got {value!r}")
 
 
-def _validate(data: dict[str, Any], origin: str) -> dict[str, Any]:
+def validate(data: dict[str, Any], origin: str) -> dict[str, Any]:
     unknown = sorted(set(data) - set(_FIELDS))
     if unknown:
         raise ConfigError(f"{origin}: unknown setting(s) {', '.join(unknown)}; valid: {', '.join(_FIELDS)}")
@@ -258,7 +263,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{p}: cannot read config ({exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: invalid TOML ({exc})") from None
-    return resolve_paths(_validate(data, str(p)), p.parent)
+    return resolve_paths(validate(data, str(p)), p.parent)
 
 
 def load_preset(name: str) -> dict[str, Any]:
@@ -270,7 +275,7 @@ def load_preset(name: str) -> dict[str, Any]:
         data = tomllib.loads(res.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"preset {name}: invalid TOML ({exc})") from None
-    return _validate(data, f"preset {name}")
+    return validate(data, f"preset {name}")
 
 
 def read_config(name_or_path: str) -> dict[str, Any]:
@@ -279,33 +284,3 @@ def read_config(name_or_path: str) -> dict[str, Any]:
     if p.suffix == ".toml" or p.exists() or "/" in name_or_path:
         return read_config_file(p)
     return load_preset(name_or_path)
-
-
-#: The preset used when neither a config nor a model is given: the face cascade (P-Net, then O-Net).
-DEFAULT_PRESET = "face-cascade"
-
-
-def resolve_config(config: str | None = None, **overrides: Any) -> DetectorConfig:
-    """The effective settings: ``overrides`` (non-None) > ``config`` file/preset > model preset > defaults.
-
-    With neither ``config`` nor a ``model`` override, ``config`` is :data:`DEFAULT_PRESET`. The model is
-    taken from ``overrides``, else from the config file; that model's own preset supplies the base values,
-    so ``model="X"`` never inherits another model's threshold (``model="face"`` is the single dense O-Net).
-    """
-    from .models import get_spec  # local: keeps config importable without torch models
-
-    explicit = {k: v for k, v in overrides.items() if v is not None}
-    _validate(explicit, "options")
-    if config is None and "model" not in explicit:
-        config = DEFAULT_PRESET
-    file_values = read_config(config) if config else {}
-    model = explicit.get("model", file_values.get("model", DetectorConfig.model))
-    try:
-        spec = get_spec(model)
-    except KeyError as exc:
-        raise ConfigError(str(exc.args[0])) from None
-    except ValueError as exc:  # an exported file that cannot be read (fcndetect.models.ModelLoadError)
-        raise ConfigError(str(exc)) from None
-    base = {**load_preset(spec.preset), **(spec.preset_values or {})}
-    merged = {**base, **file_values, **explicit, "model": model}
-    return DetectorConfig(**merged)

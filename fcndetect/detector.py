@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import ConfigError, DetectorConfig, resolve_config
+from .config import ConfigError, DetectorConfig
+
+from .presets import resolve_config
 from .detections import Detections
 from .geometry import Geometry, dense_output_size
 from .cascade import cascade_candidates, run_cascade

@@ -10,7 +10,8 @@ import torch
 
 from fcndetect import Detector
 from fcndetect.cascade import crop_plan, sample_crops, score_crops, square_boxes
-from fcndetect.config import ConfigError, DetectorConfig, resolve_config
+from fcndetect.config import ConfigError, DetectorConfig
+from fcndetect.presets import resolve_config
 from fcndetect.geometry import Geometry, cells_to_boxes
 from fcndetect.models import load_model
 from fcndetect.pyramid import Level

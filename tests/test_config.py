@@ -4,7 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from fcndetect.config import ConfigError, DetectorConfig, load_preset, preset_names, resolve_config
+from fcndetect.config import ConfigError, DetectorConfig, load_preset, preset_names
+
+from fcndetect.presets import resolve_config
 
 
 def test_shipped_presets_load():
@@ -75,10 +77,23 @@ def test_relative_weights_resolve_against_the_config_folder(tmp_path, monkeypatc
 
 
 def test_grayscale_is_a_typed_setting(tmp_path):
-    from fcndetect.config import ConfigError, resolve_config
+    from fcndetect.config import ConfigError
+    from fcndetect.presets import resolve_config
 
     (tmp_path / "g.toml").write_text('grayscale = "yes"\n')
     with pytest.raises(ConfigError, match="grayscale"):
         resolve_config(str(tmp_path / "g.toml"))
     assert resolve_config("face", grayscale=True).grayscale is True
     assert resolve_config("face").grayscale is False
+
+
+def test_default_config_is_the_default_preset():
+    """``DetectorConfig()`` and ``Detector()`` (via resolve_config) are the same default preset."""
+    from fcndetect.presets import DEFAULT_PRESET, resolve_config
+
+    assert DetectorConfig() == resolve_config()
+    assert DetectorConfig() == resolve_config(DEFAULT_PRESET)
+    # a named model still starts from neutral single-stage values, not the cascade's
+    single = resolve_config(model="face")
+    assert single.stages == () and single.model == "face"
+    assert resolve_config(model="face-rnet").containment is None

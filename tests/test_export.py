@@ -80,7 +80,7 @@ def test_run_with_the_onnx_file_equals_torch(tmp_path, samples, dev_faces=None) 
 
 
 def test_exported_trained_preset_keeps_its_settings(tmp_path) -> None:
-    from fcndetect.config import resolve_config
+    from fcndetect.presets import resolve_config
     from fcndetect.models.tiny import TinyNet
 
     torch.save(TinyNet(2, 34).state_dict(), tmp_path / "model.pt")

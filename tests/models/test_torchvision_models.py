@@ -118,7 +118,8 @@ def test_transformers_are_refused_with_a_reason():
 
 
 def test_presets_never_inherit_face_threshold():
-    from fcndetect.config import load_preset, resolve_config
+    from fcndetect.config import load_preset
+    from fcndetect.presets import resolve_config
 
     cfg = resolve_config(model="resnet18")
     assert cfg.threshold == load_preset("imagenet")["threshold"] != load_preset("face")["threshold"]
