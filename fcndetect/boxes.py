@@ -203,9 +203,18 @@ def nms_avg_indexed(
     b = _overlap_boxes(boxes, labels)[order]
     seed_pos = _nms_sorted(b, iou_threshold)
     first = _first_overlapping_seed(b, seed_pos, iou_threshold)
+    k = seed_pos.shape[0]
+    # Guard: every box must land in a cluster. A seed is its own cluster's even where its IoU with itself is
+    # undefined (a zero-area box); a suppressed box that no seed exceeds the threshold with (rounding between
+    # NMS and this IoU) joins the seed it overlaps most.
+    positions = torch.arange(k, device=device)
+    first[seed_pos] = torch.minimum(first[seed_pos], positions)
+    lost = (first == k).nonzero(as_tuple=True)[0]
+    if lost.numel():
+        iou = box_iou(b[lost], b[seed_pos]).nan_to_num(-1.0)
+        first[lost] = iou.argmax(dim=1)
     cluster = torch.empty(n, dtype=torch.int64, device=device)
     cluster[order] = first
-    k = seed_pos.shape[0]
     sizes = torch.bincount(cluster, minlength=k)
     seeds = order[seed_pos]
     return (
@@ -273,10 +282,29 @@ def suppress_contained(
         return order
     b = _overlap_boxes(boxes, labels)[order]
     area = (b[:, 2:] - b[:, :2]).prod(dim=1)
-    kept = [0]
-    for i in range(1, n):  # the outputs of NMS: tens to hundreds of boxes; memory stays O(N)
-        k = b[kept]
-        inter = (torch.minimum(b[i, 2:], k[:, 2:]) - torch.maximum(b[i, :2], k[:, :2])).clamp_min(0).prod(dim=1)
-        if not bool((inter / area[i] > threshold).any()):
-            kept.append(i)
-    return order[torch.tensor(kept, dtype=torch.int64, device=boxes.device)]
+    # Pairs (i, j), j ranked before i, where box i lies more than `threshold` inside box j: computed in row
+    # blocks, so memory stays O(block * N + pairs) rather than O(N^2).
+    empty = torch.zeros(0, dtype=torch.int64, device=b.device)
+    rows, cols = [empty], [empty]
+    block = max(1, (1 << 22) // n)
+    for start in range(1, n, block):
+        stop = min(n, start + block)
+        bi, bj = b[start:stop, None, :], b[None, :stop, :]
+        inter = (torch.minimum(bi[..., 2:], bj[..., 2:]) - torch.maximum(bi[..., :2], bj[..., :2])) \
+            .clamp_min(0).prod(dim=-1)
+        inside = inter / area[start:stop, None] > threshold
+        inside &= torch.arange(stop, device=b.device)[None, :] < torch.arange(start, stop, device=b.device)[:, None]
+        i, j = inside.nonzero(as_tuple=True)
+        rows.append(i + start)
+        cols.append(j)
+    pi, pj = torch.cat(rows), torch.cat(cols)
+    # Greedy rule: keep[i] = no kept j < i contains i. Its dependencies form a DAG along the ranking, so this
+    # fixed-point iteration reaches the greedy answer after (longest chain of nested boxes + 1) rounds.
+    keep = torch.ones(n, dtype=torch.bool, device=b.device)
+    while True:
+        dropped = torch.zeros(n, dtype=torch.bool, device=b.device)
+        dropped[pi[keep[pj]]] = True
+        if torch.equal(~dropped, keep):
+            break
+        keep = ~dropped
+    return order[keep]

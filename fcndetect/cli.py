@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from . import __version__
+from .version import __version__
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 

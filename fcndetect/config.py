@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path, PurePath
 from typing import Any, Literal
 
-__all__ = ["DetectorConfig", "ConfigError", "load_preset", "read_config", "read_config_file", "preset_names", "toml_value"]
+__all__ = ["DetectorConfig", "ConfigError", "NEUTRAL", "load_preset", "read_config", "read_config_file", "preset_names", "toml_value"]
 
 
 class ConfigError(ValueError):
@@ -150,6 +150,13 @@ class DetectorConfig:
         if self.min_neighbors < 1:
             raise ConfigError(f"min_neighbors must be >= 1, got {self.min_neighbors}")
 
+    @classmethod
+    def single(cls, **changes: Any) -> "DetectorConfig":
+        """Settings of a single dense stage: :data:`NEUTRAL` values (no cascade stages, no containment,
+        threshold 0.5, 100 detections) with ``changes`` on top, where ``DetectorConfig(**changes)`` would
+        start from the default cascade."""
+        return cls(**{**NEUTRAL, **changes})
+
     def replace(self, **changes: Any) -> "DetectorConfig":
         return dataclasses.replace(self, **changes)
 
@@ -167,6 +174,11 @@ class DetectorConfig:
 
 
 _FIELDS = {f.name: f for f in fields(DetectorConfig)}
+
+#: What a model's own preset starts from (``resolve_config``, :meth:`DetectorConfig.single`): a single dense
+#: stage, no containment, threshold 0.5, 100 detections; the dataclass's own defaults are the default cascade.
+NEUTRAL: dict[str, Any] = {"threshold": 0.5, "max_det": 100, "stages": (), "stage_thresholds": (),
+                           "stage_nms_iou": 0.7, "fusion": "last", "containment": None}
 
 
 #: The TOML value types each setting accepts (ints are accepted where floats are).

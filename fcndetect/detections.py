@@ -137,7 +137,10 @@ class Detections:
 
     @classmethod
     def concat(cls, parts: Sequence["Detections"]) -> "Detections":
-        """Join detections of one image (same ``class_names`` and ``image_size``), in the given order."""
+        """Join detections of one image (same ``class_names`` and ``image_size``), in the given order.
+
+        An optional field (``landmarks``, ``angles``, ``quads``) that only some parts carry is kept: the rows
+        of the parts without it are NaN (and :meth:`to_records` leaves it out of those records)."""
         if not parts:
             raise ValueError("Detections.concat needs at least one Detections")
         first = parts[0]
@@ -151,9 +154,7 @@ class Detections:
             class_names=first.class_names,
             image_size=first.image_size,
             logits=np.concatenate([p.logits for p in parts]),  # type: ignore[misc]
-            **{name: (np.concatenate([getattr(p, name) for p in parts])
-                      if all(getattr(p, name) is not None for p in parts) else None)
-               for name in ("landmarks", "angles", "quads")},
+            **{name: _concat_optional(parts, name) for name in ("landmarks", "angles", "quads")},
         )
 
     @classmethod
@@ -186,9 +187,25 @@ class Detections:
         ]
         if self.landmarks is not None:
             for rec, points in zip(records, self.landmarks):
+                if np.isnan(points).any():  # a part without landmarks (Detections.concat)
+                    continue
                 rec["landmarks"] = [[round(float(x), BOX_DECIMALS), round(float(y), BOX_DECIMALS)] for x, y in points]
         if self.angles is not None and self.quads is not None:
             for rec, angle, quad in zip(records, self.angles, self.quads):
+                if np.isnan(angle) or np.isnan(quad).any():
+                    continue
                 rec["angle"] = round(float(angle), 1) + 0.0
                 rec["quad"] = [[round(float(x), BOX_DECIMALS), round(float(y), BOX_DECIMALS)] for x, y in quad]
         return records
+
+
+def _concat_optional(parts: Sequence[Detections], name: str) -> np.ndarray | None:
+    """``name``'s rows of every part joined, NaN rows for parts without it; ``None`` if no part has it."""
+    present = [getattr(p, name) for p in parts if getattr(p, name) is not None]
+    if not present:
+        return None
+    tail, dtype = present[0].shape[1:], present[0].dtype
+    return np.concatenate([
+        getattr(p, name) if getattr(p, name) is not None else np.full((len(p.boxes), *tail), np.nan, dtype)
+        for p in parts
+    ])

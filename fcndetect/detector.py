@@ -20,7 +20,8 @@ from .config import ConfigError, DetectorConfig
 
 from .presets import resolve_config
 from .detections import Detections
-from .geometry import Geometry, dense_output_size
+from .geometry import Geometry
+from .spans import dense_output_size
 from .cascade import cascade_candidates, run_cascade
 from .postprocess import LevelOutput, finalize, group_logits, level_windows, postprocess, score_maps
 from .rotation import box_corners, map_points, quad_boxes, rotate_image
@@ -28,6 +29,7 @@ from .tiling import activation_bytes_per_pixel, run_tiled
 from .io.images import DEFAULT_MAX_PIXELS, load_image, to_grayscale, to_rgb_array
 from .models import LoadedModel, load_model
 from .pyramid import Level, pyramid_levels, resize_image
+from .threads import warn_if_late
 
 __all__ = ["Detector", "DetectionResult", "DeviceError", "resolve_device"]
 
@@ -96,6 +98,7 @@ class Detector:
     """
 
     def __init__(self, config: str | DetectorConfig | None = None, **overrides: Any) -> None:
+        warn_if_late()  # torch was imported before fcndetect: the OpenMP wait policy could not act (once)
         if isinstance(config, DetectorConfig):
             cfg = config.replace(**{k: v for k, v in overrides.items() if v is not None})
         else:

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .geometry import Span, walk_spans
+from .spans import Span, walk_spans
 
 __all__ = [
     "dense_flops", "format_report", "head_table", "inspect", "inspect_config", "inspect_loaded", "layer_table",

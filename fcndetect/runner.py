@@ -26,7 +26,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from . import __version__
+from .version import __version__
 from .detections import Detections
 from .io import formats
 from .io.draw import draw_detections, encode_image, heatmap_overlay, upright_crops

@@ -72,3 +72,19 @@ def test_sigmoid_is_stable_and_scoremap_scores():
     assert s.tolist() == pytest.approx([0.0, 1 / (1 + np.e), 0.5, 1 / (1 + np.exp(-1)), 1.0])
     sm = ScoreMap(1.0, 1.0, 1.0, x.reshape(1, 1, 5))
     assert sm.scores.shape == (1, 1, 5)
+
+
+def test_concat_keeps_landmarks_that_only_some_parts_have():
+    from dataclasses import replace
+
+    d = _dets()
+    points = np.arange(2 * 10, dtype=np.float32).reshape(2, 5, 2)
+    with_points = replace(d[:2], landmarks=points)
+    joined = Detections.concat([with_points, d[2:]])
+    assert joined.landmarks is not None and joined.landmarks.shape == (4, 5, 2)
+    np.testing.assert_array_equal(joined.landmarks[:2], points)
+    assert np.isnan(joined.landmarks[2:]).all()
+    records = joined.to_records()
+    assert [("landmarks" in r) for r in records] == [True, True, False, False]
+    assert records[1]["landmarks"][0] == [10.0, 11.0]
+    assert Detections.concat([d[:2], d[2:]]).landmarks is None

@@ -10,16 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import oracles
-from fcndetect.geometry import (
-    GeometryError,
-    Span,
-    boxes_to_cells,
-    cells_to_boxes,
-    compute_geometry,
-    dense_output_size,
-    trace_layers,
-    window_span,
-)
+from fcndetect.geometry import GeometryError, boxes_to_cells, cells_to_boxes
+from fcndetect.spans import Span, compute_geometry, dense_output_size, trace_layers, window_span
 
 
 def _net(*layers: nn.Module) -> nn.Sequential:

@@ -53,3 +53,41 @@ def test_openmp_sleeps_when_fcndetect_is_imported_first():
     assert _spincount("import fcndetect, torch") == "GOMP_SPINCOUNT = '1000'"  # the short spin
     assert _spincount("import torch, fcndetect") == "GOMP_SPINCOUNT = '300000'"  # too late: libgomp's default
     assert _spincount("import fcndetect, torch", OMP_WAIT_POLICY="ACTIVE") != "GOMP_SPINCOUNT = '1000'"
+
+
+def test_available_cpus_follow_affinity_and_cgroup_quota(tmp_path):
+    from fcndetect.threads import available_cpus
+
+    affinity = len(os.sched_getaffinity(0))
+    assert available_cpus(tmp_path) == affinity  # no cpu.max: the affinity mask
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert available_cpus(tmp_path) == affinity
+    (tmp_path / "cpu.max").write_text("50000 100000\n")  # half a CPU rounds up to one
+    assert available_cpus(tmp_path) == 1
+    (tmp_path / "cpu.max").write_text("garbage\n")
+    assert available_cpus(tmp_path) == affinity
+    assert default_num_threads() == max(1, available_cpus())
+
+
+def _late_warning(code: str) -> list[str]:
+    full = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")}
+    p = subprocess.run([sys.executable, "-W", "always", "-c", code], env=full, capture_output=True, text=True,
+                       check=True)
+    return [ln for ln in p.stderr.splitlines() if "GOMP_SPINCOUNT=1000" in ln]
+
+
+def test_api_users_who_imported_torch_first_are_told_once():
+    build_twice = "from fcndetect import Detector; Detector(); Detector()"
+    late = _late_warning("import torch, fcndetect; " + build_twice)
+    assert len(late) == 1 and "import fcndetect before torch" in late[0]
+    assert _late_warning("import fcndetect, torch; " + build_twice) == []
+
+
+def test_import_sets_only_the_documented_variable():
+    code = ("import os, json; before = dict(os.environ); import fcndetect; "
+            "print(json.dumps({k: v for k, v in os.environ.items() if before.get(k) != v}))")
+    full = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")}
+    out = subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True, check=True).stdout
+    import json
+
+    assert json.loads(out) == ENV_DEFAULTS

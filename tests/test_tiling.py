@@ -11,7 +11,8 @@ from PIL import Image
 from torch import nn
 
 from fcndetect import Detector, make_fully_convolutional
-from fcndetect.geometry import Geometry, dense_output_size
+from fcndetect.geometry import Geometry
+from fcndetect.spans import dense_output_size
 from fcndetect.models.mtcnn import ONet, RNet
 from fcndetect.tiling import (
     MAX_OVERHEAD,

@@ -88,7 +88,7 @@ architectures). Otherwise a net whose layers need fewer than ``N`` pixels for on
 cell, whose window overhangs the bottom/right edge by less than a stride: padded stride-2 convolutions and
 pools round up (ResNet, RegNet, MobileNet, EfficientNet, MNASNet, ShuffleNet, DenseNet), ceil-mode pools
 (GoogLeNet, SqueezeNet), AlexNet's stride-4 stem (223 px suffice). VGG, ConvNeXt and Inception V3, whose
-windows are tight, never do. :func:`fcndetect.geometry.dense_output_size` always predicts it.
+windows are tight, never do. :func:`fcndetect.spans.dense_output_size` always predicts it.
 The receptive field of SE nets spans thousands of pixels (each :class:`LocalSqueeze` widens it by
 ``2 (m - 1)`` feature positions), although each cell's window is ``N``.
 """

@@ -26,7 +26,9 @@ from torch import nn
 from torchvision.models import convnext as _tv_convnext
 from torchvision.ops.misc import SqueezeExcitation
 
-from ..geometry import Geometry, GeometryError, compute_geometry
+from ..geometry import Geometry, GeometryError
+
+from ..spans import compute_geometry
 from .modules import LocalSqueeze, _rebuilt
 
 __all__ = ["ConversionError", "DenseNet", "Split", "make_fully_convolutional", "register_adapter"]

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ..geometry import Span, merge_spans, walk_spans, window_span
+from ..spans import Span, merge_spans, walk_spans, window_span
 
 __all__ = ["BranchedBlock", "ChannelAffine", "LocalSqueeze"]
 

@@ -85,13 +85,20 @@ def resolve_factory(name: str) -> Callable[[], nn.Module]:
     import importlib
 
     module_name, _, attr = name.partition(":")
-    if "" not in sys.path and os.getcwd() not in sys.path:  # as `python -m`: modules in the working directory
-        sys.path.insert(0, os.getcwd())
+    # as `python -m`: modules in the working directory are found, but only while this import runs (the
+    # working directory is not left on sys.path for the rest of the process)
+    cwd = os.getcwd()
+    added = "" not in sys.path and cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
     try:
         obj: object = importlib.import_module(module_name)
     except Exception as exc:  # noqa: BLE001 - whatever the user's module raises on import
         raise ModelLoadError(f"{name}: cannot import {module_name} ({type(exc).__name__}: "
                              f"{' '.join(str(exc).split())[:200]})") from None
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)
     for part in attr.split("."):
         if not hasattr(obj, part):
             raise ModelLoadError(f"{name}: {module_name} has no attribute {attr!r}")

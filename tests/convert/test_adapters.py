@@ -5,7 +5,7 @@ eval mode, BatchNorm statistics and ConvNeXt layer scales randomised so no layer
 
 * (a) at the native size the dense map is ``1 x 1`` and equals the classifier's logits;
 * (b) on a larger, non-square input ``[1, 3, N + 2 s, N + s + s // 2]`` (stride ``s``) its size is what
-  :func:`fcndetect.geometry.dense_output_size` predicts; along the height (``H - N`` a multiple of the
+  :func:`fcndetect.spans.dense_output_size` predicts; along the height (``H - N`` a multiple of the
   stride) it is ``floor((H - N) / s) + 1 = 3`` for every architecture; along the width (``W - N`` not a
   multiple) it is that formula or one more: nets whose downsampling rounds up (padded stride-2 layers,
   ceil-mode pools) add a cell whose window overhangs the right edge by less than a stride;
@@ -36,7 +36,8 @@ from fcndetect.convert import (
     DenseNet,
     make_fully_convolutional,
 )
-from fcndetect.geometry import Geometry, dense_output_size
+from fcndetect.geometry import Geometry
+from fcndetect.spans import dense_output_size
 
 #: Heavy on 2 CPU cores (tens of GFLOPs, or 100M+ parameters to initialise): run with ``-m slow``.
 SLOW = {

@@ -8,7 +8,7 @@ from torch import nn
 from torchvision.ops.misc import SqueezeExcitation
 
 from fcndetect.convert import BranchedBlock, LocalSqueeze, make_fully_convolutional
-from fcndetect.geometry import Span, trace_layers
+from fcndetect.spans import Span, trace_layers
 
 
 def _build(name: str) -> nn.Module:
