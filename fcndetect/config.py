@@ -239,6 +239,8 @@ def preset_names() -> list[str]:
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
 
 
+#: ``model`` values that are exported files (ONNX, TorchScript), resolved like weights paths.
+EXPORTED_SUFFIXES = (".onnx", ".pt", ".pth", ".ts", ".torchscript", ".jit")
 #: Weight files are recognised by these suffixes (other values are weight names such as ``DEFAULT``).
 WEIGHT_SUFFIXES = frozenset({".pt", ".pth", ".bin", ".ckpt"})
 
@@ -254,7 +256,7 @@ def resolve_paths(data: dict[str, Any], folder: Path) -> dict[str, Any]:
     used from."""
     out = dict(data)
     model = out.get("model")
-    if isinstance(model, str) and model.lower().endswith(".onnx") and not Path(model).is_absolute():
+    if isinstance(model, str) and model.lower().endswith(EXPORTED_SUFFIXES) and not Path(model).is_absolute():
         out["model"] = str(folder / model)
     weights = out.get("weights")
     if isinstance(weights, (str, PurePath)) and str(weights).lower() not in ("none", "default") \

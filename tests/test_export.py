@@ -109,3 +109,30 @@ def test_run_with_a_non_fcndetect_onnx_file_is_one_line(tmp_path, samples) -> No
     (tmp_path / "bad.onnx").write_bytes(b"not onnx")
     r = CliRunner().invoke(cli, ["run", str(samples / "astronaut.png"), "--model", str(tmp_path / "bad.onnx")])
     assert r.exit_code == 2 and "bad.onnx" in r.output and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".ts"])
+def test_run_with_the_torchscript_file_equals_torch(tmp_path, samples, suffix) -> None:
+    """Whatever `export` writes, `run --model FILE` runs: a TorchScript file detects as the torch model does."""
+    from fcndetect import Detector
+
+    path = export_model(load_model("face-pnet"), tmp_path / f"p{suffix}", "torchscript")
+    image = str(samples / "astronaut.png")
+    a = Detector(model=str(path), threshold=0.9)(image)
+    b = Detector(model="face-pnet", threshold=0.9)(image)
+    assert len(a) == len(b) >= 1
+    np.testing.assert_allclose(a.boxes, b.boxes, atol=0.011)
+    np.testing.assert_allclose(a.logits, b.logits, atol=1e-3)
+
+
+def test_a_state_dict_as_model_is_refused_in_one_line(tmp_path) -> None:
+    from fcndetect.config import ConfigError
+    from fcndetect.presets import resolve_config
+
+    torch.save({"w": torch.zeros(2)}, tmp_path / "weights.pt")
+    with pytest.raises(ConfigError) as err:
+        resolve_config(model=str(tmp_path / "weights.pt"))
+    message = str(err.value)
+    assert "\n" not in message and "weights.pt" in message and "--weights" in message
+    with pytest.raises(ConfigError, match="not found"):
+        resolve_config(model=str(tmp_path / "missing.pt"))

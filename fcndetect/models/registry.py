@@ -120,16 +120,20 @@ def get_spec(name: str) -> ModelSpec:
     from .custom import BUILTIN_ARCHS, is_factory_path
     from .onnx_model import is_onnx_path, read_onnx_metadata
 
-    if is_onnx_path(name):
+    from .torchscript_model import is_torchscript_path, read_torchscript_metadata
+
+    if is_onnx_path(name) or is_torchscript_path(name):
         from ..config import preset_names
 
-        meta = read_onnx_metadata(name)
+        onnx = is_onnx_path(name)
+        meta = read_onnx_metadata(name) if onnx else read_torchscript_metadata(name)
         preset = str(meta.get("preset_name", "custom"))
         return ModelSpec(
             name=name, description=f"exported {meta['model']}", window=int(meta["geometry"]["window"]),
             mean=tuple(meta["mean"]), std=tuple(meta["std"]),  # type: ignore[arg-type]
             groups=tuple(ClassGroup(g["name"], tuple(g["indices"])) for g in meta["groups"]),
-            preset=preset if preset in preset_names() else "custom", source=f"{name} (ONNX Runtime)",
+            preset=preset if preset in preset_names() else "custom",
+            source=f"{name} ({'ONNX Runtime' if onnx else 'TorchScript'})",
             build=lambda: (_ for _ in ()).throw(RuntimeError("use load_model")),
             preset_values=dict(meta.get("preset") or {}),
         )
@@ -175,13 +179,17 @@ def load_model(
         input_size, mean, std: override the preprocessing (``mean``/``std`` in 0..1 units).
     """
     spec = get_spec(name)
-    if spec.name.lower().endswith(".onnx"):
+    from .onnx_model import is_onnx_path
+    from .torchscript_model import is_torchscript_path
+
+    if is_onnx_path(spec.name) or is_torchscript_path(spec.name):
         from .onnx_model import OnnxDenseNet
+        from .torchscript_model import TorchScriptDenseNet
 
         if any(v is not None for v in (weights, num_classes, input_size, classes, mean, std)):
             raise ValueError(f"{name}: an exported file carries its weights, classes and preprocessing: "
                              "--weights/--num-classes/--classes/--input-size/--mean/--std do not apply")
-        net = OnnxDenseNet(name)
+        net = OnnxDenseNet(name) if is_onnx_path(name) else TorchScriptDenseNet(name, device)
         return LoadedModel(spec=spec, classifier=net, dense=net, groups=spec.groups,  # type: ignore[arg-type]
                            mean=torch.tensor(spec.mean, dtype=torch.float32, device=device),
                            std=torch.tensor(spec.std, dtype=torch.float32, device=device))

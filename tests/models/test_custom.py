@@ -81,3 +81,19 @@ def test_fold_batchnorm_is_the_same_function() -> None:
     x = torch.randn(4, 3, 34, 34)
     with torch.no_grad():
         torch.testing.assert_close(folded(x), net(x), atol=1e-5, rtol=1e-5)
+
+
+def test_a_factory_module_in_the_working_directory_leaves_sys_path_alone(tmp_path, monkeypatch):
+    """`module:factory` finds modules in the working directory (as `python -m` does) without adding it to
+    sys.path for the rest of the process."""
+    import sys
+
+    from fcndetect.models.custom import resolve_factory
+
+    (tmp_path / "cwd_factory_mod.py").write_text("import torch\ndef make():\n    return torch.nn.Identity()\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    before = list(sys.path)
+    factory = resolve_factory("cwd_factory_mod:make")
+    assert callable(factory) and sys.path == before
+    sys.modules.pop("cwd_factory_mod", None)

@@ -1,0 +1,119 @@
+"""Detect with an exported TorchScript file (``fcndetect run --model dense.pt``).
+
+The file is one written by ``fcndetect export --format torchscript`` (:mod:`fcndetect.export`): a traced dense
+network whose extra file ``fcndetect.json`` gives the geometry, normalisation, class groups and preset, so the
+usual pipeline (pyramid, NMS) runs unchanged around a :class:`TorchScriptDenseNet`, which behaves like a
+``DenseNet`` (``forward``, ``forward_with_regression``, ``geometry``, ``regressor``) but runs the file.
+
+Any other ``.pt``/``.pth`` file (a state dict, a pickled module) is refused in one line that says what to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..geometry import Geometry
+from .torchvision_models import ModelLoadError
+
+__all__ = ["TORCHSCRIPT_SUFFIXES", "TorchScriptDenseNet", "is_torchscript_path", "read_torchscript_metadata"]
+
+#: Suffixes under which ``--model FILE`` is taken for an exported TorchScript file.
+TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript", ".jit")
+_EXTRA = "fcndetect.json"
+
+
+def is_torchscript_path(name: str) -> bool:
+    """Whether ``--model name`` names a file to be read as an exported TorchScript model (by its suffix)."""
+    return name.lower().endswith(TORCHSCRIPT_SUFFIXES)
+
+
+def _extra_member(path: str) -> str | None:
+    """The archive member holding fcndetect's metadata, or None (not a zip, or no such member)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.namelist():
+                if member.endswith(f"/extra/{_EXTRA}"):
+                    return member
+    except (OSError, zipfile.BadZipFile):
+        return None
+    return None
+
+
+def read_torchscript_metadata(path: str) -> dict[str, Any]:
+    """The fcndetect metadata of an exported TorchScript file.
+
+    Raises:
+        ModelLoadError: missing file, or a file that is not one ``fcndetect export --format torchscript`` wrote
+            (for a state dict it says to use ``--weights``).
+    """
+    from ..export import FORMAT
+
+    if not Path(path).is_file():
+        raise ModelLoadError(f"{path}: model file not found")
+    member = _extra_member(path)
+    if member is None:
+        raise ModelLoadError(
+            f"{path}: not an exported fcndetect model (write one with `fcndetect export MODEL --format "
+            f"torchscript`); a checkpoint or state dict is given as --model ARCH --weights {path}")
+    with zipfile.ZipFile(path) as archive:
+        raw = archive.read(member)
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ModelLoadError(f"{path}: unreadable fcndetect metadata: export it again with `fcndetect export`")
+    return data
+
+
+class _Regressor(nn.Module):
+    """Marks that the file has regression outputs (``DenseNet.regressor is not None``)."""
+
+
+class TorchScriptDenseNet(nn.Module):
+    """An exported dense network run by TorchScript: ``[B, 3, H, W]`` normalised float32 to ``[B, K, H', W']``
+    logits (and ``[B, 4 or 14, H', W']`` regression), as the original ``DenseNet``."""
+
+    def __init__(self, path: str, device: str | torch.device = "cpu") -> None:
+        super().__init__()
+        self.path = path
+        self.metadata = read_torchscript_metadata(path)
+        try:
+            self.module = torch.jit.load(path, map_location=device).eval()
+        except Exception as exc:  # noqa: BLE001 - torch.jit raises many types
+            raise ModelLoadError(f"{path}: cannot load TorchScript ({' '.join(str(exc).split())[:200]})") from None
+        g = self.metadata["geometry"]
+        self.geometry = Geometry(int(g["stride"]), float(g["offset"]), int(g["window"]), int(g["receptive_field"]),
+                                 int(g["rf_offset"]))
+        self.regressor = _Regressor() if len(self.metadata["outputs"]) > 1 else None
+        digest = hashlib.sha256(Path(path).read_bytes()).digest()
+        self.register_buffer("file_sha256", torch.tensor(list(digest), dtype=torch.uint8))  # run.json fingerprint
+        self._sizes: dict[tuple[int, int], tuple[int, int]] = {}
+        self._fcn_bytes_per_pixel = 1e-9  # a traced graph: fcndetect does not tile it
+
+    def _outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        out = self.module(x)
+        return list(out) if isinstance(out, (tuple, list)) else [out]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._outputs(x)[0]
+
+    def forward_with_regression(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        out = self._outputs(x)
+        return out[0], (torch.cat(out[1:], dim=1) if len(out) > 1 else None)
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """Score-map size for a ``height x width`` input (probed once per size, then cached)."""
+        key = (height, width)
+        if key not in self._sizes:
+            with torch.no_grad():
+                out = self.forward(torch.zeros(1, 3, height, width))
+            self._sizes[key] = (int(out.shape[2]), int(out.shape[3]))
+        return self._sizes[key]
