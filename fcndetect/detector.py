@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,7 @@ from .io.images import DEFAULT_MAX_PIXELS, load_image, to_grayscale, to_rgb_arra
 from .models import LoadedModel, load_model
 from .pyramid import Level, pyramid_levels, resize_image
 
-__all__ = ["Detector", "DetectionResult", "DeviceError", "resolve_device"]
+__all__ = ["Detector", "DetectionResult", "DeviceError", "resolve_device", "remote_detect_batch"]
 
 #: Largest upsampling of the image (``window / min_size``): beyond it a level is mostly interpolation and
 #: its cost grows with the square of the factor.
@@ -340,12 +340,20 @@ class Detector:
         Images are decoded in ``workers`` background threads; same-size images share network calls up to
         ``batch_size`` (results do not depend on it).
         """
+        from .engines.base import EngineOptions
         from .engines.local import iter_detections
         from .io.sources import expand_sources
 
         srcs = [sources] if isinstance(sources, (str, os.PathLike)) else sources
         items = list(expand_sources(str(s) for s in srcs))
-        for r in iter_detections(self, items, workers=workers, batch_size=batch_size, max_pixels=max_pixels,
-                                 return_maps=return_maps):
+        options = EngineOptions(batch_size=batch_size, max_pixels=max_pixels, return_maps=return_maps,
+                                workers=workers)
+        for r in iter_detections(self.detect_batch, items, options):
             h, w = r.image.shape[:2] if r.image is not None else (None, None)
             yield DetectionResult(r.item.path, r.detections, r.error, w, h)
+
+
+def remote_detect_batch(config: DetectorConfig) -> Callable[..., list[Detections]]:
+    """The ``detect_batch`` of a :class:`Detector` built from ``config``: what an engine's worker process calls
+    once (``functools.partial(remote_detect_batch, config)`` pickles, a detector's weights do not travel)."""
+    return Detector(config).detect_batch

@@ -14,6 +14,7 @@ name; the image's extension is kept, so ``a/x.jpg`` and ``a/x.png`` never collid
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -22,20 +23,24 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, TextIO
 
 from . import __version__
-from .detections import Detections
+from .detector import Detector, remote_detect_batch
+from .engines.base import EngineOptions, ItemResult
+from .engines.local import iter_detections
 from .io import formats
-from .io.draw import draw_detections, encode_image, heatmap_overlay, upright_crops
-from .engines.local import ItemResult, iter_detections
 from .io.images import DEFAULT_MAX_PIXELS
+from .io.render import RenderOptions, render_image_outputs
 from .io.sinks import atomic_write_bytes, atomic_write_text, dumps_record, output_name, result_record
 from .io.sources import SourceItem, expand_sources
 
-__all__ = ["RunOptions", "RunSummary", "BatchRunner", "OutputDirError", "iter_detections", "read_sources", "FORMATS"]
+if TYPE_CHECKING:
+    from .config import DetectorConfig
+    from .engines.ray import RayOptions
+
+__all__ = ["RunOptions", "RunSummary", "BatchRunner", "OutputDirError", "read_sources", "driver_detector", "maps_info",
+           "FORMATS"]
 
 FORMATS = ("jsonl", "coco", "csv", "fddb", "wider")
 
@@ -82,7 +87,12 @@ class RunOptions:
     quiet: bool = False
     progress: bool | None = None  # None: a bar when stderr is a terminal
     engine: str = "local"  # "local" or "ray" (recorded in run.json; not a setting --resume checks)
-    ray: Any = None  # fcndetect.engines.ray.RayOptions for engine "ray" (None: its defaults)
+    ray: "RayOptions | None" = None  # engine "ray": where and how wide (None: its defaults)
+
+    def render_options(self, detector: Any) -> RenderOptions:
+        """What each image's files are, for :func:`~fcndetect.io.render.render_image_outputs`."""
+        return RenderOptions(heatmap=self.heatmap, save_maps=self.save_maps, crops=self.crops,
+                             maps_info=maps_info(detector) if self.save_maps else {})
 
     def output_settings(self) -> dict[str, Any]:
         """The options that change what is written (recorded in run.json, checked by --resume)."""
@@ -222,22 +232,27 @@ class BatchRunner:
     def _engine(self, items: list[SourceItem], need_maps: bool) -> Iterator[ItemResult]:
         """The chosen engine's results for ``items``, in their order."""
         opt = self.opt
+        options = EngineOptions(batch_size=opt.batch_size, max_pixels=opt.max_pixels, return_maps=need_maps,
+                                workers=opt.workers)
         if opt.engine == "ray":
             from .engines.ray import iter_detections_ray
 
-            return iter_detections_ray(self.detector, items, options=opt.ray, batch_size=opt.batch_size,
-                                       max_pixels=opt.max_pixels, return_maps=need_maps,
-                                       render=opt if opt.output is not None else None)
-        return iter_detections(self.detector, items, workers=opt.workers, batch_size=opt.batch_size,
-                               max_pixels=opt.max_pixels, return_maps=need_maps)
+            if opt.output is not None:  # the actors render where they detect
+                render = functools.partial(render_image_outputs, options=opt.render_options(self.detector))
+                options = EngineOptions(batch_size=opt.batch_size, max_pixels=opt.max_pixels,
+                                        return_maps=need_maps, render=render)
+            make = functools.partial(remote_detect_batch, self.detector.config)
+            return iter_detections_ray(make, items, options, opt.ray)
+        return iter_detections(self.detector.detect_batch, items, options)
 
     def _files(self, name: str, res: ItemResult) -> list[tuple[str, bytes]]:
         """An image's rendered files: as the engine rendered them, else rendered here from its pixels."""
         if res.files is not None:
             return res.files
-        if res.image is None:
+        if res.image is None or res.detections is None:
             raise RuntimeError(f"{name}: the engine returned neither the image nor its rendered files")
-        return render_image_outputs(self.detector, self.opt, os.path.splitext(name)[1], res.image, res.detections)
+        return render_image_outputs(res.image, res.detections, os.path.splitext(name)[1],
+                                    self.opt.render_options(self.detector))
 
     def _completed(self, name: str) -> dict[str, Any] | None:
         path = self._json_path(name)
@@ -363,33 +378,21 @@ class BatchRunner:
         return summary
 
 
-def render_image_outputs(detector: Any, options: RunOptions, ext: str, image: np.ndarray,
-                         dets: Detections) -> list[tuple[str, bytes]]:
-    """The files of one image beside its JSON, as ``(suffix after the output name, bytes)``: the annotated
-    image, and as asked the heatmap, the score maps and the crops. Pure (writes nothing), so an engine can
-    render where it detects and any engine gives the same bytes. ``ext``: the output name's extension."""
-    ext = ext or ".png"
-    files = [(".annotated" + ext, encode_image(draw_detections(image, dets), ext))]
-    if options.heatmap:
-        files.append((".heatmap" + ext, encode_image(heatmap_overlay(image, dets), ext)))
-    if options.save_maps and dets.score_maps is not None:
-        index = []
-        for k, sm in enumerate(dets.score_maps):
-            files.append((f".maps/{k:02d}.npy", _npy_bytes(sm.logits)))
-            index.append({"file": f"{k:02d}.npy", "scale": round(sm.scale, 6), "sx": round(sm.sx, 6),
-                          "sy": round(sm.sy, 6), "shape": list(sm.logits.shape)})
-        files.append((".maps/index.json", (json.dumps(
-            {"classes": list(dets.class_names), "values": "logits (probability = sigmoid(logit))",
-             "model": detector.dense_model.spec.name,
-             "stage": "the first stage of a cascade (its only dense one)" if detector.stage_models
-             else "the only stage",
-             "geometry": detector.geometry.to_dict(), "levels": index}, indent=1) + "\n").encode("utf-8")))
-    if options.crops:
-        for k, (crop, label) in enumerate(zip(upright_crops(image, dets), dets.label_names)):
-            if crop.size:
-                safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in label)
-                files.append((f".crops/{k:03d}_{safe}.png", encode_image(crop, ".png")))
-    return files
+def maps_info(detector: Any) -> dict[str, Any]:
+    """What a saved maps' ``index.json`` says of ``detector``'s dense model: its name, which stage it is, its
+    geometry (plain JSON values, so the Ray actors' renderer needs no detector)."""
+    return {"model": detector.dense_model.spec.name,
+            "stage": "the first stage of a cascade (its only dense one)" if detector.stage_models
+            else "the only stage",
+            "geometry": detector.geometry.to_dict()}
+
+
+def driver_detector(config: "DetectorConfig") -> Detector:
+    """The driver's detector for ``--engine ray``: built on the CPU (the driver detects nothing; its node may
+    have no GPU), its ``config`` still the one asked for, so ``run.json`` records it and the actors build it."""
+    detector = Detector(config.replace(device="cpu"))
+    detector.config = config
+    return detector
 
 
 def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
@@ -407,14 +410,6 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
 def _without_engine(info: Any) -> Any:
     """run.json's content less the engine, which never changes what is written."""
     return {k: v for k, v in info.items() if k != "engine"} if isinstance(info, dict) else info
-
-
-def _npy_bytes(arr: np.ndarray) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(arr, dtype=np.float32))
-    return buf.getvalue()
 
 
 def _remove_temporaries(root: Path) -> None:
