@@ -14,6 +14,7 @@ name; the image's extension is kept, so ``a/x.jpg`` and ``a/x.png`` never collid
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -27,13 +28,13 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from . import __version__
 from .detector import Detector, remote_detect_batch
-from .engines.base import EngineOptions, ItemResult
+from .engines.base import EngineOptions, ItemResult, error_reason
 from .engines.local import iter_detections
 from .io import formats
 from .io.images import DEFAULT_MAX_PIXELS
 from .io.render import RenderOptions, render_image_outputs
 from .io.sinks import atomic_write_bytes, atomic_write_text, dumps_record, output_name, result_record
-from .io.sources import SourceItem, expand_sources
+from .io.sources import LOCAL_INPUTS, SourceItem, expand_sources
 
 if TYPE_CHECKING:
     from .config import DetectorConfig
@@ -43,6 +44,19 @@ __all__ = ["RunOptions", "RunSummary", "BatchRunner", "OutputDirError", "read_so
            "FORMATS"]
 
 FORMATS = ("jsonl", "coco", "csv", "fddb", "wider")
+
+
+class _WriteError(Exception):
+    """Writing one output file failed: ``cannot write PATH: REASON`` (the path the run meant to write, and
+    the file the system complained about when it is another one, e.g. a file ``out/sub`` for ``out/sub/x``)."""
+
+    def __init__(self, path: Path, exc: OSError) -> None:
+        reason = exc.strerror or type(exc).__name__
+        culprit = exc.filename if isinstance(exc.filename, str) else None
+        if culprit and os.path.basename(culprit).endswith(".tmp"):
+            culprit = None  # the temporary file: the target names it well enough
+        detail = f" ({culprit})" if culprit and os.path.abspath(culprit) != os.path.abspath(path) else ""
+        super().__init__(" ".join(f"cannot write {path}: {reason}{detail}".split()))
 
 
 class OutputDirError(Exception):
@@ -223,11 +237,45 @@ class BatchRunner:
         return self._root / (name + ".json")
 
     def _write_image_outputs(self, name: str, record: dict[str, Any], files: list[tuple[str, bytes]]) -> None:
-        """Write an image's rendered files (``name + suffix``), then its JSON record, which marks completion."""
+        """Write an image's rendered files (``name + suffix``), then its JSON record, which marks completion.
+        On failure, the files already written for it are removed (best effort) and the error is raised."""
         root = self._root
-        for suffix, data in files:
-            atomic_write_bytes(root / (name + suffix), data)
-        atomic_write_text(self._json_path(name), dumps_record(record) + "\n")  # last: marks completion
+        todo = [(root / (name + suffix), data) for suffix, data in files]
+        todo.append((self._json_path(name), (dumps_record(record) + "\n").encode("utf-8")))  # last: completion
+        written: list[Path] = []
+        try:
+            for path, data in todo:
+                try:
+                    atomic_write_bytes(path, data)
+                except OSError as exc:
+                    raise _WriteError(path, exc) from None
+                written.append(path)
+        except BaseException:
+            for path in written:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            raise
+
+    def _record(self, item: SourceItem, name: str, res: ItemResult) -> dict[str, Any]:
+        """One input's record, its files written (with ``-o``): any failure of this input alone (the engine's,
+        rendering, writing any of its files) becomes the record's ``error``."""
+        if res.error is not None or res.detections is None:
+            return result_record(item.path, None, res.error or "not processed")
+        record = result_record(item.path, res.detections, None)
+        if self.opt.output is None:
+            return record
+        width, height = res.detections.image_size
+        try:
+            files = self._files(name, res)
+        except Exception as exc:  # noqa: BLE001 - this input's failure
+            return result_record(item.path, None, error_reason(exc, "rendering failed"), width, height)
+        try:
+            self._write_image_outputs(name, record, files)
+        except _WriteError as exc:  # an OSError: a file where a folder should be, a full disk, ...
+            return result_record(item.path, None, str(exc), width, height)
+        except Exception as exc:  # noqa: BLE001 - anything else while writing this input's files
+            return result_record(item.path, None, error_reason(exc, "cannot write its outputs"), width, height)
+        return record
 
     def _engine(self, items: list[SourceItem], need_maps: bool) -> Iterator[ItemResult]:
         """The chosen engine's results for ``items``, in their order."""
@@ -303,8 +351,11 @@ class BatchRunner:
     def run(self, sources: Iterable[str]) -> RunSummary:
         """Process every input; returns the counts. Raises :class:`OutputDirError` before any work."""
         opt = self.opt
-        items = list(expand_sources(sources, keep_uris=opt.engine == "ray"))
-        self._prepare_output()
+        items = list(expand_sources(sources, *_uri_support(opt.engine)))
+        try:
+            self._prepare_output()
+        except OSError as exc:  # the output folder itself (unreadable, not creatable, run.json not writable)
+            raise OutputDirError(f"{opt.output}: cannot use as the output folder ({error_reason(exc)})") from None
         summary = RunSummary(n_inputs=len(items))
         start = time.perf_counter()
         names = [self._name(it) for it in items]
@@ -338,20 +389,15 @@ class BatchRunner:
             emit_ready()
             results = self._engine([items[k] for k in todo], need_maps)
             for k, res in zip(todo, results):
-                item = items[k]
-                if res.error is not None:
+                records[k] = self._record(items[k], names[k], res)
+                error = records[k].get("error")  # type: ignore[union-attr]
+                if error:
                     failed += 1
-                    self._error(item.path, res.error)
-                    records[k] = result_record(item.path, None, res.error)
-                elif res.detections is not None:
-                    rec = result_record(item.path, res.detections, None)
-                    if opt.output is not None:
-                        self._write_image_outputs(names[k], rec, self._files(names[k], res))
-                    records[k] = rec
+                    self._error(items[k].path, str(error))
                 done += 1
                 emit_ready()
                 progress.update(done, failed)
-                if opt.fail_fast and res.error is not None:
+                if opt.fail_fast and error:
                     break
         except KeyboardInterrupt:
             summary.interrupted = True
@@ -371,11 +417,24 @@ class BatchRunner:
         if summary.interrupted or len(finished) != len(records):
             return summary  # combined files only for a complete run: --resume finishes them
         if opt.output is not None:
-            self._write_combined(finished, names)
+            try:
+                self._write_combined(finished, names)
+            except OSError as exc:
+                raise OutputDirError(f"{opt.output}: cannot write the combined outputs ({error_reason(exc)})") from None
         elif not stream_jsonl:
             self.out.write(self._format_stdout(finished, names))
             self.out.flush()
         return summary
+
+
+def _uri_support(engine: str) -> tuple[tuple[str, ...], str]:
+    """The URI schemes ``engine`` reads, and what a URL argument's error says is supported."""
+    if engine != "ray":
+        return (), LOCAL_INPUTS
+    from .engines.ray.options import REMOTE_SCHEMES
+
+    return REMOTE_SCHEMES, ("--engine ray reads local image files, folders, glob patterns and object-store URIs ("
+                            + ", ".join(f"{s}://" for s in REMOTE_SCHEMES) + "); download http(s) files first")
 
 
 def maps_info(detector: Any) -> dict[str, Any]:
