@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,7 @@ import torch
 from .config import ConfigError, DetectorConfig
 
 from .presets import resolve_config
-from .detections import Detections
+from .detections import Detections, ScoreMap
 from .geometry import Geometry, dense_output_size
 from .cascade import cascade_candidates, run_cascade
 from .postprocess import LevelOutput, finalize, group_logits, level_windows, postprocess, score_maps
@@ -298,16 +298,17 @@ class Detector:
 
     def _detect_rotated(self, image: np.ndarray, return_maps: bool) -> Detections:
         """Search every angle of ``rotations``, map each window back (its box becomes the axis-aligned box of
-        the rotated window; its corners and landmarks are mapped exactly), and merge all by one NMS."""
+        the rotated window; its corners and landmarks are mapped exactly), and merge all by one NMS. With
+        ``return_maps``, the score maps of every angle, in ``rotations`` order (:attr:`ScoreMap.angle`)."""
         height, width = image.shape[:2]
         parts: list[tuple[torch.Tensor, ...]] = []
         landmarks_all: list[torch.Tensor | None] = []
-        maps = None
+        maps: list[ScoreMap] | None = None
         for angle in self.config.rotations:
             rotated, m = rotate_image(image, float(angle))
             boxes, logits, labels, points, outputs = self._candidates(rotated)
-            if return_maps and float(angle) == 0.0:
-                maps = score_maps(outputs, self.geometry)
+            if return_maps:  # one set of score maps per angle, each in its rotated image's pixels
+                maps = (maps or []) + [replace(sm, angle=float(angle)) for sm in score_maps(outputs, self.geometry)]
             quads = map_points(box_corners(boxes.double()), m, inverse=True)
             parts.append((quad_boxes(quads).float(), logits, labels, torch.full_like(logits, float(angle)), quads.float()))
             if points is None and boxes.shape[0] == 0:

@@ -6,7 +6,8 @@ name; the image's extension is kept, so ``a/x.jpg`` and ``a/x.png`` never collid
 
 * ``DIR/<name>.json``: the image's record (written last: its presence marks the image complete);
 * ``DIR/<name>.annotated<ext>``, and with ``--heatmap`` ``DIR/<name>.heatmap<ext>``;
-* ``--save-maps``: ``DIR/<name>.maps/NN.npy`` (``[G, H', W']`` float32 log-odds per pyramid level) + ``index.json``;
+* ``--save-maps``: ``DIR/<name>.maps/NN.npy`` (``[G, H', W']`` float32 log-odds per pyramid level, per angle of
+  ``--rotations``) + ``index.json``;
 * ``--crops``: ``DIR/<name>.crops/NNN_<label>.png``;
 * ``DIR/detections.jsonl``: every record, in input order; ``--format``: one more combined file;
 * ``DIR/run.json``: version, model, weights hash and effective settings; ``--resume`` refuses other settings.

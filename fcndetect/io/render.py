@@ -16,7 +16,12 @@ import numpy as np
 from ..detections import Detections
 from .draw import draw_detections, encode_image, heatmap_overlay, upright_crops
 
-__all__ = ["RenderOptions", "render_image_outputs", "npy_bytes"]
+__all__ = ["RenderOptions", "render_image_outputs", "npy_bytes", "ANGLES_NOTE"]
+
+#: What ``index.json`` says of each level's ``angle`` (``--rotations``: one set of levels per angle).
+ANGLES_NOTE = ("a level of angle a is of the image rotated by a degrees counter-clockwise; its cells are in the "
+               "rotated image's pixels (fcndetect.rotation.rotation_matrix(width, height, a) maps the image's "
+               "pixels there); one set of levels per angle of --rotations, in that order")
 
 
 @dataclass(frozen=True)
@@ -24,8 +29,10 @@ class RenderOptions:
     """What :func:`render_image_outputs` writes besides the annotated image.
 
     Attributes:
-        heatmap: the score maps overlaid on the image (``.heatmap<ext>``).
-        save_maps: the raw score maps (``.maps/NN.npy`` and ``.maps/index.json``).
+        heatmap: the score maps overlaid on the image (``.heatmap<ext>``); under ``--rotations``, each angle's
+            maps carried back to the image's pixels, the best of all angles shown.
+        save_maps: the raw score maps (``.maps/NN.npy`` and ``.maps/index.json``): every level of the dense
+            model, and under ``--rotations`` every level of every angle (``index.json`` gives each its angle).
         crops: each detection's upright region (``.crops/NNN_<label>.png``).
         maps_info: what ``index.json`` says of the maps besides their levels (the dense model's name, which
             stage it is, its geometry): plain JSON values, given by the caller, which knows the detector.
@@ -61,9 +68,9 @@ def render_image_outputs(image: np.ndarray, dets: Detections, ext: str,
         for k, sm in enumerate(dets.score_maps):
             files.append((f".maps/{k:02d}.npy", npy_bytes(sm.logits)))
             index.append({"file": f"{k:02d}.npy", "scale": round(sm.scale, 6), "sx": round(sm.sx, 6),
-                          "sy": round(sm.sy, 6), "shape": list(sm.logits.shape)})
+                          "sy": round(sm.sy, 6), "shape": list(sm.logits.shape), "angle": float(sm.angle)})
         meta = {"classes": list(dets.class_names), "values": "logits (probability = sigmoid(logit))",
-                **options.maps_info, "levels": index}
+                **options.maps_info, "image_size": list(dets.image_size), "angles": ANGLES_NOTE, "levels": index}
         files.append((".maps/index.json", (json.dumps(meta, indent=1) + "\n").encode("utf-8")))
     if options.crops:
         for k, (crop, label) in enumerate(zip(upright_crops(image, dets), dets.label_names)):
