@@ -76,7 +76,10 @@ def error_reason(exc: BaseException, doing: str = "") -> str:
         files = [f for f in (exc.filename, exc.filename2) if f is not None]
         text = exc.strerror + (": " + " -> ".join(str(f) for f in files) if files else "")
     else:
-        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        kind = type(exc).__qualname__
+        if type(exc).__module__ not in ("builtins", "__main__"):
+            kind = f"{type(exc).__module__.split('.')[0]}.{kind}"  # cv2.error, torch.OutOfMemoryError
+        text = f"{kind}: {exc}" if str(exc) else kind
     text = " ".join(text.split())
     return f"{doing}: {text}" if doing else text
 
