@@ -33,6 +33,7 @@ from .engines.base import EngineOptions, ItemResult, error_reason
 from .engines.local import iter_detections
 from .io import formats
 from .io.images import DEFAULT_MAX_PIXELS
+from .io.progress import Progress
 from .io.render import RenderOptions, render_image_outputs
 from .io.sinks import atomic_write_bytes, atomic_write_text, dumps_record, output_name, result_record
 from .io.sources import LOCAL_INPUTS, SourceItem, expand_sources
@@ -125,35 +126,6 @@ class RunSummary:
     seconds: float = 0.0
     interrupted: bool = False
     records: list[dict[str, Any]] = field(default_factory=list)
-
-
-class _Progress:
-    """Progress on stderr: a one-line bar on a terminal, else a plain line every ``every`` seconds."""
-
-    def __init__(self, total: int, enabled: bool, tty: bool, stream: TextIO, every: float = 10.0) -> None:
-        self.total, self.enabled, self.tty, self.stream, self.every = total, enabled, tty, stream, every
-        self.start = self.last = time.perf_counter()
-
-    def update(self, done: int, errors: int) -> None:
-        if not self.enabled:
-            return
-        now = time.perf_counter()
-        rate = done / max(now - self.start, 1e-9)
-        if self.tty:
-            width = 30
-            filled = int(width * done / max(self.total, 1))
-            self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} "
-                              f"{rate:5.1f} img/s  {errors} error(s)")
-            self.stream.flush()
-        elif now - self.last >= self.every or done == self.total:
-            self.stream.write(f"progress: {done}/{self.total} images, {rate:.1f} img/s, {errors} error(s)\n")
-            self.stream.flush()
-            self.last = now
-
-    def close(self) -> None:
-        if self.enabled and self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 class BatchRunner:
@@ -371,7 +343,7 @@ class BatchRunner:
                 todo.append(k)
         tty = bool(getattr(self.err, "isatty", lambda: False)())
         show = (not opt.quiet) if opt.progress is None else opt.progress
-        progress = _Progress(len(items), show and len(items) > 1, tty, self.err)
+        progress = Progress(len(items), show and len(items) > 1, tty, self.err)
         stream_jsonl = opt.format == "jsonl" or opt.output is not None
         emitted = 0
 
