@@ -38,7 +38,8 @@ def main() -> int:
     from fcndetect import Detector, __version__
     from fcndetect.io.images import load_image
     from fcndetect.io.sources import expand_sources
-    from fcndetect.runner import iter_detections
+    from fcndetect.engines.base import EngineOptions
+    from fcndetect.engines.local import iter_detections
 
     base = [it for it in expand_sources([args.images]) if it.error is None]
     if not base:
@@ -70,7 +71,7 @@ def main() -> int:
         for bs in (int(b) for b in args.batch_sizes.split(",")):
             torch.set_num_threads(threads_for(workers))
             t0 = time.perf_counter()
-            for _ in iter_detections(det, items, workers=workers, batch_size=bs):
+            for _ in iter_detections(det.detect_batch, items, EngineOptions(workers=workers, batch_size=bs)):
                 pass
             t = time.perf_counter() - t0
             rows.append((f"batch {bs}, workers {workers}", str(bs), str(workers), threads_for(workers),

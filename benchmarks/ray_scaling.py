@@ -16,6 +16,7 @@ the other, with no output folder (the engines alone: decoding, detection, record
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import sys
@@ -44,7 +45,9 @@ def main() -> int:
     import torch
 
     from fcndetect import Detector, __version__
+    from fcndetect.detector import remote_detect_batch
     from fcndetect.engines import ray as ray_engine
+    from fcndetect.engines.base import EngineOptions
     from fcndetect.engines.local import iter_detections
     from fcndetect.io.sources import expand_sources
     from fcndetect.threads import default_num_threads
@@ -63,12 +66,13 @@ def main() -> int:
     print(f"# {len(items)} images ({len(base)} distinct from {args.images}), batch size {args.batch_size}\n")
 
     def local(its: list) -> None:
-        for _ in iter_detections(det, its, workers=1, batch_size=args.batch_size):
+        for _ in iter_detections(det.detect_batch, its, EngineOptions(workers=1, batch_size=args.batch_size)):
             pass
 
     def on_ray(its: list, actors: int) -> None:
         opts = ray_engine.RayOptions(actors=(actors, actors))
-        for _ in ray_engine.iter_detections_ray(det, its, options=opts, batch_size=args.batch_size):
+        make = functools.partial(remote_detect_batch, det.config)
+        for _ in ray_engine.iter_detections_ray(make, its, EngineOptions(batch_size=args.batch_size), opts):
             pass
 
     local(items[:1])  # warm-up

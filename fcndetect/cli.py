@@ -231,7 +231,8 @@ def _engine_detector(cfg: Any, engine: str) -> Any:
 
     if engine != "ray":
         return Detector(cfg)
-    from .engines.ray import driver_detector, require_ray
+    from .engines.ray import require_ray
+    from .runner import driver_detector
 
     require_ray()
     return driver_detector(cfg)

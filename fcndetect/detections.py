@@ -44,6 +44,9 @@ class ScoreMap:
         logits: ``[G, H', W']`` float32 log-odds, one map per class group (``Detections.class_names``).
         geometry: the dense network's geometry: cell ``(i, j)`` covers the image box
             ``fcndetect.geometry.cells_to_boxes(i, j, geometry, (sx, sy))``.
+        angle: degrees, counter-clockwise: the level is of the image rotated by ``angle`` (``--rotations``), so
+            its cells are in the rotated image's pixels (``fcndetect.rotation.rotation_matrix(W, H, angle)``
+            maps the original image's pixels there, and gives the rotated image's size); 0 is upright.
     """
 
     scale: float
@@ -51,6 +54,7 @@ class ScoreMap:
     sy: float
     logits: np.ndarray
     geometry: "Geometry | None" = None
+    angle: float = 0.0
 
     @property
     def scores(self) -> np.ndarray:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,7 @@ import torch
 from .config import ConfigError, DetectorConfig
 
 from .presets import resolve_config
-from .detections import Detections
+from .detections import Detections, ScoreMap
 from .geometry import Geometry
 from .spans import dense_output_size
 from .cascade import cascade_candidates, run_cascade
@@ -31,7 +31,7 @@ from .models import LoadedModel, load_model
 from .pyramid import Level, pyramid_levels, resize_image
 from .threads import warn_if_late
 
-__all__ = ["Detector", "DetectionResult", "DeviceError", "resolve_device"]
+__all__ = ["Detector", "DetectionResult", "DeviceError", "resolve_device", "remote_detect_batch"]
 
 #: Largest upsampling of the image (``window / min_size``): beyond it a level is mostly interpolation and
 #: its cost grows with the square of the factor.
@@ -301,16 +301,17 @@ class Detector:
 
     def _detect_rotated(self, image: np.ndarray, return_maps: bool) -> Detections:
         """Search every angle of ``rotations``, map each window back (its box becomes the axis-aligned box of
-        the rotated window; its corners and landmarks are mapped exactly), and merge all by one NMS."""
+        the rotated window; its corners and landmarks are mapped exactly), and merge all by one NMS. With
+        ``return_maps``, the score maps of every angle, in ``rotations`` order (:attr:`ScoreMap.angle`)."""
         height, width = image.shape[:2]
         parts: list[tuple[torch.Tensor, ...]] = []
         landmarks_all: list[torch.Tensor | None] = []
-        maps = None
+        maps: list[ScoreMap] | None = None
         for angle in self.config.rotations:
             rotated, m = rotate_image(image, float(angle))
             boxes, logits, labels, points, outputs = self._candidates(rotated)
-            if return_maps and float(angle) == 0.0:
-                maps = score_maps(outputs, self.geometry)
+            if return_maps:  # one set of score maps per angle, each in its rotated image's pixels
+                maps = (maps or []) + [replace(sm, angle=float(angle)) for sm in score_maps(outputs, self.geometry)]
             quads = map_points(box_corners(boxes.double()), m, inverse=True)
             parts.append((quad_boxes(quads).float(), logits, labels, torch.full_like(logits, float(angle)), quads.float()))
             if points is None and boxes.shape[0] == 0:
@@ -343,12 +344,20 @@ class Detector:
         Images are decoded in ``workers`` background threads; same-size images share network calls up to
         ``batch_size`` (results do not depend on it).
         """
+        from .engines.base import EngineOptions
         from .engines.local import iter_detections
         from .io.sources import expand_sources
 
         srcs = [sources] if isinstance(sources, (str, os.PathLike)) else sources
         items = list(expand_sources(str(s) for s in srcs))
-        for r in iter_detections(self, items, workers=workers, batch_size=batch_size, max_pixels=max_pixels,
-                                 return_maps=return_maps):
+        options = EngineOptions(batch_size=batch_size, max_pixels=max_pixels, return_maps=return_maps,
+                                workers=workers)
+        for r in iter_detections(self.detect_batch, items, options):
             h, w = r.image.shape[:2] if r.image is not None else (None, None)
             yield DetectionResult(r.item.path, r.detections, r.error, w, h)
+
+
+def remote_detect_batch(config: DetectorConfig) -> Callable[..., list[Detections]]:
+    """The ``detect_batch`` of a :class:`Detector` built from ``config``: what an engine's worker process calls
+    once (``functools.partial(remote_detect_batch, config)`` pickles, a detector's weights do not travel)."""
+    return Detector(config).detect_batch

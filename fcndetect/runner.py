@@ -6,7 +6,8 @@ name; the image's extension is kept, so ``a/x.jpg`` and ``a/x.png`` never collid
 
 * ``DIR/<name>.json``: the image's record (written last: its presence marks the image complete);
 * ``DIR/<name>.annotated<ext>``, and with ``--heatmap`` ``DIR/<name>.heatmap<ext>``;
-* ``--save-maps``: ``DIR/<name>.maps/NN.npy`` (``[G, H', W']`` float32 log-odds per pyramid level) + ``index.json``;
+* ``--save-maps``: ``DIR/<name>.maps/NN.npy`` (``[G, H', W']`` float32 log-odds per pyramid level, per angle of
+  ``--rotations``) + ``index.json``;
 * ``--crops``: ``DIR/<name>.crops/NNN_<label>.png``;
 * ``DIR/detections.jsonl``: every record, in input order; ``--format``: one more combined file;
 * ``DIR/run.json``: version, model, weights hash and effective settings; ``--resume`` refuses other settings.
@@ -14,6 +15,8 @@ name; the image's extension is kept, so ``a/x.jpg`` and ``a/x.png`` never collid
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import shutil
@@ -22,22 +25,40 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .version import __version__
-from .detections import Detections
+from .detector import Detector, remote_detect_batch
+from .engines.base import EngineOptions, ItemResult, error_reason
+from .engines.local import iter_detections
 from .io import formats
-from .io.draw import draw_detections, encode_image, heatmap_overlay, upright_crops
-from .engines.local import ItemResult, iter_detections
 from .io.images import DEFAULT_MAX_PIXELS
+from .io.progress import Progress
+from .io.render import RenderOptions, render_image_outputs
 from .io.sinks import atomic_write_bytes, atomic_write_text, dumps_record, output_name, result_record
-from .io.sources import SourceItem, expand_sources
+from .io.sources import LOCAL_INPUTS, SourceItem, expand_sources
 
-__all__ = ["RunOptions", "RunSummary", "BatchRunner", "OutputDirError", "iter_detections", "read_sources", "FORMATS"]
+if TYPE_CHECKING:
+    from .config import DetectorConfig
+    from .engines.ray import RayOptions
+
+__all__ = ["RunOptions", "RunSummary", "BatchRunner", "OutputDirError", "read_sources", "driver_detector", "maps_info",
+           "FORMATS"]
 
 FORMATS = ("jsonl", "coco", "csv", "fddb", "wider")
+
+
+class _WriteError(Exception):
+    """Writing one output file failed: ``cannot write PATH: REASON`` (the path the run meant to write, and
+    the file the system complained about when it is another one, e.g. a file ``out/sub`` for ``out/sub/x``)."""
+
+    def __init__(self, path: Path, exc: OSError) -> None:
+        reason = exc.strerror or type(exc).__name__
+        culprit = exc.filename if isinstance(exc.filename, str) else None
+        if culprit and os.path.basename(culprit).endswith(".tmp"):
+            culprit = None  # the temporary file: the target names it well enough
+        detail = f" ({culprit})" if culprit and os.path.abspath(culprit) != os.path.abspath(path) else ""
+        super().__init__(" ".join(f"cannot write {path}: {reason}{detail}".split()))
 
 
 class OutputDirError(Exception):
@@ -82,7 +103,12 @@ class RunOptions:
     quiet: bool = False
     progress: bool | None = None  # None: a bar when stderr is a terminal
     engine: str = "local"  # "local" or "ray" (recorded in run.json; not a setting --resume checks)
-    ray: Any = None  # fcndetect.engines.ray.RayOptions for engine "ray" (None: its defaults)
+    ray: "RayOptions | None" = None  # engine "ray": where and how wide (None: its defaults)
+
+    def render_options(self, detector: Any) -> RenderOptions:
+        """What each image's files are, for :func:`~fcndetect.io.render.render_image_outputs`."""
+        return RenderOptions(heatmap=self.heatmap, save_maps=self.save_maps, crops=self.crops,
+                             maps_info=maps_info(detector) if self.save_maps else {})
 
     def output_settings(self) -> dict[str, Any]:
         """The options that change what is written (recorded in run.json, checked by --resume)."""
@@ -100,35 +126,6 @@ class RunSummary:
     seconds: float = 0.0
     interrupted: bool = False
     records: list[dict[str, Any]] = field(default_factory=list)
-
-
-class _Progress:
-    """Progress on stderr: a one-line bar on a terminal, else a plain line every ``every`` seconds."""
-
-    def __init__(self, total: int, enabled: bool, tty: bool, stream: TextIO, every: float = 10.0) -> None:
-        self.total, self.enabled, self.tty, self.stream, self.every = total, enabled, tty, stream, every
-        self.start = self.last = time.perf_counter()
-
-    def update(self, done: int, errors: int) -> None:
-        if not self.enabled:
-            return
-        now = time.perf_counter()
-        rate = done / max(now - self.start, 1e-9)
-        if self.tty:
-            width = 30
-            filled = int(width * done / max(self.total, 1))
-            self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} "
-                              f"{rate:5.1f} img/s  {errors} error(s)")
-            self.stream.flush()
-        elif now - self.last >= self.every or done == self.total:
-            self.stream.write(f"progress: {done}/{self.total} images, {rate:.1f} img/s, {errors} error(s)\n")
-            self.stream.flush()
-            self.last = now
-
-    def close(self) -> None:
-        if self.enabled and self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 class BatchRunner:
@@ -213,31 +210,70 @@ class BatchRunner:
         return self._root / (name + ".json")
 
     def _write_image_outputs(self, name: str, record: dict[str, Any], files: list[tuple[str, bytes]]) -> None:
-        """Write an image's rendered files (``name + suffix``), then its JSON record, which marks completion."""
+        """Write an image's rendered files (``name + suffix``), then its JSON record, which marks completion.
+        On failure, the files already written for it are removed (best effort) and the error is raised."""
         root = self._root
-        for suffix, data in files:
-            atomic_write_bytes(root / (name + suffix), data)
-        atomic_write_text(self._json_path(name), dumps_record(record) + "\n")  # last: marks completion
+        todo = [(root / (name + suffix), data) for suffix, data in files]
+        todo.append((self._json_path(name), (dumps_record(record) + "\n").encode("utf-8")))  # last: completion
+        written: list[Path] = []
+        try:
+            for path, data in todo:
+                try:
+                    atomic_write_bytes(path, data)
+                except OSError as exc:
+                    raise _WriteError(path, exc) from None
+                written.append(path)
+        except BaseException:
+            for path in written:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            raise
+
+    def _record(self, item: SourceItem, name: str, res: ItemResult) -> dict[str, Any]:
+        """One input's record, its files written (with ``-o``): any failure of this input alone (the engine's,
+        rendering, writing any of its files) becomes the record's ``error``."""
+        if res.error is not None or res.detections is None:
+            return result_record(item.path, None, res.error or "not processed")
+        record = result_record(item.path, res.detections, None)
+        if self.opt.output is None:
+            return record
+        width, height = res.detections.image_size
+        try:
+            files = self._files(name, res)
+        except Exception as exc:  # noqa: BLE001 - this input's failure
+            return result_record(item.path, None, error_reason(exc, "rendering failed"), width, height)
+        try:
+            self._write_image_outputs(name, record, files)
+        except _WriteError as exc:  # an OSError: a file where a folder should be, a full disk, ...
+            return result_record(item.path, None, str(exc), width, height)
+        except Exception as exc:  # noqa: BLE001 - anything else while writing this input's files
+            return result_record(item.path, None, error_reason(exc, "cannot write its outputs"), width, height)
+        return record
 
     def _engine(self, items: list[SourceItem], need_maps: bool) -> Iterator[ItemResult]:
         """The chosen engine's results for ``items``, in their order."""
         opt = self.opt
+        options = EngineOptions(batch_size=opt.batch_size, max_pixels=opt.max_pixels, return_maps=need_maps,
+                                workers=opt.workers)
         if opt.engine == "ray":
             from .engines.ray import iter_detections_ray
 
-            return iter_detections_ray(self.detector, items, options=opt.ray, batch_size=opt.batch_size,
-                                       max_pixels=opt.max_pixels, return_maps=need_maps,
-                                       render=opt if opt.output is not None else None)
-        return iter_detections(self.detector, items, workers=opt.workers, batch_size=opt.batch_size,
-                               max_pixels=opt.max_pixels, return_maps=need_maps)
+            if opt.output is not None:  # the actors render where they detect
+                render = functools.partial(render_image_outputs, options=opt.render_options(self.detector))
+                options = EngineOptions(batch_size=opt.batch_size, max_pixels=opt.max_pixels,
+                                        return_maps=need_maps, render=render)
+            make = functools.partial(remote_detect_batch, self.detector.config)
+            return iter_detections_ray(make, items, options, opt.ray)
+        return iter_detections(self.detector.detect_batch, items, options)
 
     def _files(self, name: str, res: ItemResult) -> list[tuple[str, bytes]]:
         """An image's rendered files: as the engine rendered them, else rendered here from its pixels."""
         if res.files is not None:
             return res.files
-        if res.image is None:
+        if res.image is None or res.detections is None:
             raise RuntimeError(f"{name}: the engine returned neither the image nor its rendered files")
-        return render_image_outputs(self.detector, self.opt, os.path.splitext(name)[1], res.image, res.detections)
+        return render_image_outputs(res.image, res.detections, os.path.splitext(name)[1],
+                                    self.opt.render_options(self.detector))
 
     def _completed(self, name: str) -> dict[str, Any] | None:
         path = self._json_path(name)
@@ -288,8 +324,11 @@ class BatchRunner:
     def run(self, sources: Iterable[str]) -> RunSummary:
         """Process every input; returns the counts. Raises :class:`OutputDirError` before any work."""
         opt = self.opt
-        items = list(expand_sources(sources, keep_uris=opt.engine == "ray"))
-        self._prepare_output()
+        items = list(expand_sources(sources, *_uri_support(opt.engine)))
+        try:
+            self._prepare_output()
+        except OSError as exc:  # the output folder itself (unreadable, not creatable, run.json not writable)
+            raise OutputDirError(f"{opt.output}: cannot use as the output folder ({error_reason(exc)})") from None
         summary = RunSummary(n_inputs=len(items))
         start = time.perf_counter()
         names = [self._name(it) for it in items]
@@ -304,7 +343,7 @@ class BatchRunner:
                 todo.append(k)
         tty = bool(getattr(self.err, "isatty", lambda: False)())
         show = (not opt.quiet) if opt.progress is None else opt.progress
-        progress = _Progress(len(items), show and len(items) > 1, tty, self.err)
+        progress = Progress(len(items), show and len(items) > 1, tty, self.err)
         stream_jsonl = opt.format == "jsonl" or opt.output is not None
         emitted = 0
 
@@ -323,20 +362,15 @@ class BatchRunner:
             emit_ready()
             results = self._engine([items[k] for k in todo], need_maps)
             for k, res in zip(todo, results):
-                item = items[k]
-                if res.error is not None:
+                records[k] = self._record(items[k], names[k], res)
+                error = records[k].get("error")  # type: ignore[union-attr]
+                if error:
                     failed += 1
-                    self._error(item.path, res.error)
-                    records[k] = result_record(item.path, None, res.error)
-                elif res.detections is not None:
-                    rec = result_record(item.path, res.detections, None)
-                    if opt.output is not None:
-                        self._write_image_outputs(names[k], rec, self._files(names[k], res))
-                    records[k] = rec
+                    self._error(items[k].path, str(error))
                 done += 1
                 emit_ready()
                 progress.update(done, failed)
-                if opt.fail_fast and res.error is not None:
+                if opt.fail_fast and error:
                     break
         except KeyboardInterrupt:
             summary.interrupted = True
@@ -356,40 +390,41 @@ class BatchRunner:
         if summary.interrupted or len(finished) != len(records):
             return summary  # combined files only for a complete run: --resume finishes them
         if opt.output is not None:
-            self._write_combined(finished, names)
+            try:
+                self._write_combined(finished, names)
+            except OSError as exc:
+                raise OutputDirError(f"{opt.output}: cannot write the combined outputs ({error_reason(exc)})") from None
         elif not stream_jsonl:
             self.out.write(self._format_stdout(finished, names))
             self.out.flush()
         return summary
 
 
-def render_image_outputs(detector: Any, options: RunOptions, ext: str, image: np.ndarray,
-                         dets: Detections) -> list[tuple[str, bytes]]:
-    """The files of one image beside its JSON, as ``(suffix after the output name, bytes)``: the annotated
-    image, and as asked the heatmap, the score maps and the crops. Pure (writes nothing), so an engine can
-    render where it detects and any engine gives the same bytes. ``ext``: the output name's extension."""
-    ext = ext or ".png"
-    files = [(".annotated" + ext, encode_image(draw_detections(image, dets), ext))]
-    if options.heatmap:
-        files.append((".heatmap" + ext, encode_image(heatmap_overlay(image, dets), ext)))
-    if options.save_maps and dets.score_maps is not None:
-        index = []
-        for k, sm in enumerate(dets.score_maps):
-            files.append((f".maps/{k:02d}.npy", _npy_bytes(sm.logits)))
-            index.append({"file": f"{k:02d}.npy", "scale": round(sm.scale, 6), "sx": round(sm.sx, 6),
-                          "sy": round(sm.sy, 6), "shape": list(sm.logits.shape)})
-        files.append((".maps/index.json", (json.dumps(
-            {"classes": list(dets.class_names), "values": "logits (probability = sigmoid(logit))",
-             "model": detector.dense_model.spec.name,
-             "stage": "the first stage of a cascade (its only dense one)" if detector.stage_models
-             else "the only stage",
-             "geometry": detector.geometry.to_dict(), "levels": index}, indent=1) + "\n").encode("utf-8")))
-    if options.crops:
-        for k, (crop, label) in enumerate(zip(upright_crops(image, dets), dets.label_names)):
-            if crop.size:
-                safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in label)
-                files.append((f".crops/{k:03d}_{safe}.png", encode_image(crop, ".png")))
-    return files
+def _uri_support(engine: str) -> tuple[tuple[str, ...], str]:
+    """The URI schemes ``engine`` reads, and what a URL argument's error says is supported."""
+    if engine != "ray":
+        return (), LOCAL_INPUTS
+    from .engines.ray.options import REMOTE_SCHEMES
+
+    return REMOTE_SCHEMES, ("--engine ray reads local image files, folders, glob patterns and object-store URIs ("
+                            + ", ".join(f"{s}://" for s in REMOTE_SCHEMES) + "); download http(s) files first")
+
+
+def maps_info(detector: Any) -> dict[str, Any]:
+    """What a saved maps' ``index.json`` says of ``detector``'s dense model: its name, which stage it is, its
+    geometry (plain JSON values, so the Ray actors' renderer needs no detector)."""
+    return {"model": detector.dense_model.spec.name,
+            "stage": "the first stage of a cascade (its only dense one)" if detector.stage_models
+            else "the only stage",
+            "geometry": detector.geometry.to_dict()}
+
+
+def driver_detector(config: "DetectorConfig") -> Detector:
+    """The driver's detector for ``--engine ray``: built on the CPU (the driver detects nothing; its node may
+    have no GPU), its ``config`` still the one asked for, so ``run.json`` records it and the actors build it."""
+    detector = Detector(config.replace(device="cpu"))
+    detector.config = config
+    return detector
 
 
 def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
@@ -407,14 +442,6 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
 def _without_engine(info: Any) -> Any:
     """run.json's content less the engine, which never changes what is written."""
     return {k: v for k, v in info.items() if k != "engine"} if isinstance(info, dict) else info
-
-
-def _npy_bytes(arr: np.ndarray) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(arr, dtype=np.float32))
-    return buf.getvalue()
 
 
 def _remove_temporaries(root: Path) -> None:

@@ -9,16 +9,12 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..detections import Detections
-from ..io.images import DEFAULT_MAX_PIXELS, ImageLoadError, load_image
+from ..io.images import load_image
 from ..io.sources import SourceItem
-
-if TYPE_CHECKING:
-    from ..detector import Detector
+from .base import DetectBatch, EngineOptions, ItemResult, detect_each, error_reason, item_ext, render_one
 
 __all__ = ["ItemResult", "iter_detections"]
 
@@ -31,12 +27,13 @@ class _Loaded:
 
 
 def _load(item: SourceItem, max_pixels: int | None) -> _Loaded:
+    """One input decoded, or the one-line reason it could not be (any exception: one input's failure)."""
     if item.error is not None:
         return _Loaded(item, None, item.error)
     try:
         return _Loaded(item, load_image(item.path, max_pixels=max_pixels), None)
-    except ImageLoadError as exc:
-        return _Loaded(item, None, exc.reason)
+    except Exception as exc:  # noqa: BLE001 - ImageLoadError, and whatever else decoding raises
+        return _Loaded(item, None, error_reason(exc))
 
 
 def _prefetch(items: list[SourceItem], workers: int, max_pixels: int | None) -> Iterator[_Loaded]:
@@ -60,48 +57,43 @@ def _prefetch(items: list[SourceItem], workers: int, max_pixels: int | None) -> 
                 f.cancel()
 
 
-@dataclass
-class ItemResult:
-    """The outcome for one input: its source item, the decoded image and detections, or an error.
-
-    ``files``: the image's output files (``fcndetect.runner.render_image_outputs``) when the engine rendered
-    them itself, as the Ray engine does where it detects; ``image`` may then be ``None``.
-    """
-
-    item: SourceItem
-    image: np.ndarray | None
-    detections: Detections | None
-    error: str | None
-    files: list[tuple[str, bytes]] | None = None
-
-
 def iter_detections(
-    detector: "Detector",
+    detect_batch: DetectBatch,
     items: list[SourceItem],
-    *,
-    workers: int = 1,
-    batch_size: int = 1,
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
-    return_maps: bool = False,
+    options: EngineOptions | None = None,
 ) -> Iterator[ItemResult]:
-    """Detect in every item lazily, in input order: decoding in background workers, same-size images
-    batched up to ``batch_size``; unreadable inputs give an :class:`ItemResult` with ``error`` set."""
+    """Detect in every item lazily, in input order: decoding in ``options.workers`` background threads,
+    same-size images batched up to ``options.batch_size``.
+
+    Every failure of one input (decoding, detection, rendering with ``options.render``) gives its
+    :class:`ItemResult` with ``error`` set; the other inputs are unaffected.
+    """
+    opts = options or EngineOptions()
     batch: list[_Loaded] = []
 
     def flush() -> Iterator[ItemResult]:
-        images = [b.image for b in batch if b.image is not None]
-        dets = iter(detector.detect_batch(images, return_maps=return_maps) if images else [])
+        loaded = [b for b in batch if b.image is not None]
+        dets = iter(detect_each(detect_batch, [b.image for b in loaded], opts.return_maps))  # type: ignore[misc]
         for b in batch:
             if b.image is None:
                 yield ItemResult(b.item, None, None, b.error)
+                continue
+            d = next(dets)
+            if isinstance(d, str):
+                yield ItemResult(b.item, b.image, None, d)
+            elif opts.render is None:
+                yield ItemResult(b.item, b.image, d, None)
             else:
-                yield ItemResult(b.item, b.image, next(dets), None)
+                files = render_one(opts.render, b.image, d, item_ext(b.item))
+                if isinstance(files, str):
+                    yield ItemResult(b.item, b.image, None, files)
+                else:
+                    yield ItemResult(b.item, b.image, d, None, files)
         batch.clear()
 
-    for loaded in _prefetch(items, workers, max_pixels):
+    for loaded in _prefetch(items, opts.workers, opts.max_pixels):
         batch.append(loaded)
-        if len(batch) >= max(1, batch_size):
+        if len(batch) >= max(1, opts.batch_size):
             yield from flush()
     yield from flush()
-
 

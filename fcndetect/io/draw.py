@@ -10,9 +10,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..detections import Detections
+from ..detections import Detections, ScoreMap
 
-__all__ = ["draw_detections", "heatmap_overlay", "encode_image", "label_style", "upright_crops"]
+__all__ = ["draw_detections", "heatmap_overlay", "heat_values", "encode_image", "label_style", "upright_crops"]
 
 _COLORS = [(0, 255, 0), (255, 64, 64), (64, 160, 255), (255, 200, 0), (255, 0, 255), (0, 255, 255)]
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -90,12 +90,61 @@ def _colour_scale(height: int, width: int) -> np.ndarray:
     return panel
 
 
+def _level_heat(sm: ScoreMap, width: int, height: int) -> np.ndarray:
+    """``[height, width]`` float32: per pixel of the (possibly rotated) image the level was computed on, the
+    best probability over classes of the cell whose window centre is nearest (0 where no centre reaches)."""
+    if sm.geometry is None:
+        raise ValueError("score map carries no geometry")
+    g = sm.geometry
+    centre = g.offset + g.window / 2
+    m = sm.scores.max(axis=0).astype(np.float32)
+    xs = np.arange(width, dtype=np.float64) + 0.5
+    ys = np.arange(height, dtype=np.float64) + 0.5
+    cols = np.round((xs * sm.sx - centre) / g.stride).astype(np.int64)
+    rows = np.round((ys * sm.sy - centre) / g.stride).astype(np.int64)
+    cin = (cols >= 0) & (cols < m.shape[1])
+    rin = (rows >= 0) & (rows < m.shape[0])
+    level = m[np.clip(rows, 0, m.shape[0] - 1)][:, np.clip(cols, 0, m.shape[1] - 1)]
+    level *= rin[:, None] & cin[None, :]
+    return level
+
+
+def heat_values(score_maps: list[ScoreMap], width: int, height: int) -> np.ndarray:
+    """``[height, width]`` float32 in [0, 1]: per pixel of the original image, the best probability over
+    levels, classes and angles of the cells whose window centre is nearest to it.
+
+    A level found under a rotation (:attr:`~fcndetect.detections.ScoreMap.angle`) is computed on its rotated
+    canvas, then carried back to the original pixels (nearest neighbour, through
+    :func:`fcndetect.rotation.rotation_matrix`)."""
+    acc = np.zeros((height, width), np.float32)
+    by_angle: dict[float, list[ScoreMap]] = {}
+    for sm in score_maps:
+        by_angle.setdefault(float(sm.angle), []).append(sm)
+    for angle, maps in by_angle.items():
+        if angle == 0.0:
+            for sm in maps:
+                np.maximum(acc, _level_heat(sm, width, height), out=acc)
+            continue
+        from ..rotation import rotation_matrix  # imports torch: only for maps found under a rotation
+
+        m, (rw, rh) = rotation_matrix(width, height, angle)
+        rotated = np.zeros((rh, rw), np.float32)
+        for sm in maps:
+            np.maximum(rotated, _level_heat(sm, rw, rh), out=rotated)
+        # pixel centres: original (x + 0.5, y + 0.5) -> rotated m @ (x + 0.5, y + 0.5, 1), an index minus 0.5
+        shifted = m.copy()
+        shifted[:, 2] += m[:, :2] @ np.array([0.5, 0.5]) - 0.5
+        back = cv2.warpAffine(rotated, shifted, (width, height), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        np.maximum(acc, back, out=acc)
+    return acc
+
+
 def heatmap_overlay(image: np.ndarray, detections: Detections, alpha: float = 0.5) -> np.ndarray:
     """The image with the score maps overlaid, and a colour scale (score 0..1) appended on the right.
 
-    Per pixel: the best probability over levels and classes of the cells whose window centre is nearest to
-    it (pixels no window centre reaches stay at 0). Each level is placed with its own
-    :attr:`~fcndetect.detections.ScoreMap.geometry`.
+    Per pixel: the best probability over levels, classes and angles (:func:`heat_values`). Each level is
+    placed with its own :attr:`~fcndetect.detections.ScoreMap.geometry` and angle.
 
     Args:
         image: ``[H, W, 3]`` uint8 RGB.
@@ -107,22 +156,7 @@ def heatmap_overlay(image: np.ndarray, detections: Detections, alpha: float = 0.
     if detections.score_maps is None:
         raise ValueError("detections carry no score maps (detect with return_maps=True)")
     h, w = image.shape[:2]
-    acc = np.zeros((h, w), np.float32)
-    xs = np.arange(w, dtype=np.float64) + 0.5
-    ys = np.arange(h, dtype=np.float64) + 0.5
-    for sm in detections.score_maps:
-        if sm.geometry is None:
-            raise ValueError("score map carries no geometry")
-        g = sm.geometry
-        centre = g.offset + g.window / 2
-        m = sm.scores.max(axis=0).astype(np.float32)
-        cols = np.round((xs * sm.sx - centre) / g.stride).astype(np.int64)
-        rows = np.round((ys * sm.sy - centre) / g.stride).astype(np.int64)
-        cin = (cols >= 0) & (cols < m.shape[1])
-        rin = (rows >= 0) & (rows < m.shape[0])
-        level = m[np.clip(rows, 0, m.shape[0] - 1)][:, np.clip(cols, 0, m.shape[1] - 1)]
-        level *= rin[:, None] & cin[None, :]
-        np.maximum(acc, level, out=acc)
+    acc = heat_values(detections.score_maps, w, h)
     colored = cv2.applyColorMap((acc * 255).astype(np.uint8), cv2.COLORMAP_JET)[:, :, ::-1]
     blended = (image.astype(np.float32) * (1 - alpha) + colored.astype(np.float32) * alpha).astype(np.uint8)
     legend = _colour_scale(h, max(36, min(160, w // 10)))
@@ -134,7 +168,7 @@ def upright_crops(image: np.ndarray, detections: Detections) -> list[np.ndarray]
     (``detections.angles``) is cut from the image rotated by its angle, so that the object is upright."""
     import torch
 
-    from ..rotation import map_points, quad_boxes, rotate_image
+    from ..rotation import map_points, quad_boxes, rotate_image  # torch: imported when crops are asked for
 
     crops = []
     rotated: dict[float, tuple[np.ndarray, np.ndarray]] = {}

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import stat
+import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +22,33 @@ IMAGE_EXTENSIONS = frozenset(
 )
 #: Default guard against decompression bombs: 20,000 x 10,000 pixels (an 8K photo is 33 Mpx).
 DEFAULT_MAX_PIXELS = 200_000_000
+
+
+_LIMIT_LOCK = threading.Lock()
+_limit_users = 0
+_limit_saved: int | None = None
+
+
+@contextlib.contextmanager
+def _pillow_limit_off() -> Iterator[None]:
+    """Pillow's own decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``, 89 Mpx warning, 179 Mpx error) off
+    while fcndetect decodes: ``--max-pixels`` is the only pixel limit, checked by :func:`decode_image` from the
+    header, before any pixel is decoded. Thread-safe: concurrent decodes count themselves under a lock; the
+    first sets the limit to ``None``, the last restores the value it found (other code using Pillow in this
+    process meanwhile sees no limit)."""
+    global _limit_users, _limit_saved
+    with _LIMIT_LOCK:
+        if _limit_users == 0:
+            _limit_saved = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None
+        _limit_users += 1
+    try:
+        yield
+    finally:
+        with _LIMIT_LOCK:
+            _limit_users -= 1
+            if _limit_users == 0:
+                Image.MAX_IMAGE_PIXELS = _limit_saved
 
 
 class ImageLoadError(Exception):
@@ -129,6 +159,10 @@ def decode_image(data: bytes, path: str | os.PathLike[str], max_pixels: int | No
     EXIF orientation is applied (boxes are in the upright image's coordinates); an animated image gives
     its first frame. Every engine decodes with this function, so they see the same pixels.
 
+    ``max_pixels`` (``None``: no limit) is the only pixel limit: it is checked from the header, before any
+    pixel is decoded, and Pillow's own ``Image.MAX_IMAGE_PIXELS`` is off meanwhile (a 182 Mpx image decodes
+    under the default 200 Mpx).
+
     Raises:
         ImageLoadError: with a one-line reason (empty, not an image, truncated or corrupt, too many pixels).
     """
@@ -136,8 +170,8 @@ def decode_image(data: bytes, path: str | os.PathLike[str], max_pixels: int | No
     if not data:
         raise ImageLoadError(p, "empty file (0 bytes)")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # DecompressionBombWarning, EXIF warnings
+        with warnings.catch_warnings(), _pillow_limit_off():
+            warnings.simplefilter("ignore")  # EXIF warnings
             with Image.open(io.BytesIO(data)) as img:
                 w, h = img.size
                 if max_pixels is not None and w * h > max_pixels:

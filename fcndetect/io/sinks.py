@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 from ..detections import Detections
@@ -32,23 +33,30 @@ def dumps_record(record: dict[str, object]) -> str:
     return json.dumps(record, ensure_ascii=False, separators=(", ", ": "))
 
 
-def _umask() -> int:
-    """The process's umask (read by setting and restoring it; there is no other portable way)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+def _create_temporary(folder: Path, name: str) -> tuple[int, str]:
+    """A new empty file ``.<name>.<random>.tmp`` in ``folder``, opened for writing: ``(fd, path)``.
+
+    Created with mode ``0o666``, from which the kernel removes the umask: the permissions a plain
+    ``open(path, "w")`` gives, without reading the umask (``os.umask`` sets it, which races with other threads).
+    """
+    for _ in range(100):
+        tmp = os.path.join(folder, f".{name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no unused temporary file name", os.path.join(folder, f".{name}.*.tmp"))
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder and a rename.
 
     The file gets the permissions a plain ``open(path, "w")`` would give (``0o666`` minus the umask), not
-    the ``0o600`` of a temporary file."""
+    the ``0o600`` of :func:`tempfile.mkstemp`."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = _create_temporary(target.parent, target.name)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 
 from .images import IMAGE_EXTENSIONS
 
-__all__ = ["SourceItem", "expand_sources"]
+__all__ = ["SourceItem", "expand_sources", "LOCAL_INPUTS"]
 
 
 @dataclass(frozen=True)
@@ -52,14 +52,21 @@ def _is_uri(src: str) -> bool:
     return bool(sep) and head.isascii() and head[:1].isalpha() and all(c.isalnum() or c in "+.-" for c in head)
 
 
-def expand_sources(sources: Iterable[str], keep_uris: bool = False) -> Iterator[SourceItem]:
+#: What the local engine reads, for the error of a URL argument.
+LOCAL_INPUTS = ("inputs are local image files, folders and glob patterns (object-store URIs such as "
+                "s3://bucket/key.jpg need --engine ray; download http(s) files first)")
+
+
+def expand_sources(sources: Iterable[str], uri_schemes: Collection[str] = (),
+                   supported: str = LOCAL_INPUTS) -> Iterator[SourceItem]:
     """Expand files, folders and glob patterns into :class:`SourceItem` s, each real file once.
 
     A file named directly is always processed (whatever its extension); a folder is scanned recursively
     for image extensions; a pattern with ``*``, ``?`` or ``[`` is expanded with :mod:`glob` (``**``
     recursive). The same file reached twice (by resolved path) is yielded once. Sources that match
-    nothing yield an item with ``error`` set. With ``keep_uris`` (engines that read remote objects), a
-    ``scheme://`` source that is not a local path is kept as it is, unexpanded and unchecked.
+    nothing yield an item with ``error`` set. A ``scheme://`` source that is not a local path is kept as it
+    is, unexpanded and unchecked, when its scheme is one of ``uri_schemes`` (an engine that reads remote
+    objects); else it gives an error saying what is ``supported``.
     """
     seen: set[str] = set()
 
@@ -80,8 +87,12 @@ def expand_sources(sources: Iterable[str], keep_uris: bool = False) -> Iterator[
                 yield SourceItem(path=src, error="folder contains no image files")
         elif os.path.lexists(src):
             yield from once(SourceItem(path=src, relative=os.path.basename(src)))
-        elif keep_uris and _is_uri(src):
-            yield from once(SourceItem(path=src, relative=src.rstrip("/").rsplit("/", 1)[-1]))
+        elif _is_uri(src):
+            scheme = src.partition("://")[0].lower()
+            if scheme in uri_schemes:
+                yield from once(SourceItem(path=src, relative=src.rstrip("/").rsplit("/", 1)[-1]))
+            else:
+                yield SourceItem(path=src, error=f"{scheme}:// is not supported: {supported}")
         elif any(c in src for c in "*?["):
             matches = sorted(glob.glob(src, recursive=True))
             if not matches:

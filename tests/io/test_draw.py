@@ -69,3 +69,38 @@ def test_a_tilted_detection_is_drawn_as_its_quad():
     out = draw_detections(np.full((300, 300, 3), 128, np.uint8), d)
     assert (out[60, 100] != 128).any()  # a corner of the quad is drawn
     assert (out[61:64, 61:64] == 128).all()  # the axis-aligned box's corner is not
+
+
+@pytest.mark.parametrize("angle,turns", [(90, 1), (180, 2), (270, 3)])
+def test_heat_of_a_rotated_search_is_the_upright_heat_of_the_rotated_image(samples, angle, turns):
+    """Oracle: the maps found at ``angle`` are the upright maps of the image turned by ``angle``; carried back,
+    their heat is that image's heat turned back, pixel for pixel (right angles move pixels exactly)."""
+    from PIL import Image
+
+    from fcndetect import Detector
+    from fcndetect.io.draw import heat_values
+
+    image = np.asarray(Image.open(samples / "astronaut.png").convert("RGB").resize((96, 72)))
+    turned = np.ascontiguousarray(np.rot90(image, turns))
+    rotated = Detector("face-pnet", rotations=(float(angle),)).detect_array(image, return_maps=True)
+    upright = Detector("face-pnet").detect_array(turned, return_maps=True)
+    assert rotated.score_maps is not None and upright.score_maps is not None
+    assert [sm.angle for sm in rotated.score_maps] == [float(angle)] * len(upright.score_maps)
+    for a, b in zip(rotated.score_maps, upright.score_maps):
+        np.testing.assert_array_equal(a.logits, b.logits)
+    got = heat_values(rotated.score_maps, 96, 72)
+    want = np.rot90(heat_values(upright.score_maps, turned.shape[1], turned.shape[0]), -turns)
+    np.testing.assert_array_equal(got, want)
+    assert got.max() > 0.5  # a face is there: the comparison is not of two empty maps
+
+
+def test_heatmap_under_rotations_keeps_the_image_size(samples):
+    from PIL import Image
+
+    from fcndetect import Detector
+
+    image = np.asarray(Image.open(samples / "astronaut.png").convert("RGB").resize((96, 72)))
+    dets = Detector("face-pnet", rotations=(0.0, 90.0, 30.0)).detect_array(image, return_maps=True)
+    assert sorted({sm.angle for sm in dets.score_maps}) == [0.0, 30.0, 90.0]
+    out = heatmap_overlay(image, dets)
+    assert out.shape[0] == 72 and out.shape[1] > 96

@@ -153,3 +153,45 @@ def test_detector_grayscale_setting_sees_the_gray_image(samples):
     np.testing.assert_array_equal(a.boxes, b.boxes)
     np.testing.assert_array_equal(a.logits, b.logits)
     assert len(a) >= 1
+
+
+def test_max_pixels_is_the_only_pixel_limit(tmp_path, photo, monkeypatch):
+    """Pillow's own limit does not apply (here set below the image), and is restored after decoding."""
+    path = _save(photo, tmp_path / "a.png")  # 16,384 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(Image.DecompressionBombError):  # what Pillow alone does with this image
+        Image.open(path)
+    assert load_image(path).shape == (128, 128, 3)  # the default --max-pixels (200 Mpx) applies
+    assert Image.MAX_IMAGE_PIXELS == 1000
+    with pytest.raises(ImageLoadError, match="exceeds --max-pixels 10,000"):
+        load_image(path, max_pixels=10_000)
+    assert load_image(path, max_pixels=None).shape == (128, 128, 3)
+    assert Image.MAX_IMAGE_PIXELS == 1000
+
+
+@pytest.fixture(scope="module")
+def png_182mpx(tmp_path_factory) -> str:
+    """A 14000 x 13000 (182 Mpx) 1-bit PNG: 22 kB on disk, over Pillow's 179 Mpx bomb limit."""
+    path = tmp_path_factory.mktemp("big") / "big.png"
+    Image.new("1", (14000, 13000)).save(path)
+    return str(path)
+
+
+def test_large_image_is_checked_before_decoding(png_182mpx, monkeypatch):
+    from PIL import ImageFile
+
+    def no_decoding(self):
+        raise AssertionError("pixels decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    with pytest.raises(ImageLoadError, match=r"14000x13000 = 182,000,000 pixels exceeds --max-pixels 100,000,000"):
+        load_image(png_182mpx, max_pixels=100_000_000)
+    with pytest.raises(AssertionError, match="pixels decoded"):  # under the default limit, decoding starts
+        load_image(png_182mpx)
+
+
+@pytest.mark.slow
+def test_182_mpx_png_decodes_under_the_default_and_a_raised_limit(png_182mpx):
+    """Real decodes (about 3 s and 550 MB each)."""
+    assert load_image(png_182mpx).shape == (13000, 14000, 3)
+    assert load_image(png_182mpx, max_pixels=300_000_000).shape == (13000, 14000, 3)

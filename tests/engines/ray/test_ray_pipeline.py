@@ -229,17 +229,3 @@ def test_without_ray_one_line_error_names_the_install(monkeypatch, folder):
     assert r.exit_code == 2
     assert r.stderr.strip() == "error: --engine ray needs Ray Data: pip install 'fcndetect[ray]'"
     assert r.stdout == ""
-
-
-def test_actor_plan_never_starves_the_read_tasks():
-    plan = ray_engine.plan_actors(ray_engine.RayOptions(), 2, 0)  # this 2-core machine's defaults
-    assert plan.min_actors * plan.cpus + ray_engine.READ_CPUS * ray_engine.READ_TASKS <= 2
-    assert plan.min_actors >= 1 and plan.threads == 1
-    big = ray_engine.plan_actors(ray_engine.RayOptions(), 64, 0)
-    assert (big.cpus, big.min_actors) == (1.0, 63)
-    gpu = ray_engine.plan_actors(ray_engine.RayOptions(gpus_per_actor=1), 64, 4)
-    assert gpu.min_actors == 4 and gpu.gpus == 1
-    auto = ray_engine.plan_actors(ray_engine.RayOptions(actors=(1, 10)), 2, 0)
-    assert (auto.min_actors, auto.max_actors) == (1, 2)
-    with pytest.raises(ray_engine.RayEngineError, match="do not fit"):
-        ray_engine.plan_actors(ray_engine.RayOptions(actors=(3, 3), cpus_per_actor=1), 2, 0)

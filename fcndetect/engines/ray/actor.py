@@ -1,0 +1,94 @@
+"""The Ray actor: builds its ``detect_batch`` once, then decodes, detects and renders batches of images.
+
+Every failure of one image (reading, decoding, detection, rendering) becomes that image's error; the batch's
+other images are unaffected.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Callable
+from dataclasses import replace
+
+import numpy as np
+
+from ...detections import Detections
+from ...io.images import ImageLoadError, decode_image
+from ..base import DetectBatch, Render, detect_each, error_reason, render_one
+from .options import is_remote_uri
+
+__all__ = ["DetectActor", "actor_class", "read_remote"]
+
+
+def read_remote(path: str) -> bytes:
+    """The bytes of an object-store URI, through ``pyarrow.fs`` (installed with Ray Data)."""
+    import pyarrow.fs
+
+    try:
+        fs, inner = pyarrow.fs.FileSystem.from_uri(path)
+        with fs.open_input_stream(inner) as fh:
+            return fh.read()
+    except (OSError, ValueError) as exc:
+        raise ImageLoadError(path, str(exc)) from None
+
+
+def actor_class(make_detect_batch: Callable[[], DetectBatch], max_pixels: int | None, return_maps: bool,
+                render: Render | None, threads: int, pid_file: str | None) -> type:
+    """A :class:`DetectActor` bound to the run's settings. Ray Data builds actors without constructor
+    arguments, so an actor restarted after a crash never depends on arguments held in the object store.
+
+    ``make_detect_batch`` and ``render`` must pickle (module-level functions, :func:`functools.partial` of
+    them): they travel to the actors' processes."""
+
+    class BoundDetectActor(DetectActor):
+        def __init__(self) -> None:
+            super().__init__(make_detect_batch, max_pixels, return_maps, render, threads, pid_file)
+
+    return BoundDetectActor
+
+
+class DetectActor:
+    """One Ray actor: ``make_detect_batch()`` once (loads the model), then :meth:`__call__` per batch."""
+
+    def __init__(self, make_detect_batch: Callable[[], DetectBatch], max_pixels: int | None, return_maps: bool,
+                 render: Render | None, threads: int, pid_file: str | None) -> None:
+        import torch
+
+        torch.set_num_threads(threads)
+        self.detect_batch = make_detect_batch()
+        self.max_pixels, self.return_maps, self.render, self.pid_file = max_pixels, return_maps, render, pid_file
+
+    def _decode(self, path: str, data: bytes, error: str) -> np.ndarray | str:
+        """The image, or the one-line reason it cannot be read."""
+        try:
+            if error:
+                raise ImageLoadError(path, error)
+            raw = read_remote(path) if is_remote_uri(path) else data
+            return decode_image(raw, path, max_pixels=self.max_pixels)
+        except Exception as exc:  # noqa: BLE001 - one image's failure
+            return error_reason(exc)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.pid_file:
+            with open(self.pid_file, "a", encoding="utf-8") as fh:
+                fh.write(f"{os.getpid()}\n")
+        decoded = [self._decode(str(p), bytes(d), str(e)) for p, d, e in zip(batch["path"], batch["data"],
+                                                                           batch["error"])]
+        good = [k for k, im in enumerate(decoded) if not isinstance(im, str)]
+        dets = dict(zip(good, detect_each(self.detect_batch, [decoded[k] for k in good], self.return_maps)))
+        out = [self._result(decoded[k], dets.get(k), str(batch["ext"][k])) for k in range(len(decoded))]
+        return {"i": batch["i"], "result": np.array(out, dtype=object)}
+
+    def _result(self, image: np.ndarray | str, dets: Detections | str | None, ext: str) -> bytes:
+        """One image's pickled outcome: detections without score maps and rendered files, or the error."""
+        if isinstance(image, str):
+            return pickle.dumps({"error": image})
+        if dets is None or isinstance(dets, str):
+            return pickle.dumps({"error": dets or "not processed"})
+        files = None
+        if self.render is not None:
+            files = render_one(self.render, image, dets, ext)
+            if isinstance(files, str):
+                return pickle.dumps({"error": files})
+        return pickle.dumps({"detections": replace(dets, score_maps=None), "files": files})
