@@ -80,3 +80,12 @@ def test_eval_of_saved_detections_equals_eval_of_a_fresh_run(dev_faces, tmp_path
     assert json.loads(saved.stdout)["ranking"] == "logit"
     table = [line for line in saved.stderr.splitlines() if "detected with" not in line]
     assert table == [line for line in fresh.stderr.splitlines() if "detected with" not in line]
+
+
+def test_eval_with_a_failed_image_exits_1(samples, gt, tmp_path):
+    """The report still covers the images read; the failed one is one line, and the exit code says so."""
+    missing = tmp_path / "missing.png"
+    r = CliRunner().invoke(cli, ["eval", "-a", str(gt), str(samples / "astronaut.png"), str(missing), "-q"])
+    assert r.exit_code == 1
+    assert r.stderr.splitlines() == [f"error: {missing}: no such file or folder"]
+    assert json.loads(r.stdout)["results"][0]["n_tp"] == 1

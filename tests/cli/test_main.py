@@ -47,3 +47,49 @@ def test_help_and_evaluate_import_do_not_load_torch():
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "False"
 
+
+
+def test_help_tells_the_truth():
+    """-m's default is the cascade preset, --max-memory names the presets' real budgets, and the epilog's
+    schema lists every field a record can carry."""
+    from fcndetect.config import DetectorConfig
+    from fcndetect.presets import DEFAULT_PRESET, resolve_config
+
+    def squashed(text: str) -> str:  # help is wrapped at any width, also after a hyphen
+        return "".join(text.split())
+
+    text = squashed(_run(["run", "--help"]).output)
+    assert DEFAULT_PRESET == "face-cascade" and resolve_config().chain == "face-pnet > face-rnet > face"
+    assert squashed("Default: the three-stage face cascade preset face-cascade") in text
+    assert squashed("`face` is the dense O-Net alone") in text and DetectorConfig().chain == resolve_config().chain
+    assert resolve_config(model="face").max_memory_mb == 32 and resolve_config(model="vgg16").max_memory_mb == 1024
+    assert squashed("32 MiB for the face presets, 1 GiB for torchvision presets") in text
+    for field in ('"logit"', '"landmarks"', '"angle"', '"quad"', '"error"'):
+        assert field in text
+    assert squashed("--overwrite Replace an existing OUTPUT file") in squashed(_run(["export", "--help"]).output)
+
+
+def test_cli_package_layout():
+    """One module per command, none over 500 lines; a command module never imports the package's
+    `__init__` (the package registers the commands)."""
+    import ast
+    from pathlib import Path
+
+    import fcndetect.cli as pkg
+
+    root = Path(pkg.__file__).parent
+    modules = {p.stem: p for p in root.glob("*.py")}
+    assert {"run", "eval", "bench", "models", "train", "inspect", "export", "common"} <= set(modules)
+    for name, path in modules.items():
+        text = path.read_text()
+        assert len(text.splitlines()) <= 500, name
+        if name == "__init__":
+            continue
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ImportFrom):
+                target = node.module or ""
+                assert not (node.level == 1 and target == ""), f"{name} imports fcndetect.cli"
+                assert not (node.level == 0 and target == "fcndetect.cli"), f"{name} imports fcndetect.cli"
+            elif isinstance(node, ast.Import):
+                assert all(a.name != "fcndetect.cli" for a in node.names), name
+    assert sorted(pkg.cli.commands) == ["bench", "eval", "export", "inspect", "models", "run", "train"]

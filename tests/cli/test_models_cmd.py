@@ -20,3 +20,10 @@ def test_models_lists_window_and_stride():
     assert "vit_b_16" in r.output.splitlines()[-1]
     assert rows["face-pnet"][1:3] == ["12", "2"]
     assert "* face-cascade: face-pnet > face-rnet > face, thresholds [0.6, 0.3, 0.97]" in r.output
+
+
+def test_models_prints_the_library_catalogue():
+    """The command prints :func:`fcndetect.models.listing.catalogue`, nothing of its own."""
+    from fcndetect.models.listing import catalogue
+
+    assert _run(["models"]).output == catalogue() + "\n"
