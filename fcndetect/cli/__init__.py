@@ -14,7 +14,7 @@ import sys
 try:  # Ctrl-C while the command line itself is imported: one line and 130, no traceback
     import click
 
-    from .. import __version__
+    from .._version import __version__
     from .bench import bench_cmd
     from .common import EXIT_INTERRUPTED, OneLineGroup
     from .eval import eval_cmd
