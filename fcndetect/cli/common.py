@@ -18,6 +18,13 @@ def one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def os_error_line(exc: OSError) -> str:
+    """An ``OSError`` as ``PATH: reason`` (``[Errno 20] Not a directory: 'x'`` -> ``x: Not a directory``)."""
+    if exc.filename is not None and exc.strerror:
+        return one_line(f"{exc.filename}: {exc.strerror}")
+    return one_line(str(exc))
+
+
 def err(msg: str, quiet: bool = False) -> None:
     """Write ``msg`` as a line on stderr, unless ``quiet``."""
     if not quiet:

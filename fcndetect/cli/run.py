@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, err
+from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, err, one_line, os_error_line
 
 RUN_EPILOG = """\b
 Output: one JSON line per image on stdout:
@@ -199,10 +199,13 @@ def _run(sources: tuple[str, ...], cfg: Any, opts: Any, threads: int | None) -> 
         runner = BatchRunner(detector, opts)
         summary = runner.run(paths)
     except (OutputDirError, RayEngineError) as exc:
-        err(f"error: {exc}")
+        err(f"error: {one_line(str(exc))}")
         return EXIT_USAGE
     except (FileNotFoundError, KeyError, ValueError) as exc:
         raise click.UsageError(str(exc).strip("'\"")) from None
+    except OSError as exc:  # the output folder or a combined file cannot be written: the whole run stops
+        err(f"error: {os_error_line(exc)}")
+        return EXIT_USAGE
     if summary.interrupted:
         err("interrupted: rerun with --resume to finish" if opts.output else "interrupted")
         return EXIT_INTERRUPTED

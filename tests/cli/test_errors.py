@@ -54,6 +54,8 @@ USAGE_ERRORS = [
     (["run", "{image}", "--nms", "median"], "'median' is not one of"),
     (["run", "{image}", "--thresold", "0.5"], "No such option"),
     (["run"], "no SOURCES given"),
+    (["run", "{image}", "-o", "{existing}/out"], "exists.pt/out: Not a directory"),
+    (["run", "{image}", "-o", "{existing}"], "is a file"),
     # eval
     (["eval", "-a", "missing.xml", "{image}"], "missing.xml"),
     (["eval", "-a", "{bad_txt}", "{image}"], "bad.txt:2"),
