@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .version import __version__  # noqa: E402
+from ._version import __version__
 
 from .threads import apply_env_defaults as _apply_env_defaults  # noqa: E402  (no torch import)
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .version import __version__
+from ._version import __version__
 from .detector import Detector, remote_detect_batch
 from .engines.base import EngineOptions, ItemResult, error_reason
 from .engines.local import iter_detections

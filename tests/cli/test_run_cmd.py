@@ -1,4 +1,4 @@
-"""The command line: JSON Lines contract, presets and precedence, bad inputs, outputs on disk."""
+"""`fcndetect run`: JSON Lines contract, presets and precedence, bad inputs, outputs on disk."""
 
 from __future__ import annotations
 
@@ -24,11 +24,6 @@ def _lines(out: str):
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
-def test_version():
-    r = _run(["--version"])
-    assert r.exit_code == 0 and __version__ in r.output
-
-
 def test_run_astronaut_json_line(samples):
     r = CliRunner().invoke(cli, ["run", str(samples / "astronaut.png"), "-q"])
     assert r.exit_code == 0
@@ -36,17 +31,6 @@ def test_run_astronaut_json_line(samples):
     assert rec["image"] == str(samples / "astronaut.png")
     assert (rec["width"], rec["height"], rec["error"]) == (512, 512, None)
     assert rec["detections"][0]["label"] == "face" and len(rec["detections"][0]["box"]) == 4
-
-
-def test_models_lists_window_and_stride():
-    r = _run(["models"])
-    assert r.exit_code == 0
-    rows = {line.split()[0]: line.split() for line in r.output.splitlines()[1:] if line.strip()}
-    assert rows["face"][1:3] == ["48", "8"] and rows["face-rnet"][1:3] == ["24", "4"]
-    assert rows["mobilenet_v2"][1] == "224" and rows["inception_v3"][1] == "299"
-    assert "vit_b_16" in r.output.splitlines()[-1]
-    assert rows["face-pnet"][1:3] == ["12", "2"]
-    assert "* face-cascade: face-pnet > face-rnet > face, thresholds [0.6, 0.3, 0.97]" in r.output
 
 
 def test_print_config_precedence(tmp_path):
@@ -140,26 +124,14 @@ def test_identical_runs_identical_bytes(samples):
     assert CliRunner().invoke(cli, args).stdout == CliRunner().invoke(cli, args).stdout
 
 
-def test_console_script_entry_point(samples):
-    exe = shutil.which("fcndetect") or os.path.join(os.path.dirname(sys.executable), "fcndetect")
-    if not os.path.exists(exe):
-        pytest.skip("console script not installed")
-    p = subprocess.run([exe, "run", str(samples / "does-not-exist.png")], capture_output=True, text=True)
-    assert p.returncode == 1
-    assert p.stderr.strip().splitlines()[0] == f"error: {samples / 'does-not-exist.png'}: no such file or folder"
-    assert "Traceback" not in p.stderr
+def test_summary_line_prints_the_threshold_at_six_digits():
+    """A trained preset's threshold (a float64 probability) is printed as 0.973457, not 16 digits."""
+    from fcndetect.cli.run import summary_line
+    from fcndetect.runner import RunSummary
 
-
-def test_help_and_evaluate_import_do_not_load_torch():
-    """`fcndetect --help` and `import fcndetect.evaluate` stay fast: torch is never imported."""
-    import subprocess
-    import sys
-
-    code = ("import sys\nfrom click.testing import CliRunner\nfrom fcndetect.cli import cli\n"
-            "for args in (['--help'], ['run', '--help'], ['eval', '--help'], ['bench', '--help']):\n"
-            "    assert CliRunner().invoke(cli, args).exit_code == 0\n"
-            "import fcndetect, fcndetect.evaluate, fcndetect.config, fcndetect.detections\n"
-            "print('torch' in sys.modules)\n")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr
-    assert p.stdout.strip() == "False"
+    s = RunSummary(n_inputs=3, n_images=2, n_failed=1, n_detections=4, seconds=1.25,
+                   records=[{}, {}, {"error": "x"}])
+    assert summary_line(s, "tiny", 0.9734567891234567) == (
+        "2 image(s), 4 detection(s), 1 failed input(s) in 1.2 s [model tiny, threshold 0.973457]")
+    s.records = s.records[:2]
+    assert summary_line(s, "face", 0.97).endswith(", 1 not processed in 1.2 s [model face, threshold 0.97]")

@@ -1,0 +1,224 @@
+"""``fcndetect run``: detect objects in images and write JSON Lines (and, with ``-o``, files)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, err, one_line, os_error_line
+
+RUN_EPILOG = """\b
+Output: one JSON line per image on stdout:
+  {"image", "width", "height", "error",
+   "detections": [{"box": [x1, y1, x2, y2], "score", "logit", "label", "landmarks", "angle", "quad"}]}
+  box: image pixels with continuous edges ([0, 0, W, H] is the whole image).
+  logit: the ranking key, the class's log-odds (never saturates); score = sigmoid(logit), which
+    --threshold compares.
+  landmarks: only for models with a landmark head (O-Net: the default cascade, face): five [x, y]
+    points, left eye, right eye, nose, left and right mouth corner.
+  angle, quad: only with --rotations: the rotation (degrees, counter-clockwise) under which the object
+    was upright, and the rotated window's four corners [[x, y] x 4]; box is their axis-aligned box.
+  error: null, or why this input failed (also one stderr line naming it).
+Exit codes: 0 all inputs processed, 1 some inputs failed, 2 usage error, 130 interrupted.
+"""
+
+
+@click.command("run", epilog=RUN_EPILOG)
+@click.argument("sources", nargs=-1)
+@click.option("-m", "--model", default=None,
+              help="Model name (see `fcndetect models`). Default: the three-stage face cascade preset "
+                   "face-cascade (face-pnet > face-rnet > face); `face` is the dense O-Net alone.")
+@click.option("-c", "--config", "config", default=None, help="Preset name or TOML file; flags override it.")
+@click.option("-t", "--threshold", type=float, default=None, help="Minimum class probability of a window.")
+@click.option("--nms", type=click.Choice(["max", "avg"]), default=None, help="NMS-max or NMS-avg (DDFD).")
+@click.option("--nms-iou", type=float, default=None, help="IoU that groups/suppresses boxes.")
+@click.option("--min-size", type=float, default=None, help="Smallest object side in pixels.")
+@click.option("--max-size", type=float, default=None, help="Largest object side in pixels (default: image).")
+@click.option("--scale-factor", type=float, default=None, help="Ratio between pyramid scales (0..1).")
+@click.option("--max-det", type=int, default=None, help="At most this many detections per image.")
+@click.option("--min-neighbors", type=int, default=None, help="NMS-avg: drop clusters of fewer windows.")
+@click.option("--rotations", default=None,
+              help="Also search rotated copies: angles in degrees, counter-clockwise, e.g. 0,90,180,270.")
+@click.option("--regress/--no-regress", default=None, help="Refine boxes with the model's regression head.")
+@click.option("--grayscale/--color", "grayscale", default=None,
+              help="Convert every image to grayscale before detection (models trained on gray windows).")
+@click.option("--device", default=None, help="Torch device: cpu, cuda, cuda:1, mps.")
+@click.option("--arch", default=None, help="Alias of --model for a torchvision architecture.")
+@click.option("--weights", default=None, help="torchvision models: DEFAULT, a weight name, or a state-dict PATH.")
+@click.option("--num-classes", type=int, default=None, help="Outputs of a custom checkpoint (default 1000).")
+@click.option("--classes", multiple=True, help="Classes to detect: ImageNet names, indices or groups (cat, dog).")
+@click.option("--positive", multiple=True, help="Class index (or indices, comma-separated) to detect.")
+@click.option("--input-size", type=int, default=None, help="Native input side of a custom classifier.")
+@click.option("--mean", default=None, help="R,G,B mean of a custom classifier (0..1 units).")
+@click.option("--std", default=None, help="R,G,B std of a custom classifier (0..1 units).")
+@click.option("-o", "--output", "output", type=click.Path(file_okay=False), default=None,
+              help="Write <name>.json, an annotated image, detections.jsonl and run.json into DIR.")
+@click.option("--heatmap", is_flag=True, help="With -o: also write the score map overlaid on each image.")
+@click.option("--save-maps", is_flag=True, help="With -o: also write the raw score maps (.npy per level).")
+@click.option("--crops", is_flag=True, help="With -o: also write each detected region as an image.")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "coco", "csv", "fddb", "wider"]), default="jsonl",
+              show_default=True, help="One more combined output (with -o), or what stdout gets (without).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run into the same -o DIR.")
+@click.option("--overwrite", is_flag=True, help="Allow -o into a non-empty folder (an old run's files go).")
+@click.option("--fail-fast", is_flag=True, help="Stop at the first input that fails.")
+@click.option("--workers", type=int, default=None, help="Background image-decoding threads (default 1).")
+@click.option("--threads", type=int, default=None, help="torch intra-op threads (default: cores / workers).")
+@click.option("--batch-size", type=int, default=1, show_default=True, help="Same-size images per network call.")
+@click.option("--max-memory", type=str, default=None,
+              help="Activation budget per image and network call, e.g. 32M, 1G; larger pyramid levels run in "
+                   "tiles (default: the preset's, 32 MiB for the face presets, 1 GiB for torchvision presets).")
+@click.option("--max-pixels", type=int, default=None, help="Refuse larger images (decompression-bomb guard).")
+@click.option("--print-config", is_flag=True, help="Print the effective settings (TOML) and exit.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress, errors or summary on stderr.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this machine; ray: Ray Data actors on a Ray cluster (pip install 'fcndetect[ray]').")
+@click.option("--ray-address", default=None, help="With --engine ray: 'auto' or HOST:PORT of a running cluster "
+              "(default: a local Ray instance for this run).")
+@click.option("--actors", default=None, help="With --engine ray: N actors, or MIN-MAX (default: what the cluster holds).")
+@click.option("--cpus-per-actor", type=float, default=None, help="With --engine ray: CPUs each actor reserves.")
+@click.option("--gpus-per-actor", type=float, default=0.0, help="With --engine ray: GPUs each actor reserves.")
+def run_cmd(sources: tuple[str, ...], config: str | None, output: str | None, heatmap: bool, save_maps: bool,
+            crops: bool, fmt: str, resume: bool, overwrite: bool, fail_fast: bool, workers: int | None,
+            threads: int | None, batch_size: int, max_memory: str | None, max_pixels: int | None,
+            print_config: bool, quiet: bool, engine: str, ray_address: str | None, actors: str | None,
+            cpus_per_actor: float | None, gpus_per_actor: float, **options: Any) -> None:
+    """Detect objects in images: files, folders (recursive), glob patterns, @list.txt, or - (stdin)."""
+    from ..config import ConfigError, toml_value
+    from ..presets import resolve_config
+
+    arch = options.pop("arch")
+    if arch is not None:
+        if options["model"] is not None and options["model"] != arch:
+            raise click.UsageError("--arch and --model name different models")
+        options["model"] = arch
+    classes = [c for c in options.pop("classes")] + [p for p in options.pop("positive")]
+    options["classes"] = classes or None
+    if max_memory is not None:
+        options["max_memory_mb"] = parse_mib(max_memory)
+    try:
+        cfg = resolve_config(config, **options)
+    except (ConfigError, TypeError) as exc:
+        raise click.UsageError(str(exc)) from None
+    if print_config:
+        for key, value in cfg.to_dict().items():
+            if value is not None:
+                click.echo(f"{key} = {toml_value(value)}")
+        return
+    if not sources:
+        raise click.UsageError("no SOURCES given (image files, folders, glob patterns, @list.txt or -)")
+    for flag, on in (("--heatmap", heatmap), ("--save-maps", save_maps), ("--crops", crops), ("--resume", resume),
+                     ("--overwrite", overwrite)):
+        if on and not output:
+            raise click.UsageError(f"{flag} needs -o/--output DIR")
+    if resume and overwrite:
+        raise click.UsageError("--resume and --overwrite exclude each other")
+    if batch_size < 1 or (workers is not None and workers < 0) or (threads is not None and threads < 1):
+        raise click.UsageError("--batch-size and --threads must be >= 1, --workers >= 0")
+    from pathlib import Path
+
+    from ..io.images import DEFAULT_MAX_PIXELS
+    from ..runner import RunOptions
+
+    n_workers = 1 if workers is None else workers
+    opts = RunOptions(
+        output=Path(output) if output else None, heatmap=heatmap, save_maps=save_maps, crops=crops, format=fmt,
+        resume=resume, overwrite=overwrite, fail_fast=fail_fast, workers=n_workers, batch_size=batch_size,
+        max_pixels=max_pixels if max_pixels is not None else DEFAULT_MAX_PIXELS, quiet=quiet, engine=engine,
+    )
+    if engine == "ray":
+        opts.ray = _ray_options(ray_address, actors, cpus_per_actor, gpus_per_actor, threads)
+    sys.exit(_run(sources, cfg, opts, threads))
+
+
+def _ray_options(address: str | None, actors: str | None, cpus: float | None, gpus: float,
+                 threads: int | None) -> Any:
+    """``--engine ray``'s options, checked (``--actors`` is ``N`` or ``MIN-MAX``)."""
+    from ..engines.ray import RayOptions
+
+    counts = None
+    if actors is not None:
+        lo, _, hi = actors.partition("-")
+        try:
+            counts = (int(lo), int(hi or lo))
+        except ValueError:
+            raise click.UsageError(f"--actors: expected N or MIN-MAX, got {actors!r}") from None
+        if not 1 <= counts[0] <= counts[1]:
+            raise click.UsageError(f"--actors: expected 1 <= MIN <= MAX, got {actors!r}")
+    if (cpus is not None and cpus <= 0) or gpus < 0:
+        raise click.UsageError("--cpus-per-actor must be > 0 and --gpus-per-actor >= 0")
+    return RayOptions(address=address, actors=counts, cpus_per_actor=cpus, gpus_per_actor=gpus, threads=threads)
+
+
+def parse_mib(text: str) -> int:
+    """``512``, ``512M``, ``2G``, ``2GiB`` -> MiB (a usage error for anything else)."""
+    t = text.strip().upper().removesuffix("IB").removesuffix("B")
+    mult = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}.get(t[-1:], None)
+    try:
+        value = float(t[:-1]) * mult if mult is not None else float(t)
+    except ValueError:
+        raise click.UsageError(f"--max-memory: expected a size such as 512M or 2G, got {text!r}") from None
+    return max(0, int(value))
+
+
+def _engine_detector(cfg: Any, engine: str) -> Any:
+    """The driver's detector: for ``--engine ray`` built where Ray is checked first (a one-line error without
+    it) and on the CPU (the actors detect, on the configured device)."""
+    from ..detector import Detector
+
+    if engine != "ray":
+        return Detector(cfg)
+    from ..engines.ray import require_ray
+    from ..runner import driver_detector
+
+    require_ray()
+    return driver_detector(cfg)
+
+
+def summary_line(summary: Any, chain: str, threshold: float) -> str:
+    """The run's one-line summary for stderr (``summary``: a :class:`fcndetect.runner.RunSummary`)."""
+    not_done = summary.n_inputs - len(summary.records)
+    return (f"{summary.n_images} image(s), {summary.n_detections} detection(s), {summary.n_failed} failed input(s)"
+            + (f", {summary.n_resumed} already done" if summary.n_resumed else "")
+            + (f", {not_done} not processed" if not_done > 0 else "")
+            + f" in {summary.seconds:.1f} s [model {chain}, threshold {threshold:.6g}]")
+
+
+def _run(sources: tuple[str, ...], cfg: Any, opts: Any, threads: int | None) -> int:
+    import torch
+
+    from ..engines.ray import RayEngineError
+    from ..runner import BatchRunner, OutputDirError, read_sources
+    from ..threads import default_num_threads
+
+    # OpenMP's wait policy was set when the fcndetect package was imported, before torch (fcndetect.threads)
+    torch.set_num_threads(threads or default_num_threads(workers=opts.workers))
+    try:
+        paths = read_sources(sources)
+        detector = _engine_detector(cfg, opts.engine)
+        runner = BatchRunner(detector, opts)
+        summary = runner.run(paths)
+    except (OutputDirError, RayEngineError) as exc:
+        err(f"error: {one_line(str(exc))}")
+        return EXIT_USAGE
+    except (FileNotFoundError, KeyError, ValueError) as exc:
+        raise click.UsageError(str(exc).strip("'\"")) from None
+    except OSError as exc:  # the output folder or a combined file cannot be written: the whole run stops
+        err(f"error: {os_error_line(exc)}")
+        return EXIT_USAGE
+    if summary.interrupted:
+        err("interrupted: rerun with --resume to finish" if opts.output else "interrupted")
+        return EXIT_INTERRUPTED
+    err(summary_line(summary, cfg.chain, cfg.threshold), opts.quiet)
+    if summary.n_inputs == 0:
+        err("error: no input images")
+        return EXIT_FAILED
+    return EXIT_FAILED if summary.n_failed or len(summary.records) < summary.n_inputs else EXIT_OK
+
+
+def ray_stopped_an_instance() -> bool:
+    """Whether this process started and stopped a local Ray instance (the engine's module says so)."""
+    return any(getattr(module, "STOPPED_AN_INSTANCE", False)
+               for name, module in list(sys.modules.items())
+               if name == "fcndetect.engines.ray" or name.startswith("fcndetect.engines.ray."))
