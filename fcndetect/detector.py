@@ -339,7 +339,8 @@ class Detector:
         batch_size: int = 1,
     ) -> Iterator[DetectionResult]:
         """Detect in files, folders (recursive) and glob patterns, lazily and in order, with the CLI's error
-        semantics: an unreadable input yields a result with ``error`` set (one line), never raises.
+        semantics: an input that fails (unreadable, or its detection raising, e.g. out of memory) yields a
+        result with ``error`` set (one line), never raises.
 
         Images are decoded in ``workers`` background threads; same-size images share network calls up to
         ``batch_size`` (results do not depend on it).

@@ -31,7 +31,7 @@ import numpy as np
 
 from ...io.images import ImageLoadError, check_regular_file, read_file_bytes
 from ...io.sources import SourceItem
-from ..base import DetectBatch, EngineOptions, ItemResult, item_ext
+from ..base import DetectBatch, EngineOptions, ItemResult, error_reason, item_ext
 from .actor import actor_class
 from .lifecycle import PUMPS, hold_sigint, mask_sigint, require_ray, start_ray, stop_ray
 from .options import PID_FILE_ENV, READ_CPUS, READ_TASKS, RayEngineError, RayOptions, is_remote_uri
@@ -59,9 +59,9 @@ def _read_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:
             data.append(b"" if is_remote_uri(path) else read_file_bytes(path))
             errors.append("")
-        except ImageLoadError as exc:
+        except Exception as exc:  # noqa: BLE001 - ImageLoadError, MemoryError, ...: this input's error
             data.append(b"")
-            errors.append(exc.reason)
+            errors.append(error_reason(exc))
     return {"i": batch["i"], "path": batch["path"], "ext": batch["ext"],
             "data": np.array(data, dtype=object), "error": np.array(errors, dtype=object)}
 
