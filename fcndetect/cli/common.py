@@ -6,7 +6,7 @@ from __future__ import annotations
 import errno
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -31,7 +31,7 @@ def err(msg: str, quiet: bool = False) -> None:
         click.echo(msg, err=True)
 
 
-def fail(msg: str, code: int) -> None:
+def fail(msg: str, code: int) -> NoReturn:
     """Report ``msg`` as one ``error: ...`` line on stderr and exit with ``code`` (never returns)."""
     err(f"error: {one_line(msg)}")
     sys.exit(code)
@@ -98,7 +98,7 @@ def model_errors() -> tuple[type[Exception], ...]:
     return (ConfigError, ConversionError, GeometryError, ModelLoadError, KeyError, FileNotFoundError)
 
 
-def model_error(name: str, exc: Exception) -> None:
+def model_error(name: str, exc: Exception) -> NoReturn:
     """Report a model that cannot be loaded or converted as one line naming it, and exit 2."""
     msg = one_line(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc)
     fail(msg if msg.startswith(name) else f"{name}: {msg}", EXIT_USAGE)
