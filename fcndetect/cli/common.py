@@ -4,6 +4,7 @@ and interrupt into one stderr line, and the options naming a model."""
 from __future__ import annotations
 
 import errno
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -47,6 +48,7 @@ class OneLineGroup(click.Group):
              complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        extra.pop("windows_expand_args", None)  # click's glob expansion of Windows arguments: not used here
         args = sys.argv[1:] if args is None else list(args)
         prog_name = prog_name or "fcndetect"
         self._main_shell_completion(extra, prog_name, complete_var)
@@ -68,8 +70,20 @@ class OneLineGroup(click.Group):
         except OSError as exc:
             if exc.errno != errno.EPIPE:
                 raise
+            _silence_stdout()
             code = EXIT_FAILED  # stdout closed early (`| head`): nothing more to say
         sys.exit(code)
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe on stdout: point it at /dev/null, so that the flush at exit cannot fail again (and
+    print Python's ``Exception ignored`` message)."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError, AttributeError):  # not a file descriptor (e.g. click's test runner)
+        pass
 
 
 def model_config(model: str | None, config: str | None, **options: Any) -> Any:
