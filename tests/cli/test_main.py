@@ -96,12 +96,11 @@ def test_cli_package_layout():
 
 
 def test_stdout_closed_early_ends_quietly(samples):
-    """`fcndetect run ... | head -c 10`: exit 1 (or 0 where every record fitted in the pipe first), no error
-    line, no traceback, no Python `Exception ignored` message."""
+    """`fcndetect run ... | head -0`: the reader is gone before the first record (start-up takes seconds);
+    exit 1, no error line, no traceback, no Python `Exception ignored` message."""
     proc = subprocess.Popen([sys.executable, "-c", "from fcndetect.cli import main; main()", "run", str(samples),
                              "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout.read(10) == b'{"image": '
     proc.stdout.close()
     stderr = proc.stderr.read().decode()
-    assert proc.wait(timeout=120) in (0, 1)
+    assert proc.wait(timeout=120) == 1
     assert stderr == ""
