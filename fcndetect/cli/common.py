@@ -4,9 +4,10 @@ and interrupt into one stderr line, and the options naming a model."""
 from __future__ import annotations
 
 import errno
+import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -31,7 +32,7 @@ def err(msg: str, quiet: bool = False) -> None:
         click.echo(msg, err=True)
 
 
-def fail(msg: str, code: int) -> None:
+def fail(msg: str, code: int) -> NoReturn:
     """Report ``msg`` as one ``error: ...`` line on stderr and exit with ``code`` (never returns)."""
     err(f"error: {one_line(msg)}")
     sys.exit(code)
@@ -47,6 +48,7 @@ class OneLineGroup(click.Group):
              complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        extra.pop("windows_expand_args", None)  # click's glob expansion of Windows arguments: not used here
         args = sys.argv[1:] if args is None else list(args)
         prog_name = prog_name or "fcndetect"
         self._main_shell_completion(extra, prog_name, complete_var)
@@ -68,8 +70,20 @@ class OneLineGroup(click.Group):
         except OSError as exc:
             if exc.errno != errno.EPIPE:
                 raise
+            _silence_stdout()
             code = EXIT_FAILED  # stdout closed early (`| head`): nothing more to say
         sys.exit(code)
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe on stdout: point it at /dev/null, so that the flush at exit cannot fail again (and
+    print Python's ``Exception ignored`` message)."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError, AttributeError):  # not a file descriptor (e.g. click's test runner)
+        pass
 
 
 def model_config(model: str | None, config: str | None, **options: Any) -> Any:
@@ -98,7 +112,7 @@ def model_errors() -> tuple[type[Exception], ...]:
     return (ConfigError, ConversionError, GeometryError, ModelLoadError, KeyError, FileNotFoundError)
 
 
-def model_error(name: str, exc: Exception) -> None:
+def model_error(name: str, exc: Exception) -> NoReturn:
     """Report a model that cannot be loaded or converted as one line naming it, and exit 2."""
     msg = one_line(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc)
     fail(msg if msg.startswith(name) else f"{name}: {msg}", EXIT_USAGE)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 from typing import Any
 
@@ -205,6 +206,8 @@ def _run(sources: tuple[str, ...], cfg: Any, opts: Any, threads: int | None) -> 
     except (FileNotFoundError, KeyError, ValueError) as exc:
         raise click.UsageError(str(exc).strip("'\"")) from None
     except OSError as exc:  # the output folder or a combined file cannot be written: the whole run stops
+        if exc.errno == errno.EPIPE:
+            raise  # stdout closed early (`| head`): the group ends quietly
         err(f"error: {os_error_line(exc)}")
         return EXIT_USAGE
     if summary.interrupted:

@@ -93,3 +93,14 @@ def test_cli_package_layout():
             elif isinstance(node, ast.Import):
                 assert all(a.name != "fcndetect.cli" for a in node.names), name
     assert sorted(pkg.cli.commands) == ["bench", "eval", "export", "inspect", "models", "run", "train"]
+
+
+def test_stdout_closed_early_ends_quietly(samples):
+    """`fcndetect run ... | head -0`: the reader is gone before the first record (start-up takes seconds);
+    exit 1, no error line, no traceback, no Python `Exception ignored` message."""
+    proc = subprocess.Popen([sys.executable, "-c", "from fcndetect.cli import main; main()", "run", str(samples),
+                             "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 1
+    assert stderr == ""
