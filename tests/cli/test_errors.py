@@ -54,7 +54,7 @@ USAGE_ERRORS = [
     (["run", "{image}", "--nms", "median"], "'median' is not one of"),
     (["run", "{image}", "--thresold", "0.5"], "No such option"),
     (["run"], "no SOURCES given"),
-    (["run", "{image}", "-o", "{existing}/out"], "exists.pt/out: Not a directory"),
+    (["run", "{image}", "-o", "{existing}/out"], "exists.pt/out: cannot use as the output folder (Not a directory"),
     (["run", "{image}", "-o", "{existing}"], "is a file"),
     # eval
     (["eval", "-a", "missing.xml", "{image}"], "missing.xml"),
