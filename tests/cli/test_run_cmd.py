@@ -110,7 +110,7 @@ def test_bad_inputs_do_not_stop_the_run(tmp_path, samples):
 def test_empty_folder_is_an_error(tmp_path):
     (tmp_path / "empty").mkdir()
     r = CliRunner().invoke(cli, ["run", str(tmp_path / "empty")])
-    assert r.exit_code == 1 and "no image files" in r.stderr
+    assert r.exit_code == 1 and "no image or video files" in r.stderr
 
 
 def test_heatmap_output(tmp_path, samples):
