@@ -59,7 +59,7 @@ def _is_uri(src: str) -> bool:
 
 
 #: What the local engine reads, for the error of a URL argument.
-LOCAL_INPUTS = ("inputs are local image and video files, folders and glob patterns (object-store URIs such as "
+LOCAL_INPUTS = ("inputs are local image files, folders and glob patterns (object-store URIs such as "
                 "s3://bucket/key.jpg need --engine ray; download http(s) files first)")
 
 
