@@ -235,3 +235,19 @@ def test_ctrl_c_mid_video_leaves_no_partial_video(tmp_path, samples):
         "interrupted: rerun with --resume to finish"]
     assert sorted(p.name for p in out.iterdir()) == ["run.json"]  # no video, no temporary file
     assert all(json.loads(line)["error"] is None for line in stdout.splitlines())
+
+
+def test_issue_19_acceptance_folder_with_an_image_and_a_cut_mp4(tmp_path, samples, clip):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.open(samples / "astronaut.png").convert("RGB").resize((192, 192)).save(folder / "photo.png")
+    (folder / "video.mp4").write_bytes(clip.read_bytes()[:3000])
+    p = subprocess.run(CLI + ["run", str(folder)], capture_output=True, text=True)
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    recs = _lines(p.stdout)
+    assert [(Path(x["image"]).name, x["error"] is None) for x in recs] == [("photo.png", True), ("video.mp4", False)]
+    assert len(recs[0]["detections"]) == 1
+    errors = [line for line in p.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [f"error: {folder / 'video.mp4'}: {recs[1]['error']}"]
+    others = [line for line in p.stderr.splitlines() if not line.startswith(("error: ", "progress: "))]
+    assert len(others) == 1 and "image(s)" in others[0]  # the summary
