@@ -187,6 +187,8 @@ def test_a_folder_of_images_and_broken_videos(tmp_path, samples, clip):
 def test_progress_counts_frames(clip):
     r = _invoke(["run", clip, "--vid-stride", "2"])
     assert f"progress: {clip}: {N}/{N} frames" in r.stderr and " fps, 0 error(s)" in r.stderr
+    assert "0 image(s), 4 video frame(s), 4 detection(s), 0 failed input(s) in " in r.stderr  # the summary
+    assert "not processed" not in r.stderr
 
 
 def _wait_for(pattern: str, folder: Path, proc: subprocess.Popen, seconds: float = 120) -> bool:

@@ -194,8 +194,12 @@ def _engine_detector(cfg: Any, engine: str) -> Any:
 
 def summary_line(summary: Any, chain: str, threshold: float) -> str:
     """The run's one-line summary for stderr (``summary``: a :class:`fcndetect.runner.RunSummary`)."""
-    not_done = summary.n_inputs - len(summary.records)
-    return (f"{summary.n_images} image(s), {summary.n_detections} detection(s), {summary.n_failed} failed input(s)"
+    videos = {r.get("image") for r in summary.records if "frame" in r}  # a video's frames are one input
+    not_done = summary.n_inputs - len(videos) - sum(1 for r in summary.records if "frame" not in r)
+    frames = sum(1 for r in summary.records if "frame" in r and not r.get("error"))
+    return (f"{summary.n_images - frames} image(s), "
+            + (f"{frames} video frame(s), " if frames else "")
+            + f"{summary.n_detections} detection(s), {summary.n_failed} failed input(s)"
             + (f", {summary.n_resumed} already done" if summary.n_resumed else "")
             + (f", {not_done} not processed" if not_done > 0 else "")
             + f" in {summary.seconds:.1f} s [model {chain}, threshold {threshold:.6g}]")
