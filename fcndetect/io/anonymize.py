@@ -63,9 +63,17 @@ def region_mask(shape: tuple[int, int], boxes: np.ndarray | Sequence[Sequence[fl
 
 
 def _blurred(patch: np.ndarray, side: float) -> np.ndarray:
+    """``patch`` blurred by a Gaussian of sigma ``_BLUR_SIGMA_FRACTION * side`` (the kernel grows with the
+    region). A wide one runs on the patch shrunk so that its sigma is about 2 px there, then enlarged again
+    (bilinear): the same smoothness at a small fraction of the cost of a full-size kernel."""
     sigma = max(1.0, _BLUR_SIGMA_FRACTION * side)
-    k = 2 * int(math.ceil(3 * sigma)) + 1  # the kernel grows with the region
-    return cv2.GaussianBlur(patch, (k, k), sigma, borderType=cv2.BORDER_REFLECT)
+    h, w = patch.shape[:2]
+    shrink = max(1, int(sigma // 2))
+    if shrink == 1:
+        return cv2.GaussianBlur(patch, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    small = cv2.resize(patch, (max(1, round(w / shrink)), max(1, round(h / shrink))), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), sigma / shrink, borderType=cv2.BORDER_REFLECT)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def _pixelated(patch: np.ndarray, side: float) -> np.ndarray:
@@ -82,7 +90,8 @@ def anonymize(image: np.ndarray, boxes: np.ndarray | Sequence[Sequence[float]], 
     Args:
         image: ``[H, W, 3]`` uint8 (any channel order).
         boxes: ``[N, 4]`` ``[x1, y1, x2, y2]`` in the image's pixels, continuous edges.
-        method: ``blur`` (a Gaussian whose sigma is a quarter of the region's larger semi-axis), ``pixelate``
+        method: ``blur`` (a Gaussian whose sigma is a quarter of the region's larger semi-axis, run on a shrunk
+            copy when it is wide), ``pixelate``
             (about 8 cells across the region) or ``solid`` (filled black).
         margin: each region's growth (see the module docstring).
 
