@@ -142,13 +142,11 @@ class VideoJob:
                         break
                 if bar is not None:
                     bar.update(index + 1, n_failed)
-            if failure is None and stream.error is not None:
-                # broke midway: the frames so far are kept, without the .jsonl that would mark it complete
-                failure = (stream.frames_read, stream.error)
-                complete = False
-            else:
-                complete = failure is None
-            if outputs is not None and (complete or stream.error is not None):
+            broke = failure is None and stream.error is not None
+            if broke:  # the frames so far are kept, without the .jsonl that would mark the video complete
+                failure = (stream.frames_read, str(stream.error))
+            if outputs is not None and (failure is None or broke):
+                complete = failure is None and n_failed == 0  # else --resume redoes it, as a failed image
                 try:
                     outputs.finish(records if complete else None)
                 except Exception as exc:  # noqa: BLE001 - writing its files failed: one error record
@@ -171,7 +169,8 @@ class _Outputs:
         self.root, self.name, self.render = root, name, render
         self.per_frame = replace(render, anonymize=None) if render.heatmap or render.save_maps or render.crops \
             else None
-        self.written: list[Path] = []
+        self.written: list[Path] = []  # removed by discard() unless finish() succeeded
+        self.finished = False
         self.annotated: VideoFileWriter | None = VideoFileWriter(root / (name + ".annotated.mp4"), fps, size)
         self.anonymized: VideoFileWriter | None = None
         if render.anonymize is not None:
@@ -212,14 +211,18 @@ class _Outputs:
                 atomic_write_text(self.root / (self.name + ".jsonl"), "".join(dumps_record(r) + "\n" for r in records))
         except BaseException:
             self.discard()
-            for path in self.written:
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
             raise
+        self.finished = True
 
     def discard(self) -> None:
-        """Delete the videos being written (idempotent; nothing once :meth:`finish` ran)."""
+        """Delete the videos being written and the files written so far (idempotent; nothing once
+        :meth:`finish` succeeded)."""
         for writer in (self.annotated, self.anonymized):
             if writer is not None:
                 writer.discard()
         self.annotated = self.anonymized = None
+        if not self.finished:
+            for path in self.written:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            self.written.clear()

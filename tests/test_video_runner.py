@@ -253,3 +253,50 @@ def test_issue_19_acceptance_folder_with_an_image_and_a_cut_mp4(tmp_path, sample
     assert errors == [f"error: {folder / 'video.mp4'}: {recs[1]['error']}"]
     others = [line for line in p.stderr.splitlines() if not line.startswith(("error: ", "progress: "))]
     assert len(others) == 1 and "image(s)" in others[0]  # the summary
+
+
+def test_a_frame_whose_detection_fails_and_a_video_that_cannot_be_written(tmp_path, samples, clip, monkeypatch):
+    from fcndetect.detector import Detector
+    from fcndetect.io import video as video_io
+
+    real_detect = Detector.detect_batch
+    calls = {"n": 0}
+
+    def faulty(self, images, return_maps=False):
+        calls["n"] += 1
+        if calls["n"] == 3:  # the third frame (batches of 1)
+            raise RuntimeError("CUDA out of memory")
+        return real_detect(self, images, return_maps=return_maps)
+
+    monkeypatch.setattr(Detector, "detect_batch", faulty)
+    out = tmp_path / "a"
+    r = _invoke(["run", clip, "-o", out])
+    assert r.exit_code == 1
+    recs = _lines(r.stdout)
+    assert [x["frame"] for x in recs] == list(range(N))
+    assert [x["frame"] for x in recs if x["error"]] == [2]
+    assert recs[2]["error"] == "detection failed: RuntimeError: CUDA out of memory"
+    assert r.stderr.count("error: ") == 1
+    assert not (out / "clip.mp4.jsonl").exists()  # incomplete: --resume redoes it, as a failed image
+    assert len(read_clip(out / "clip.mp4.annotated.mp4")[0]) == N
+    monkeypatch.setattr(Detector, "detect_batch", real_detect)
+
+    real_write = video_io.VideoFileWriter.write
+
+    def full_disk(self, image):
+        if self.frames == 4:
+            raise OSError(28, "No space left on device", str(self.path))
+        real_write(self, image)
+
+    monkeypatch.setattr(video_io.VideoFileWriter, "write", full_disk)
+    out = tmp_path / "b"
+    r = _invoke(["run", clip, samples / "coffee.png", "-o", out, "--crops"])
+    assert r.exit_code == 1
+    recs = _lines(r.stdout)
+    # frames 0..4 were detected and their records sent; writing frame 4 failed: one more record says so
+    assert [x["frame"] for x in recs[:-1]] == [0, 1, 2, 3, 4, 4] and recs[-1]["image"].endswith("coffee.png")
+    assert [x["error"] is None for x in recs[:5]] == [True] * 5
+    assert recs[5]["error"] == ("cannot write its outputs at frame 4: No space left on device: "
+                                f"{out / 'clip.mp4.annotated.mp4'}")
+    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == [
+        "coffee.png.annotated.png", "coffee.png.json", "detections.jsonl", "run.json"]  # the video's files gone
