@@ -16,7 +16,7 @@ import numpy as np
 
 from ..io.images import load_image
 from ..io.sources import SourceItem
-from ..io.video import VideoReader, is_video_path, open_video
+from ..io.video import VideoReader, is_video_path, open_video, silence_video_logs
 from .base import DetectBatch, EngineOptions, ItemResult, detect_each, error_reason, item_ext, render_one
 from .frames import VideoStream
 
@@ -80,6 +80,8 @@ def iter_detections(
     """
     opts = options or EngineOptions()
     batch: list[_Loaded] = []
+    if any(is_video_path(it.path) for it in items):
+        silence_video_logs()  # here, in the caller's thread, before a decoding thread opens a video
 
     def flush() -> Iterator[ItemResult]:
         loaded = [b for b in batch if b.image is not None]
