@@ -41,7 +41,7 @@ from .io.render import RenderOptions, render_image_outputs
 from .io.sinks import atomic_write_bytes, atomic_write_text, dumps_record, output_name, result_record
 from .io.sources import LOCAL_INPUTS, SourceItem, expand_sources
 from .io.video import is_video_path
-from .video_runner import VIDEO_TEMP_SUFFIX, VideoJob, completed_video, video_refusal
+from .video_runner import VIDEO_TEMP_SUFFIX, VideoJob, completed_video, input_records, video_refusal
 
 if TYPE_CHECKING:
     from .config import DetectorConfig
@@ -377,7 +377,7 @@ class BatchRunner:
             nonlocal emitted
             while emitted < len(records) and records[emitted] is not None:
                 if stream_jsonl and emitted not in streamed:
-                    for record in _as_list(records[emitted]):
+                    for record in input_records(records[emitted]):
                         write_record(record)
                 emitted += 1
 
@@ -397,7 +397,7 @@ class BatchRunner:
                 else:
                     records[k] = self._record(items[k], names[k], res)
                 error = None  # the input's last error
-                for record in _as_list(records[k]):
+                for record in input_records(records[k]):
                     if record.get("error"):
                         error = record["error"]
                         failed += 1
@@ -417,8 +417,8 @@ class BatchRunner:
             if summary.interrupted and opt.output is not None:
                 _remove_temporaries(self._root)  # a write cut short by Ctrl-C leaves no partial file
         summary.seconds = time.perf_counter() - start
-        finished = [r for rs in records if rs is not None for r in _as_list(rs)]
-        finished_names = [n for rs, n in zip(records, names) if rs is not None for _ in _as_list(rs)]
+        finished = [r for rs in records if rs is not None for r in input_records(rs)]
+        finished_names = [n for rs, n in zip(records, names) if rs is not None for _ in input_records(rs)]
         summary.records = finished
         summary.n_failed = sum(1 for r in finished if r.get("error"))
         summary.n_images = len(finished) - summary.n_failed  # processed, not merely listed (--fail-fast)
@@ -434,11 +434,6 @@ class BatchRunner:
             self.out.write(self._format_stdout(finished, finished_names))
             self.out.flush()
         return summary
-
-
-def _as_list(records: dict[str, Any] | list[dict[str, Any]] | None) -> list[dict[str, Any]]:
-    """An input's records: an image's one, or a video's frame records."""
-    return [] if records is None else records if isinstance(records, list) else [records]
 
 
 def _uri_support(engine: str) -> tuple[tuple[str, ...], str]:

@@ -38,7 +38,8 @@ from .io.sinks import atomic_write_bytes, atomic_write_text, dumps_record, resul
 from .io.sources import SourceItem
 from .io.video import VideoFileWriter, frame_time, is_video_path
 
-__all__ = ["VideoJob", "frame_record", "video_refusal", "completed_video", "FRAME_FORMATS", "VIDEO_TEMP_SUFFIX"]
+__all__ = ["VideoJob", "frame_record", "video_refusal", "completed_video", "input_records", "FRAME_FORMATS",
+           "VIDEO_TEMP_SUFFIX"]
 
 #: ``--format`` values whose files can tell a video's frames apart.
 FRAME_FORMATS = ("jsonl", "coco", "csv")
@@ -56,6 +57,11 @@ def frame_record(path: str, index: int, fps: float, dets: Detections | None, err
     ``frame`` (0-based index) and ``time`` (seconds, ``frame / fps``, 3 decimals) after ``image``."""
     rec = result_record(path, dets, error, width, height)
     return {"image": rec.pop("image"), "frame": int(index), "time": frame_time(index, fps), **rec}
+
+
+def input_records(records: Record | list[Record] | None) -> list[Record]:
+    """An input's records as a list: an image's one, or a video's frame records (``None``: not done yet)."""
+    return [] if records is None else records if isinstance(records, list) else [records]
 
 
 def video_refusal(items: Sequence[SourceItem], engine: str, fmt: str) -> str | None:
