@@ -300,3 +300,15 @@ def test_a_frame_whose_detection_fails_and_a_video_that_cannot_be_written(tmp_pa
                                 f"{out / 'clip.mp4.annotated.mp4'}")
     assert sorted(p.name for p in out.rglob("*") if p.is_file()) == [
         "coffee.png.annotated.png", "coffee.png.json", "detections.jsonl", "run.json"]  # the video's files gone
+
+
+def test_videos_from_a_list_file_a_glob_and_stdin(tmp_path, clip):
+    for sub in ("a", "b", "c"):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / f"{sub}.mp4").write_bytes(clip.read_bytes())
+    (tmp_path / "list.txt").write_text(f"# videos\n{tmp_path / 'a' / 'a.mp4'}\n")
+    r = _invoke(["run", f"@{tmp_path / 'list.txt'}", str(tmp_path / "b" / "*.mp4"), "-", "--vid-stride", "5", "-q"],
+                input=f"{tmp_path / 'c' / 'c.mp4'}\n")
+    assert r.exit_code == 0, r.stderr
+    assert [(Path(x["image"]).name, x["frame"]) for x in _lines(r.stdout)] == [
+        ("a.mp4", 0), ("a.mp4", 5), ("b.mp4", 0), ("b.mp4", 5), ("c.mp4", 0), ("c.mp4", 5)]
