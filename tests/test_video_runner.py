@@ -312,3 +312,20 @@ def test_videos_from_a_list_file_a_glob_and_stdin(tmp_path, clip):
     assert r.exit_code == 0, r.stderr
     assert [(Path(x["image"]).name, x["frame"]) for x in _lines(r.stdout)] == [
         ("a.mp4", 0), ("a.mp4", 5), ("b.mp4", 0), ("b.mp4", 5), ("c.mp4", 0), ("c.mp4", 5)]
+
+
+def test_resume_keeps_complete_videos(tmp_path, clip, samples):
+    out = tmp_path / "out"
+    args = ["run", clip, samples / "coffee.png", "-o", out, "--vid-stride", "2", "--format", "coco"]
+    first = _invoke(args)
+    assert first.exit_code == 0, first.stderr
+    before = {p: p.stat().st_mtime_ns for p in out.iterdir()}
+    (out / "detections.json").unlink()  # a combined file lost: --resume writes it again
+    again = _invoke([*args, "--resume"])
+    assert again.exit_code == 0 and again.stdout == first.stdout
+    assert "2 already done" in again.stderr
+    for name in ("clip.mp4.annotated.mp4", "clip.mp4.jsonl", "coffee.png.json"):
+        assert (out / name).stat().st_mtime_ns == before[out / name]  # not redone
+    assert (out / "detections.json").is_file()
+    r = _invoke([*args[:-4], "--vid-stride", "3", "--format", "coco", "--resume"])
+    assert r.exit_code == 2 and "outputs.vid_stride: 2 -> 3" in r.stderr
