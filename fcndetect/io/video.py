@@ -25,8 +25,10 @@ __all__ = ["VIDEO_EXTENSIONS", "is_video_path", "VideoInfo", "Frame", "VideoRead
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg"})
 #: The frame rate assumed for a container that gives none (times and written videos use it).
 DEFAULT_FPS = 25.0
-#: A stream that ends more than this many frames (and this fraction) before its container's count is broken:
-#: some containers (MKV, WebM) only estimate the count from the duration.
+#: Containers whose frame count is an index of the frames (MKV, WebM and MPEG give an estimate from the
+#: duration or bit rate): a stream of these that ends before its count is broken.
+_COUNTED_CONTAINERS = frozenset({".mp4", ".m4v", ".mov", ".avi"})
+#: ... when it ends more than this many frames (and this fraction) early.
 _COUNT_SLACK_FRAMES, _COUNT_SLACK_FRACTION = 1, 0.01
 
 _silenced = False
@@ -34,8 +36,9 @@ _silenced = False
 
 def silence_video_logs() -> None:
     """Silence OpenCV's and FFmpeg's log lines (``moov atom not found``, ``ac-tex damaged``...), which they write
-    straight to the process's stderr. Idempotent; must run before the first capture is opened (FFmpeg's level is
-    read then), so :func:`open_video` calls it."""
+    straight to the process's stderr. Idempotent. OpenCV reads FFmpeg's level once, when its FFmpeg backend is
+    first used in the process, so this must run before that: the command line does (:func:`open_video` and the
+    local engine call it first); a program that used OpenCV's video I/O before keeps FFmpeg's level as it was."""
     global _silenced
     if _silenced:
         return
@@ -83,7 +86,8 @@ class Frame:
 class VideoReader:
     """A video opened by :func:`open_video`, its first frame already decoded. :meth:`frames` yields every frame
     (decoded in a background thread, a few frames ahead); after it ends, :attr:`error` says why the stream broke
-    midway (``None`` when it ended where its container said). Use as a context manager, or call :meth:`close`."""
+    midway (``None`` when it ended where its container said: MP4, MOV and AVI count their frames; MKV, WebM and
+    MPEG only estimate the count, so a stream of these that ends early is taken as complete). Use as a context manager, or call :meth:`close`."""
 
     def __init__(self, path: str, capture: cv2.VideoCapture, first: np.ndarray, info: VideoInfo) -> None:
         self.path, self.info = path, info
@@ -126,7 +130,7 @@ class VideoReader:
         finally:
             self.close()
         self.frames_read = index
-        expected = self.info.frame_count
+        expected = self.info.frame_count if os.path.splitext(self.path)[1].lower() in _COUNTED_CONTAINERS else 0
         slack = max(_COUNT_SLACK_FRAMES, int(expected * _COUNT_SLACK_FRACTION))
         if self.error is None and expected > 0 and index < expected - slack:
             self.error = (f"video broke at frame {index}: {index} of the {expected} frames its container announces "
