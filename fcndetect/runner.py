@@ -11,6 +11,8 @@ name; the image's extension is kept, so ``a/x.jpg`` and ``a/x.png`` never collid
 * ``--crops``: ``DIR/<name>.crops/NNN_<label>.png``;
 * ``DIR/detections.jsonl``: every record, in input order; ``--format``: one more combined file;
 * ``DIR/run.json``: version, model, weights hash and effective settings; ``--resume`` refuses other settings.
+
+A video gives one record per processed frame and its own files (:mod:`fcndetect.video_runner`).
 """
 
 from __future__ import annotations
@@ -32,11 +34,14 @@ from .detector import Detector, remote_detect_batch
 from .engines.base import EngineOptions, ItemResult, error_reason
 from .engines.local import iter_detections
 from .io import formats
+from .io.anonymize import DEFAULT_MARGIN
 from .io.images import DEFAULT_MAX_PIXELS
 from .io.progress import Progress
 from .io.render import RenderOptions, render_image_outputs
 from .io.sinks import atomic_write_bytes, atomic_write_text, dumps_record, output_name, result_record
 from .io.sources import LOCAL_INPUTS, SourceItem, expand_sources
+from .io.video import is_video_path
+from .video_runner import VIDEO_TEMP_SUFFIX, VideoJob, completed_video, input_records, video_refusal
 
 if TYPE_CHECKING:
     from .config import DetectorConfig
@@ -104,16 +109,26 @@ class RunOptions:
     progress: bool | None = None  # None: a bar when stderr is a terminal
     engine: str = "local"  # "local" or "ray" (recorded in run.json; not a setting --resume checks)
     ray: "RayOptions | None" = None  # engine "ray": where and how wide (None: its defaults)
+    anonymize: str | None = None  # "blur", "pixelate" or "solid": also <name>.anonymized<ext> (videos: .mp4)
+    anonymize_margin: float = DEFAULT_MARGIN
+    vid_stride: int = 1  # videos: detect in frames 0, N, 2N, ...
 
     def render_options(self, detector: Any) -> RenderOptions:
         """What each image's files are, for :func:`~fcndetect.io.render.render_image_outputs`."""
         return RenderOptions(heatmap=self.heatmap, save_maps=self.save_maps, crops=self.crops,
-                             maps_info=maps_info(detector) if self.save_maps else {})
+                             maps_info=maps_info(detector) if self.save_maps else {}, anonymize=self.anonymize,
+                             anonymize_margin=self.anonymize_margin)
 
     def output_settings(self) -> dict[str, Any]:
-        """The options that change what is written (recorded in run.json, checked by --resume)."""
-        return {"heatmap": self.heatmap, "save_maps": self.save_maps, "crops": self.crops, "format": self.format,
-                "max_pixels": self.max_pixels}
+        """The options that change what is written (recorded in run.json, checked by --resume); video and
+        anonymisation options only when set (a folder written before they existed still resumes)."""
+        out = {"heatmap": self.heatmap, "save_maps": self.save_maps, "crops": self.crops, "format": self.format,
+               "max_pixels": self.max_pixels}
+        if self.anonymize is not None:
+            out.update(anonymize=self.anonymize, anonymize_margin=self.anonymize_margin)
+        if self.vid_stride != 1:
+            out["vid_stride"] = self.vid_stride
+        return out
 
 
 @dataclass
@@ -254,7 +269,7 @@ class BatchRunner:
         """The chosen engine's results for ``items``, in their order."""
         opt = self.opt
         options = EngineOptions(batch_size=opt.batch_size, max_pixels=opt.max_pixels, return_maps=need_maps,
-                                workers=opt.workers)
+                                workers=opt.workers, vid_stride=opt.vid_stride)
         if opt.engine == "ray":
             from .engines.ray import iter_detections_ray
 
@@ -275,7 +290,9 @@ class BatchRunner:
         return render_image_outputs(res.image, res.detections, os.path.splitext(name)[1],
                                     self.opt.render_options(self.detector))
 
-    def _completed(self, name: str) -> dict[str, Any] | None:
+    def _completed(self, name: str) -> dict[str, Any] | list[dict[str, Any]] | None:
+        if is_video_path(name):
+            return completed_video(self._root, name)
         path = self._json_path(name)
         if not path.is_file():
             return None
@@ -324,7 +341,10 @@ class BatchRunner:
     def run(self, sources: Iterable[str]) -> RunSummary:
         """Process every input; returns the counts. Raises :class:`OutputDirError` before any work."""
         opt = self.opt
-        items = list(expand_sources(sources, *_uri_support(opt.engine)))
+        items = list(expand_sources(sources, *_uri_support(opt.engine), videos=True))
+        refusal = video_refusal(items, opt.engine, opt.format)
+        if refusal is not None:
+            raise OutputDirError(refusal)
         try:
             self._prepare_output()
         except OSError as exc:  # the output folder itself (unreadable, not creatable, run.json not writable)
@@ -332,7 +352,8 @@ class BatchRunner:
         summary = RunSummary(n_inputs=len(items))
         start = time.perf_counter()
         names = [self._name(it) for it in items]
-        records: list[dict[str, Any] | None] = [None] * len(items)
+        # an image's record, or a video's list of frame records
+        records: list[dict[str, Any] | list[dict[str, Any]] | None] = [None] * len(items)
         todo: list[int] = []
         for k, (item, name) in enumerate(zip(items, names)):
             done = self._completed(name) if opt.output is not None and opt.resume and item.error is None else None
@@ -346,14 +367,22 @@ class BatchRunner:
         progress = Progress(len(items), show and len(items) > 1, tty, self.err)
         stream_jsonl = opt.format == "jsonl" or opt.output is not None
         emitted = 0
+        streamed: set[int] = set()  # videos whose records went out frame by frame
+
+        def write_record(record: dict[str, Any]) -> None:
+            self.out.write(dumps_record(record) + "\n")
+            self.out.flush()
 
         def emit_ready() -> None:
             nonlocal emitted
             while emitted < len(records) and records[emitted] is not None:
-                if stream_jsonl:
-                    self.out.write(dumps_record(records[emitted]) + "\n")  # type: ignore[arg-type]
-                    self.out.flush()
+                if stream_jsonl and emitted not in streamed:
+                    for record in input_records(records[emitted]):
+                        write_record(record)
                 emitted += 1
+
+        video_job = VideoJob(opt.output, opt.render_options(self.detector), write_record if stream_jsonl else None,
+                             show, tty, self.err)
 
         need_maps = opt.heatmap or opt.save_maps
         done, failed = summary.n_resumed, 0
@@ -362,11 +391,17 @@ class BatchRunner:
             emit_ready()
             results = self._engine([items[k] for k in todo], need_maps)
             for k, res in zip(todo, results):
-                records[k] = self._record(items[k], names[k], res)
-                error = records[k].get("error")  # type: ignore[union-attr]
-                if error:
-                    failed += 1
-                    self._error(items[k].path, str(error))
+                if res.video is not None:  # every record before it is out: its frames stream as they come
+                    streamed.add(k)
+                    records[k] = video_job.run(items[k], names[k], res.video)
+                else:
+                    records[k] = self._record(items[k], names[k], res)
+                error = None  # the input's last error
+                for record in input_records(records[k]):
+                    if record.get("error"):
+                        error = record["error"]
+                        failed += 1
+                        self._error(items[k].path, str(error))
                 done += 1
                 emit_ready()
                 progress.update(done, failed)
@@ -382,20 +417,21 @@ class BatchRunner:
             if summary.interrupted and opt.output is not None:
                 _remove_temporaries(self._root)  # a write cut short by Ctrl-C leaves no partial file
         summary.seconds = time.perf_counter() - start
-        finished = [r for r in records if r is not None]
+        finished = [r for rs in records if rs is not None for r in input_records(rs)]
+        finished_names = [n for rs, n in zip(records, names) if rs is not None for _ in input_records(rs)]
         summary.records = finished
         summary.n_failed = sum(1 for r in finished if r.get("error"))
         summary.n_images = len(finished) - summary.n_failed  # processed, not merely listed (--fail-fast)
         summary.n_detections = sum(len(r.get("detections") or []) for r in finished)
-        if summary.interrupted or len(finished) != len(records):
+        if summary.interrupted or any(rs is None for rs in records):
             return summary  # combined files only for a complete run: --resume finishes them
         if opt.output is not None:
             try:
-                self._write_combined(finished, names)
+                self._write_combined(finished, finished_names)
             except OSError as exc:
                 raise OutputDirError(f"{opt.output}: cannot write the combined outputs ({error_reason(exc)})") from None
         elif not stream_jsonl:
-            self.out.write(self._format_stdout(finished, names))
+            self.out.write(self._format_stdout(finished, finished_names))
             self.out.flush()
         return summary
 
@@ -450,7 +486,7 @@ def _remove_temporaries(root: Path) -> None:
         return
     for dirpath, _dirs, files in os.walk(root):
         for f in files:
-            if f.startswith(".") and f.endswith(".tmp"):
+            if f.startswith(".") and f.endswith((".tmp", VIDEO_TEMP_SUFFIX)):
                 try:
                     os.unlink(os.path.join(dirpath, f))
                 except OSError:

@@ -11,7 +11,7 @@ import click
 from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, err, one_line, os_error_line
 
 RUN_EPILOG = """\b
-Output: one JSON line per image on stdout:
+Output: one JSON line per image (a video: per processed frame, with "frame" and "time") on stdout:
   {"image", "width", "height", "error",
    "detections": [{"box": [x1, y1, x2, y2], "score", "logit", "label", "landmarks", "angle", "quad"}]}
   box: image pixels with continuous edges ([0, 0, W, H] is the whole image).
@@ -59,6 +59,14 @@ Exit codes: 0 all inputs processed, 1 some inputs failed, 2 usage error, 130 int
 @click.option("--heatmap", is_flag=True, help="With -o: also write the score map overlaid on each image.")
 @click.option("--save-maps", is_flag=True, help="With -o: also write the raw score maps (.npy per level).")
 @click.option("--crops", is_flag=True, help="With -o: also write each detected region as an image.")
+@click.option("--anonymize", type=click.Choice(["blur", "pixelate", "solid"]), default=None,
+              help="With -o: also write <name>.anonymized.<ext> (videos: .mp4), every detection's region "
+                   "blurred, pixelated or filled.")
+@click.option("--anonymize-margin", type=float, default=None,
+              help="Grow each anonymised region by this fraction of its box on each side (default 0.3: the "
+                   "whole face, forehead and ears, for the face presets).")
+@click.option("--vid-stride", type=int, default=1, show_default=True,
+              help="Videos: detect in frames 0, N, 2N, ... (the frames between reuse the last detections).")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "coco", "csv", "fddb", "wider"]), default="jsonl",
               show_default=True, help="One more combined output (with -o), or what stdout gets (without).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run into the same -o DIR.")
@@ -81,11 +89,11 @@ Exit codes: 0 all inputs processed, 1 some inputs failed, 2 usage error, 130 int
 @click.option("--cpus-per-actor", type=float, default=None, help="With --engine ray: CPUs each actor reserves.")
 @click.option("--gpus-per-actor", type=float, default=0.0, help="With --engine ray: GPUs each actor reserves.")
 def run_cmd(sources: tuple[str, ...], config: str | None, output: str | None, heatmap: bool, save_maps: bool,
-            crops: bool, fmt: str, resume: bool, overwrite: bool, fail_fast: bool, workers: int | None,
+            crops: bool, anonymize: str | None, anonymize_margin: float | None, vid_stride: int, fmt: str, resume: bool, overwrite: bool, fail_fast: bool, workers: int | None,
             threads: int | None, batch_size: int, max_memory: str | None, max_pixels: int | None,
             print_config: bool, quiet: bool, engine: str, ray_address: str | None, actors: str | None,
             cpus_per_actor: float | None, gpus_per_actor: float, **options: Any) -> None:
-    """Detect objects in images: files, folders (recursive), glob patterns, @list.txt, or - (stdin)."""
+    """Detect objects in images and videos: files, folders (recursive), glob patterns, @list.txt, or - (stdin)."""
     from ..config import ConfigError, toml_value
     from ..presets import resolve_config
 
@@ -110,13 +118,18 @@ def run_cmd(sources: tuple[str, ...], config: str | None, output: str | None, he
     if not sources:
         raise click.UsageError("no SOURCES given (image files, folders, glob patterns, @list.txt or -)")
     for flag, on in (("--heatmap", heatmap), ("--save-maps", save_maps), ("--crops", crops), ("--resume", resume),
-                     ("--overwrite", overwrite)):
+                     ("--overwrite", overwrite), ("--anonymize", anonymize), ("--anonymize-margin",
+                                                                              anonymize_margin is not None)):
         if on and not output:
             raise click.UsageError(f"{flag} needs -o/--output DIR")
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
     if batch_size < 1 or (workers is not None and workers < 0) or (threads is not None and threads < 1):
         raise click.UsageError("--batch-size and --threads must be >= 1, --workers >= 0")
+    if vid_stride < 1 or (anonymize_margin is not None and not anonymize_margin >= 0):
+        raise click.UsageError("--vid-stride must be >= 1 and --anonymize-margin >= 0")
+    if anonymize_margin is not None and anonymize is None:
+        raise click.UsageError("--anonymize-margin needs --anonymize")
     from pathlib import Path
 
     from ..io.images import DEFAULT_MAX_PIXELS
@@ -127,7 +140,10 @@ def run_cmd(sources: tuple[str, ...], config: str | None, output: str | None, he
         output=Path(output) if output else None, heatmap=heatmap, save_maps=save_maps, crops=crops, format=fmt,
         resume=resume, overwrite=overwrite, fail_fast=fail_fast, workers=n_workers, batch_size=batch_size,
         max_pixels=max_pixels if max_pixels is not None else DEFAULT_MAX_PIXELS, quiet=quiet, engine=engine,
+        anonymize=anonymize, vid_stride=vid_stride,
     )
+    if anonymize_margin is not None:
+        opts.anonymize_margin = anonymize_margin
     if engine == "ray":
         opts.ray = _ray_options(ray_address, actors, cpus_per_actor, gpus_per_actor, threads)
     sys.exit(_run(sources, cfg, opts, threads))
@@ -179,8 +195,12 @@ def _engine_detector(cfg: Any, engine: str) -> Any:
 
 def summary_line(summary: Any, chain: str, threshold: float) -> str:
     """The run's one-line summary for stderr (``summary``: a :class:`fcndetect.runner.RunSummary`)."""
-    not_done = summary.n_inputs - len(summary.records)
-    return (f"{summary.n_images} image(s), {summary.n_detections} detection(s), {summary.n_failed} failed input(s)"
+    videos = {r.get("image") for r in summary.records if "frame" in r}  # a video's frames are one input
+    not_done = summary.n_inputs - len(videos) - sum(1 for r in summary.records if "frame" not in r)
+    frames = sum(1 for r in summary.records if "frame" in r and not r.get("error"))
+    return (f"{summary.n_images - frames} image(s), "
+            + (f"{frames} video frame(s), " if frames else "")
+            + f"{summary.n_detections} detection(s), {summary.n_failed} failed input(s)"
             + (f", {summary.n_resumed} already done" if summary.n_resumed else "")
             + (f", {not_done} not processed" if not_done > 0 else "")
             + f" in {summary.seconds:.1f} s [model {chain}, threshold {threshold:.6g}]")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,6 +20,9 @@ from ..detections import Detections
 from ..io.images import DEFAULT_MAX_PIXELS, ImageLoadError
 from ..io.sinks import output_name
 from ..io.sources import SourceItem
+
+if TYPE_CHECKING:
+    from .frames import VideoStream
 
 __all__ = ["DetectBatch", "Render", "EngineOptions", "ItemResult", "error_reason", "detect_each", "render_one",
            "item_ext"]
@@ -40,6 +44,7 @@ class EngineOptions:
         workers: decoding threads (local engine).
         render: renders an image's files where it was detected (the Ray engine, which then returns no
             pixels); ``None``: the engine returns the image and the caller renders.
+        vid_stride: a video's frames ``0, N, 2N, ...`` are detected in (engines that read videos).
     """
 
     batch_size: int = 1
@@ -47,6 +52,7 @@ class EngineOptions:
     return_maps: bool = False
     workers: int = 1
     render: Render | None = None
+    vid_stride: int = 1
 
 
 @dataclass
@@ -55,6 +61,9 @@ class ItemResult:
 
     ``files``: the image's output files when the engine rendered them itself (``EngineOptions.render``), as
     the Ray engine does where it detects; ``image`` may then be ``None``.
+
+    ``video``: for an opened video, its frames with their detections (``image`` and ``detections`` are then
+    ``None``); the caller iterates it to its end before asking the engine for the next result.
     """
 
     item: SourceItem
@@ -62,6 +71,7 @@ class ItemResult:
     detections: Detections | None
     error: str | None
     files: list[tuple[str, bytes]] | None = None
+    video: "VideoStream | None" = None
 
 
 def error_reason(exc: BaseException, doing: str = "") -> str:

@@ -1,4 +1,6 @@
 """The local engine: images decoded in background threads, same-size images batched, results in input order.
+A video is opened (its first frame decoded) in the same threads and given back as a
+:class:`~fcndetect.engines.frames.VideoStream`: its frames decoded in a thread of their own and batched.
 
 An engine only moves images and records; it never changes a number (DESIGN.md).
 """
@@ -14,7 +16,9 @@ import numpy as np
 
 from ..io.images import load_image
 from ..io.sources import SourceItem
+from ..io.video import VideoReader, is_video_path, open_video, silence_video_logs
 from .base import DetectBatch, EngineOptions, ItemResult, detect_each, error_reason, item_ext, render_one
+from .frames import VideoStream
 
 __all__ = ["ItemResult", "iter_detections"]
 
@@ -24,13 +28,17 @@ class _Loaded:
     item: SourceItem
     image: np.ndarray | None
     error: str | None
+    video: VideoReader | None = None
 
 
 def _load(item: SourceItem, max_pixels: int | None) -> _Loaded:
-    """One input decoded, or the one-line reason it could not be (any exception: one input's failure)."""
+    """One input decoded (a video: opened, its first frame decoded), or the one-line reason it could not be
+    (any exception: one input's failure)."""
     if item.error is not None:
         return _Loaded(item, None, item.error)
     try:
+        if is_video_path(item.path):
+            return _Loaded(item, None, None, open_video(item.path, max_pixels=max_pixels))
         return _Loaded(item, load_image(item.path, max_pixels=max_pixels), None)
     except Exception as exc:  # noqa: BLE001 - ImageLoadError, and whatever else decoding raises
         return _Loaded(item, None, error_reason(exc))
@@ -66,10 +74,14 @@ def iter_detections(
     same-size images batched up to ``options.batch_size``.
 
     Every failure of one input (decoding, detection, rendering with ``options.render``) gives its
-    :class:`ItemResult` with ``error`` set; the other inputs are unaffected.
+    :class:`ItemResult` with ``error`` set; the other inputs are unaffected. A video gives one result whose
+    ``video`` yields its frames (``options.vid_stride``, ``options.batch_size``); the caller consumes it before
+    asking for the next result.
     """
     opts = options or EngineOptions()
     batch: list[_Loaded] = []
+    if any(is_video_path(it.path) for it in items):
+        silence_video_logs()  # here, in the caller's thread, before a decoding thread opens a video
 
     def flush() -> Iterator[ItemResult]:
         loaded = [b for b in batch if b.image is not None]
@@ -92,6 +104,11 @@ def iter_detections(
         batch.clear()
 
     for loaded in _prefetch(items, opts.workers, opts.max_pixels):
+        if loaded.video is not None:
+            yield from flush()
+            yield ItemResult(loaded.item, None, None, None, video=VideoStream(
+                loaded.video, detect_batch, opts.batch_size, opts.vid_stride, opts.return_maps))
+            continue
         batch.append(loaded)
         if len(batch) >= max(1, opts.batch_size):
             yield from flush()

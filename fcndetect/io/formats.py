@@ -187,7 +187,8 @@ def coco_results(
           ``COCO.loadRes``), in record then detection order; ``bbox`` is ``[x1, y1, x2 - x1, y2 - y1]``
           rounded to 2 decimals (corners rounded first); ``score`` is :func:`ranking_score` (the logit at 5
           decimals, else the score at 5); boxes are not clipped.
-        - ``images``: ``[{"id", "file_name", "width", "height"}]``; ``file_name`` is the record's ``image``.
+        - ``images``: ``[{"id", "file_name", "width", "height"}]``; ``file_name`` is the record's ``image``; a
+          video's frame record gives one image entry per frame, with its ``frame`` index (and ``time``).
         - ``categories``: ``[{"id", "name"}]``.
 
     Image ids are 1, 2, 3... over the records *without* an error, in record order (contiguous: a failed
@@ -209,7 +210,10 @@ def coco_results(
         if width is None or height is None:
             raise ValueError(f"record {record.get('image')!r} has no error but no image size")
         image_id = len(images) + 1
-        images.append({"id": image_id, "file_name": str(record["image"]), "width": int(width), "height": int(height)})
+        image = {"id": image_id, "file_name": str(record["image"]), "width": int(width), "height": int(height)}
+        if record.get("frame") is not None:  # a video's frame
+            image.update(frame=int(record["frame"]), time=record.get("time"))
+        images.append(image)
         for det in _detections(record):
             label = str(det["label"])
             if label not in cat_ids:
@@ -250,22 +254,30 @@ def csv_text(records: Sequence[Record]) -> str:
     Boxes are ``x1,y1,x2,y2`` (continuous pixel edges, not clipped) at ``%.2f``, scores at ``%.5f``, logits
     (the ranking key) at ``%.5f`` (empty for a record without one).
     An image without detections gets one row with empty label, score and box fields, so it is not lost.
+    When some record is a video's frame (it has ``frame``), ``frame`` and ``time`` columns follow ``image``
+    (empty for the images' rows).
     An image whose record has an error gets no row (the error is in ``detections.jsonl``). Written by the
     :mod:`csv` module (RFC 4180 quoting: a name with a comma or quote is quoted) with ``\\n`` line endings;
     a missing width/height is an empty field.
     """
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(CSV_HEADER)
+    frames = any(r.get("frame") is not None for r in records)
+    header = (CSV_HEADER[0], "frame", "time", *CSV_HEADER[1:]) if frames else CSV_HEADER
+    writer.writerow(header)
     for record in records:
         if not _ok(record):
             continue
         width, height = record.get("width"), record.get("height")
         size = ["" if v is None else str(int(v)) for v in (width, height)]
-        head = [str(record["image"]), *size]
+        when = []
+        if frames:
+            frame, time = record.get("frame"), record.get("time")
+            when = ["" if frame is None else str(int(frame)), "" if time is None else fixed(time, 3)]
+        head = [str(record["image"]), *when, *size]
         dets = _detections(record)
         if not dets:
-            writer.writerow(head + [""] * (len(CSV_HEADER) - 3))
+            writer.writerow(head + [""] * (len(header) - len(head)))
             continue
         for det in dets:
             box = det["box"]

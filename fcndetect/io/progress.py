@@ -9,10 +9,16 @@ __all__ = ["Progress"]
 
 
 class Progress:
-    """Progress on stderr: a one-line bar on a terminal, else a plain line every ``every`` seconds."""
+    """Progress on stderr: a one-line bar on a terminal, else a plain line every ``every`` seconds.
 
-    def __init__(self, total: int, enabled: bool, tty: bool, stream: TextIO, every: float = 10.0) -> None:
+    ``unit``: what is counted (``images``; ``frames`` for a video, whose rate reads ``fps``); ``label``: what
+    the line is about (a video's path), or ``""``. A ``total`` of 0 (a video whose container gives no frame
+    count) shows the count alone."""
+
+    def __init__(self, total: int, enabled: bool, tty: bool, stream: TextIO, every: float = 10.0,
+                 unit: str = "images", label: str = "") -> None:
         self.total, self.enabled, self.tty, self.stream, self.every = total, enabled, tty, stream, every
+        self.unit, self.label = unit, label
         self.start = self.last = time.perf_counter()
 
     def update(self, done: int, errors: int) -> None:
@@ -20,14 +26,17 @@ class Progress:
             return
         now = time.perf_counter()
         rate = done / max(now - self.start, 1e-9)
+        rate_unit = "fps" if self.unit == "frames" else "img/s"
+        head = f"{self.label}: " if self.label else ""
+        of = f"/{self.total}" if self.total > 0 else ""
         if self.tty:
             width = 30
-            filled = int(width * done / max(self.total, 1))
-            self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} "
-                              f"{rate:5.1f} img/s  {errors} error(s)")
+            filled = int(width * min(done, self.total) / self.total) if self.total > 0 else 0
+            self.stream.write(f"\r{head}[{'#' * filled}{'.' * (width - filled)}] {done}{of} "
+                              f"{rate:5.1f} {rate_unit}  {errors} error(s)")
             self.stream.flush()
         elif now - self.last >= self.every or done == self.total:
-            self.stream.write(f"progress: {done}/{self.total} images, {rate:.1f} img/s, {errors} error(s)\n")
+            self.stream.write(f"progress: {head}{done}{of} {self.unit}, {rate:.1f} {rate_unit}, {errors} error(s)\n")
             self.stream.flush()
             self.last = now
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..detections import Detections
+from .anonymize import DEFAULT_MARGIN, anonymize
 from .draw import draw_detections, encode_image, heatmap_overlay, upright_crops
 
 __all__ = ["RenderOptions", "render_image_outputs", "npy_bytes", "ANGLES_NOTE"]
@@ -36,12 +37,18 @@ class RenderOptions:
         crops: each detection's upright region (``.crops/NNN_<label>.png``).
         maps_info: what ``index.json`` says of the maps besides their levels (the dense model's name, which
             stage it is, its geometry): plain JSON values, given by the caller, which knows the detector.
+        anonymize: ``blur``, ``pixelate`` or ``solid``: also the image with every detection's region
+            anonymised and nothing drawn (``.anonymized<ext>``, :func:`fcndetect.io.anonymize.anonymize`);
+            ``None``: not written.
+        anonymize_margin: each anonymised region's growth (:data:`fcndetect.io.anonymize.DEFAULT_MARGIN`).
     """
 
     heatmap: bool = False
     save_maps: bool = False
     crops: bool = False
     maps_info: dict[str, Any] = field(default_factory=dict)
+    anonymize: str | None = None
+    anonymize_margin: float = DEFAULT_MARGIN
 
     @property
     def needs_maps(self) -> bool:
@@ -61,6 +68,9 @@ def render_image_outputs(image: np.ndarray, dets: Detections, ext: str,
     """
     ext = ext or ".png"
     files = [(".annotated" + ext, encode_image(draw_detections(image, dets), ext))]
+    if options.anonymize is not None:
+        hidden = anonymize(image, dets.boxes, options.anonymize, options.anonymize_margin)
+        files.append((".anonymized" + ext, encode_image(hidden, ext)))
     if options.heatmap:
         files.append((".heatmap" + ext, encode_image(heatmap_overlay(image, dets), ext)))
     if options.save_maps and dets.score_maps is not None:

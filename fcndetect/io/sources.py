@@ -1,4 +1,4 @@
-"""Expanding command-line sources (files, folders, globs) into image paths, deterministically."""
+"""Expanding command-line sources (files, folders, globs) into image and video paths, deterministically."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 
 from .images import IMAGE_EXTENSIONS
+from .video import VIDEO_EXTENSIONS
 
 __all__ = ["SourceItem", "expand_sources", "LOCAL_INPUTS"]
 
 
 @dataclass(frozen=True)
 class SourceItem:
-    """One input: an image path to process, or a source that gave an error (``error`` set).
+    """One input: an image or video path to process, or a source that gave an error (``error`` set).
 
     Attributes:
         path: a usable path: as given, or the folder joined with the file's path inside it.
@@ -29,17 +30,22 @@ class SourceItem:
     error: str | None = None
 
 
-def _is_image_name(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+_INPUT_EXTENSIONS = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
 
 
-def _walk_folder(folder: str) -> Iterator[SourceItem]:
-    """Image files under ``folder``, recursively, sorted; symlinked folders are not followed (no loops)."""
+def _is_input_name(name: str, videos: bool) -> bool:
+    """Whether a folder's entry ``name`` is an input: an image's extension, or with ``videos`` a video's."""
+    return os.path.splitext(name)[1].lower() in (_INPUT_EXTENSIONS if videos else IMAGE_EXTENSIONS)
+
+
+def _walk_folder(folder: str, videos: bool = False) -> Iterator[SourceItem]:
+    """Image files (and with ``videos`` video files) under ``folder``, recursively, sorted; symlinked folders
+    are not followed (no loops)."""
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
         dirnames.sort()
-        names = sorted(filenames + [d for d in dirnames if _is_image_name(d)])
+        names = sorted(filenames + [d for d in dirnames if _is_input_name(d, videos)])
         for name in names:
-            if not _is_image_name(name):
+            if not _is_input_name(name, videos):
                 continue  # annotation XML, text files, ... are skipped silently
             full = os.path.join(dirpath, name)
             rel = os.path.relpath(full, folder)
@@ -58,11 +64,11 @@ LOCAL_INPUTS = ("inputs are local image files, folders and glob patterns (object
 
 
 def expand_sources(sources: Iterable[str], uri_schemes: Collection[str] = (),
-                   supported: str = LOCAL_INPUTS) -> Iterator[SourceItem]:
+                   supported: str = LOCAL_INPUTS, videos: bool = False) -> Iterator[SourceItem]:
     """Expand files, folders and glob patterns into :class:`SourceItem` s, each real file once.
 
     A file named directly is always processed (whatever its extension); a folder is scanned recursively
-    for image extensions; a pattern with ``*``, ``?`` or ``[`` is expanded with :mod:`glob` (``**``
+    for image extensions (and with ``videos``, video extensions: :data:`~fcndetect.io.video.VIDEO_EXTENSIONS`); a pattern with ``*``, ``?`` or ``[`` is expanded with :mod:`glob` (``**``
     recursive). The same file reached twice (by resolved path) is yielded once. Sources that match
     nothing yield an item with ``error`` set. A ``scheme://`` source that is not a local path is kept as it
     is, unexpanded and unchecked, when its scheme is one of ``uri_schemes`` (an engine that reads remote
@@ -80,11 +86,12 @@ def expand_sources(sources: Iterable[str], uri_schemes: Collection[str] = (),
     for src in sources:
         if os.path.isdir(src):
             found = False
-            for item in _walk_folder(src):
+            for item in _walk_folder(src, videos):
                 found = True
                 yield from once(item)
             if not found:
-                yield SourceItem(path=src, error="folder contains no image files")
+                what = "image or video files" if videos else "image files"
+                yield SourceItem(path=src, error=f"folder contains no {what}")
         elif os.path.lexists(src):
             yield from once(SourceItem(path=src, relative=os.path.basename(src)))
         elif _is_uri(src):

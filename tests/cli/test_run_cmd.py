@@ -106,7 +106,7 @@ def test_bad_inputs_do_not_stop_the_run(tmp_path, samples):
 def test_empty_folder_is_an_error(tmp_path):
     (tmp_path / "empty").mkdir()
     r = CliRunner().invoke(cli, ["run", str(tmp_path / "empty")])
-    assert r.exit_code == 1 and "no image files" in r.stderr
+    assert r.exit_code == 1 and "no image or video files" in r.stderr
 
 
 def test_heatmap_output(tmp_path, samples):
@@ -131,3 +131,30 @@ def test_summary_line_prints_the_threshold_at_six_digits():
         "2 image(s), 4 detection(s), 1 failed input(s) in 1.2 s [model tiny, threshold 0.973457]")
     s.records = s.records[:2]
     assert summary_line(s, "face", 0.97).endswith(", 1 not processed in 1.2 s [model face, threshold 0.97]")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--anonymize", "blur"], "error: --anonymize needs -o/--output DIR"),
+    (["-o", "OUT", "--anonymize-margin", "0.5"], "error: --anonymize-margin needs --anonymize"),
+    (["-o", "OUT", "--anonymize", "blur", "--anonymize-margin", "-1"],
+     "error: --vid-stride must be >= 1 and --anonymize-margin >= 0"),
+    (["--vid-stride", "0"], "error: --vid-stride must be >= 1 and --anonymize-margin >= 0"),
+    (["-o", "OUT", "--anonymize", "smudge"], "error: Invalid value for '--anonymize'"),
+])
+def test_video_and_anonymize_usage_errors(tmp_path, samples, args, message):
+    args = [str(tmp_path / "out") if a == "OUT" else a for a in args]
+    r = CliRunner().invoke(cli, ["run", str(samples / "coffee.png"), *args])
+    assert r.exit_code == 2 and r.stderr.startswith(message) and len(r.stderr.splitlines()) == 1, r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_anonymized_image_beside_the_annotated_one(tmp_path, samples):
+    r = CliRunner().invoke(cli, ["run", str(samples / "astronaut.png"), "-o", str(tmp_path / "o"), "--anonymize",
+                                 "pixelate", "--anonymize-margin", "0.5", "-q"])
+    assert r.exit_code == 0
+    assert (tmp_path / "o" / "astronaut.png.anonymized.png").is_file()
+    run = json.loads((tmp_path / "o" / "run.json").read_text())
+    assert run["outputs"]["anonymize"] == "pixelate" and run["outputs"]["anonymize_margin"] == 0.5
+    r = CliRunner().invoke(cli, ["run", str(samples / "astronaut.png"), "-o", str(tmp_path / "o"), "--resume",
+                                 "--anonymize", "blur", "--anonymize-margin", "0.5"])
+    assert r.exit_code == 2 and 'outputs.anonymize: "pixelate" -> "blur"' in r.stderr

@@ -239,3 +239,24 @@ def test_cocoeval_ap_is_one_when_detections_equal_ground_truth(
     ev.summarize()
     assert ev.stats[0] == pytest.approx(1.0)  # AP @[.50:.95], all areas
     assert ev.stats[1] == pytest.approx(1.0)  # AP @ .50
+
+
+def test_video_frames_in_coco_and_csv():
+    det = {"box": [1.0, 2.0, 11.0, 22.0], "score": 0.9, "logit": 2.19722, "label": "face"}
+    records = [
+        {"image": "a.jpg", "width": 40, "height": 30, "detections": [det], "error": None},
+        {"image": "v.mp4", "frame": 0, "time": 0.0, "width": 64, "height": 48, "detections": [det], "error": None},
+        {"image": "v.mp4", "frame": 3, "time": 0.1, "width": 64, "height": 48, "detections": [], "error": None},
+        {"image": "v.mp4", "frame": 4, "time": 0.133, "width": 64, "height": 48, "detections": [], "error": "broke"},
+    ]
+    results, images, _cats = coco_results(records, ["face"])
+    assert images == [{"id": 1, "file_name": "a.jpg", "width": 40, "height": 30},
+                      {"id": 2, "file_name": "v.mp4", "width": 64, "height": 48, "frame": 0, "time": 0.0},
+                      {"id": 3, "file_name": "v.mp4", "width": 64, "height": 48, "frame": 3, "time": 0.1}]
+    assert [r["image_id"] for r in results] == [1, 2]
+    rows = csv_text(records).splitlines()
+    assert rows[0].split(",")[:5] == ["image", "frame", "time", "width", "height"]
+    assert [r.split(",")[:5] for r in rows[1:]] == [["a.jpg", "", "", "40", "30"], ["v.mp4", "0", "0.000", "64", "48"],
+                                                    ["v.mp4", "3", "0.100", "64", "48"]]
+    assert all(len(r.split(",")) == len(rows[0].split(",")) for r in rows)
+    assert csv_text(records[:1]).splitlines()[0].startswith("image,width,height,")  # no frame: the usual header

@@ -32,3 +32,16 @@ def test_url_on_the_command_line(samples):
         assert ("s3://" in errors[0]) and ("object-store" in errors[0])
         records = [json.loads(line) for line in r.stdout.splitlines()]
         assert [bool(rec["error"]) for rec in records] == [True, False]
+
+
+def test_folders_pick_up_videos_only_when_asked(tmp_path):
+    (tmp_path / "sub").mkdir()
+    for name in ("a.jpg", "b.MP4", "sub/c.mkv", "sub/d.webm", "e.txt", "f.mpeg"):
+        (tmp_path / name).write_bytes(b"x")
+    names = [it.relative for it in expand_sources([str(tmp_path)], videos=True)]
+    assert names == ["a.jpg", "b.MP4", "f.mpeg", "sub/c.mkv", "sub/d.webm"]
+    assert [it.relative for it in expand_sources([str(tmp_path)])] == ["a.jpg"]  # training and the API: images
+    (tmp_path / "v").mkdir()
+    (tmp_path / "v" / "x.mov").write_bytes(b"x")
+    assert [it.error for it in expand_sources([str(tmp_path / "v")])] == ["folder contains no image files"]
+    assert [it.error for it in expand_sources([str(tmp_path / "v")], videos=True)] == [None]
