@@ -178,7 +178,7 @@ def _engine_detector(cfg: Any, engine: str) -> Any:
 
 def summary_line(summary: Any, chain: str, threshold: float) -> str:
     """The run's one-line summary for stderr (``summary``: a :class:`fcndetect.runner.RunSummary`)."""
-    not_done = summary.n_inputs - len(summary.records)
+    not_done = summary.n_inputs - summary.n_records
     return (f"{summary.n_images} image(s), {summary.n_detections} detection(s), {summary.n_failed} failed input(s)"
             + (f", {summary.n_resumed} already done" if summary.n_resumed else "")
             + (f", {not_done} not processed" if not_done > 0 else "")
@@ -214,7 +214,7 @@ def _run(sources: tuple[str, ...], cfg: Any, opts: Any, threads: int | None) -> 
     if summary.n_inputs == 0:
         err("error: no input images")
         return EXIT_FAILED
-    return EXIT_FAILED if summary.n_failed or len(summary.records) < summary.n_inputs else EXIT_OK
+    return EXIT_FAILED if summary.n_failed or summary.n_records < summary.n_inputs else EXIT_OK
 
 
 def ray_stopped_an_instance() -> bool:

@@ -45,6 +45,7 @@ __all__ = [
     "rounded",
     "ranking_score",
     "xywh",
+    "coco_entries",
     "json_text",
     "coco_results",
     "coco_images_json",
@@ -203,29 +204,41 @@ def coco_results(
     results: list[dict[str, Any]] = []
     images: list[dict[str, Any]] = []
     for record in records:
-        if not _ok(record):
-            continue
-        width, height = record.get("width"), record.get("height")
-        if width is None or height is None:
-            raise ValueError(f"record {record.get('image')!r} has no error but no image size")
-        image_id = len(images) + 1
-        images.append({"id": image_id, "file_name": str(record["image"]), "width": int(width), "height": int(height)})
-        for det in _detections(record):
-            label = str(det["label"])
-            if label not in cat_ids:
-                cat_ids[label] = len(cat_ids) + 1
-            result = {
-                "image_id": image_id,
-                "category_id": cat_ids[label],
-                "bbox": list(xywh(det["box"])),
-                "score": rounded(*ranking_score(det)),
-            }
-            if det.get("landmarks"):  # COCO keypoints: x, y, visibility 2 ("labelled and visible")
-                result["keypoints"] = [v for x, y in det["landmarks"] for v in (rounded(x, BOX_DECIMALS),
-                                                                                 rounded(y, BOX_DECIMALS), 2)]
-            results.append(result)
+        image, entries = coco_entries(record, len(images) + 1, cat_ids)
+        if image is not None:
+            images.append(image)
+            results.extend(entries)
     cats = [{"id": cid, "name": name} for name, cid in cat_ids.items()]
     return results, images, cats
+
+
+def coco_entries(record: Record, image_id: int, cat_ids: dict[str, int]) -> tuple[dict[str, Any] | None,
+                                                                             list[dict[str, Any]]]:
+    """One record's COCO image (``None`` for a record with an error) and results, as :func:`coco_results`
+    gives them when the record is its ``image_id``-th image without error; labels not in ``cat_ids`` (name ->
+    id) are added to it, so records streamed one by one get the ids of the whole run."""
+    if not _ok(record):
+        return None, []
+    width, height = record.get("width"), record.get("height")
+    if width is None or height is None:
+        raise ValueError(f"record {record.get('image')!r} has no error but no image size")
+    image = {"id": image_id, "file_name": str(record["image"]), "width": int(width), "height": int(height)}
+    results: list[dict[str, Any]] = []
+    for det in _detections(record):
+        label = str(det["label"])
+        if label not in cat_ids:
+            cat_ids[label] = len(cat_ids) + 1
+        result = {
+            "image_id": image_id,
+            "category_id": cat_ids[label],
+            "bbox": list(xywh(det["box"])),
+            "score": rounded(*ranking_score(det)),
+        }
+        if det.get("landmarks"):  # COCO keypoints: x, y, visibility 2 ("labelled and visible")
+            result["keypoints"] = [v for x, y in det["landmarks"] for v in (rounded(x, BOX_DECIMALS),
+                                                                             rounded(y, BOX_DECIMALS), 2)]
+        results.append(result)
+    return image, results
 
 
 def coco_images_json(images: Sequence[Mapping[str, Any]], categories: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
