@@ -264,8 +264,12 @@ class BatchRunner:
                 render = functools.partial(render_image_outputs, options=opt.render_options(self.detector))
                 options = EngineOptions(batch_size=opt.batch_size, max_pixels=opt.max_pixels,
                                         return_maps=need_maps, render=render)
-            make = functools.partial(remote_detect_batch, self.detector.config)
-            return iter_detections_ray(make, items, options, opt.ray)
+            # the model's files travel through Ray's object store: the actors need no shared filesystem
+            from .models.files import build_from_copies, driver_files
+
+            config = self.detector.config
+            make = functools.partial(build_from_copies, remote_detect_batch, config)
+            return iter_detections_ray(make, items, options, opt.ray, driver_files(config))
         return iter_detections(self.detector.detect_batch, items, options)
 
     def _files(self, name: str, res: ItemResult) -> list[tuple[str, bytes]]:
@@ -299,6 +303,13 @@ class BatchRunner:
         order; a resumed input's record is read again from its JSON file when its turn comes), so memory does
         not grow with the number of inputs."""
         opt = self.opt
+        if opt.engine == "ray" and opt.ray is not None and opt.ray.address:  # before any output is written
+            from .engines.ray import RayEngineError
+            from .models.files import cluster_refusal
+
+            refusal = cluster_refusal(self.detector.config)
+            if refusal is not None:
+                raise RayEngineError(refusal)
         items = list(expand_sources(sources, *_uri_support(opt.engine)))
         try:
             self._prepare_output()

@@ -39,18 +39,20 @@ def read_remote(path: str) -> bytes:
 
 def actor_class(make_detect_batch: Callable[..., DetectBatch], max_pixels: int | None, return_maps: bool,
                 render: Render | None, threads: int, pid_file: str | None,
-                files: Mapping[str, tuple[str, Any]] | None = None) -> type:
+                files: Mapping[str, tuple[str, Any]] | None = None, batch_size: int = 0) -> type:
     """A :class:`DetectActor` bound to the run's settings. Ray Data builds actors without constructor
     arguments; the model files (``files``: key -> (file name, object reference)) are held by the driver for
     the whole run, so an actor restarted after a crash still finds them in the object store.
 
     ``make_detect_batch`` and ``render`` must pickle (module-level functions, :func:`functools.partial` of
-    them): they travel to the actors' processes."""
+    them): they travel to the actors' processes. ``batch_size``: images per ``detect_batch`` call (0: a
+    block's images in one call)."""
     shipped = dict(files) if files is not None else None
 
     class BoundDetectActor(DetectActor):
         def __init__(self) -> None:
-            super().__init__(make_detect_batch, max_pixels, return_maps, render, threads, pid_file, shipped)
+            super().__init__(make_detect_batch, max_pixels, return_maps, render, threads, pid_file, shipped,
+                             batch_size)
 
     return BoundDetectActor
 
@@ -70,7 +72,8 @@ def write_copies(files: Mapping[str, tuple[str, bytes]], folder: str) -> dict[st
 
 
 class DetectActor:
-    """One Ray actor: builds its ``detect_batch`` once (loads the model), then :meth:`__call__` per batch.
+    """One Ray actor: builds its ``detect_batch`` once (loads the model), then :meth:`__call__` per block of
+    images, ``batch_size`` images per ``detect_batch`` call.
 
     Without ``files``, ``make_detect_batch()``; with ``files`` (key -> (file name, object reference)), the
     files are fetched from the object store into a private temporary folder (removed when the actor's
@@ -78,7 +81,7 @@ class DetectActor:
 
     def __init__(self, make_detect_batch: Callable[..., DetectBatch], max_pixels: int | None, return_maps: bool,
                  render: Render | None, threads: int, pid_file: str | None,
-                 files: Mapping[str, tuple[str, Any]] | None = None) -> None:
+                 files: Mapping[str, tuple[str, Any]] | None = None, batch_size: int = 0) -> None:
         import torch
 
         torch.set_num_threads(threads)
@@ -94,6 +97,7 @@ class DetectActor:
             del data
             self.detect_batch = make_detect_batch(paths)
         self.max_pixels, self.return_maps, self.render, self.pid_file = max_pixels, return_maps, render, pid_file
+        self.batch_size = batch_size
 
     def _decode(self, path: str, data: bytes, error: str) -> np.ndarray | str:
         """The image, or the one-line reason it cannot be read."""
@@ -109,11 +113,16 @@ class DetectActor:
         if self.pid_file:
             with open(self.pid_file, "a", encoding="utf-8") as fh:
                 fh.write(f"{os.getpid()}\n")
-        decoded = [self._decode(str(p), bytes(d), str(e)) for p, d, e in zip(batch["path"], batch["data"],
-                                                                           batch["error"])]
-        good = [k for k, im in enumerate(decoded) if not isinstance(im, str)]
-        dets = dict(zip(good, detect_each(self.detect_batch, [decoded[k] for k in good], self.return_maps)))
-        out = [self._result(decoded[k], dets.get(k), str(batch["ext"][k])) for k in range(len(decoded))]
+        n = len(batch["i"])
+        step = self.batch_size or max(1, n)
+        out: list[bytes] = []
+        for start in range(0, n, step):  # --batch-size images decoded and detected at a time, as locally
+            rows = range(start, min(n, start + step))
+            decoded = [self._decode(str(batch["path"][k]), bytes(batch["data"][k]), str(batch["error"][k]))
+                       for k in rows]
+            good = [j for j, im in enumerate(decoded) if not isinstance(im, str)]
+            dets = dict(zip(good, detect_each(self.detect_batch, [decoded[j] for j in good], self.return_maps)))
+            out += [self._result(decoded[j], dets.get(j), str(batch["ext"][k])) for j, k in enumerate(rows)]
         return {"i": batch["i"], "result": np.array(out, dtype=object)}
 
     def _result(self, image: np.ndarray | str, dets: Detections | str | None, ext: str) -> bytes:
