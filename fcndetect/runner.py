@@ -322,7 +322,6 @@ class BatchRunner:
                    if opt.output is not None and opt.resume and item.error is None
                    and self._completed(name) is not None}
         summary.n_resumed = len(resumed)
-        todo = [k for k in range(len(items)) if k not in resumed]
         tty = bool(getattr(self.err, "isatty", lambda: False)())
         show = (not opt.quiet) if opt.progress is None else opt.progress
         progress = Progress(len(items), show and len(items) > 1, tty, self.err)
@@ -345,7 +344,8 @@ class BatchRunner:
         results: Iterator[ItemResult] | None = None
         published = False
         try:
-            results = self._engine([items[k] for k in todo], need_maps)
+            results = self._engine([it for k, it in enumerate(items) if k not in resumed] if resumed else items,
+                                   need_maps)
             for k, item in enumerate(items):
                 if k in resumed:
                     emit(k, self._completed(names[k]) or result_record(item.path, None, "its record vanished"))
