@@ -74,7 +74,7 @@ class CombinedOutputs:
                 self._files[rel] = (os.fdopen(fd, "w", encoding="utf-8", newline=""), tmp)
         elif fmt != "jsonl":
             self._spool = tempfile.TemporaryFile("w+", encoding="utf-8", newline="")
-        results = self._handle("detections.json")
+        results = self._handle("detections.json") if fmt == "coco" else None
         self._results = _JsonList(results, "") if results is not None else None
         images = self._handle("images.json")
         self._images = None
