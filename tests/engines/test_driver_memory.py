@@ -3,8 +3,10 @@
 Each run is a fresh process (``driver_memory_probe.py``) whose stdout counts the records and samples Python's
 allocations (tracemalloc) at the 1,000th record and at the last. The runner that kept every record (before
 issue 20) grew by 4.4 MiB over the last 19,000 here (about 240 bytes a record, no detections on these images;
-11 MiB of peak resident size); the bound is 1 MiB. The peak resident size's growth is reported, not bounded
-(the allocator's arenas make it noisy).
+11 MiB of peak resident size); the bound is 2 MiB. Measured on the 2-core test machine: the local engine
+grew by 0.05 MiB (38 s, tracemalloc on); the Ray engine by 0.8 MiB (Ray Data's own bookkeeping per block, about
+1.3 KB for each of 625 blocks; 200 s on a machine with a load average of 14, hence ``slow``). The peak resident
+size's growth is reported, not bounded (the allocator's arenas make it noisy).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import pytest
 N_IMAGES = 20_000
 START = 1_000
 #: what the last 19,000 records may add to the driver's Python allocations (retaining them: 4.4 MiB)
-BOUND = 2**20
+BOUND = 2 * 2**20
 PROBE = Path(__file__).with_name("driver_memory_probe.py")
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,4 +54,4 @@ def test_driver_memory_does_not_grow_with_the_records(tiny_images, engine):
     print(f"{engine}: {got}")
     assert got["records"] == N_IMAGES and got["failed"] == 0
     assert got["current_growth"] < BOUND, got
-    assert got["peak_growth"] < 8 * BOUND, got  # what is in flight (Ray: blocks, 64 results handed over)
+    assert got["peak_growth"] < 4 * BOUND, got  # what is in flight (Ray: blocks, 64 results handed over)
