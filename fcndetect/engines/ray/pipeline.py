@@ -9,7 +9,12 @@ with the run's ``render`` callable, as the local engine would. The driver receiv
 :class:`~fcndetect.detections.Detections` (score maps left out) and encoded files, and yields
 :class:`~fcndetect.engines.base.ItemResult` s in input order, so the runner writes every output itself: same
 bytes, same resume, same Ctrl-C handling. Object-store URIs (``s3://``, ``gs://``, ...) are read by the
-actors through ``pyarrow.fs``.
+actors through ``pyarrow.fs``. The model's files (``files``: weights, an exported model) are read once by the
+driver and reach the actors through Ray's object store, so no node needs the driver's filesystem.
+
+Memory in the driver stays bounded: blocks hold up to :data:`BLOCK_ROWS` images (:func:`rows_per_block`), the
+results wait in a queue of :data:`HANDOFF_AHEAD`, and Ray Data keeps the input order, so the reorder buffer
+holds only what is in flight.
 
 Ray is imported lazily: the base install does not need it.
 """
