@@ -59,16 +59,16 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=1)
     args = ap.parse_args()
 
-    import ray
-    import torch
-
-    from fcndetect import Detector, __version__
+    from fcndetect import Detector, __version__  # first: it sets OpenMP's wait policy before torch loads
     from fcndetect.detector import remote_detect_batch
     from fcndetect.engines import ray as ray_engine
     from fcndetect.engines.base import EngineOptions
     from fcndetect.engines.local import iter_detections
     from fcndetect.io.sources import expand_sources
     from fcndetect.threads import default_num_threads
+
+    import ray
+    import torch
 
     base = [it for it in expand_sources([args.images]) if it.error is None]
     if not base:

@@ -143,7 +143,7 @@ def iter_detections_ray(
             if checked[k] is not None:
                 yield ItemResult(item, None, None, checked[k])
                 continue
-            outcome = pickle.loads(next(results))
+            outcome = pickle.loads(_next_result(results))
             if "error" in outcome:
                 yield ItemResult(item, None, None, outcome["error"])
             else:
@@ -155,6 +155,21 @@ def iter_detections_ray(
         finally:
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
+
+
+def _next_result(results: Iterator[bytes]) -> bytes:
+    """The next pickled outcome; a failure of Ray itself (an actor that cannot build its model, a lost node)
+    becomes a :class:`RayEngineError` whose line is the failure's own last line (Ray's message carries the
+    remote traceback)."""
+    try:
+        return next(results)
+    except StopIteration:
+        raise RayEngineError("Ray returned fewer results than inputs") from None
+    except Exception as exc:
+        if not type(exc).__module__.startswith("ray"):
+            raise
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        raise RayEngineError(f"the Ray engine failed: {lines[-1] if lines else type(exc).__name__}") from None
 
 
 def _put_files(ray: Any, files: Mapping[str, str]) -> dict[str, tuple[str, Any]]:

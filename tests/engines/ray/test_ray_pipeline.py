@@ -255,3 +255,22 @@ def test_blocks_hold_many_images_whatever_the_batch_size():
     assert rows_per_block(1_000_000, 64, 2) == 64  # at least one whole network call
     assert rows_per_block(16, 1, 2) == 2  # short runs: about four blocks per actor, so every actor gets work
     assert rows_per_block(3, 4, 8) == 4
+
+
+def test_an_actor_that_cannot_build_its_model_stops_the_run_with_one_line(ray_session, folder):
+    import functools
+
+    from fcndetect.config import DetectorConfig
+    from fcndetect.detector import remote_detect_batch
+    from fcndetect.engines.base import EngineOptions
+    from fcndetect.io.sources import expand_sources
+
+    cfg = DetectorConfig(model="mobilenet_v2", weights="/nonexistent/mbv2.pth", classes=("cat",), stages=(),
+                         stage_thresholds=())
+    items = [it for it in expand_sources([str(folder)]) if it.error is None][:2]
+    with pytest.raises(ray_engine.RayEngineError) as info:
+        list(ray_engine.iter_detections_ray(functools.partial(remote_detect_batch, cfg), items, EngineOptions(),
+                                            ray_engine.RayOptions(actors=(1, 1))))
+    line = str(info.value)
+    assert line.startswith("the Ray engine failed: ") and line.endswith("/nonexistent/mbv2.pth: weights file not found")
+    assert "\n" not in line
