@@ -1,7 +1,13 @@
 """Run by tests/engines/test_driver_memory.py in a fresh process: ``fcndetect run FOLDER --engine E`` through
 BatchRunner, records to a stream that samples Python's allocations (tracemalloc) at record ``--from`` and at the
 last record (still inside the run: the runner's own lists are alive). Prints one JSON object: records, seconds,
-growth of current and peak allocations between the two, and of the peak resident size (VmHWM)."""
+growth of current and peak allocations between the two, and of the peak resident size (VmHWM).
+
+``pathlib_growth``: what allocations made in :mod:`pathlib` grew by meanwhile. Each ``Path(...)`` interns its
+parts (``sys.intern``), and CPython's table of interned strings, sized by every string interned in the process
+(torch's identifiers), is rebuilt now and then as file names come and go: a one-off allocation of several MiB
+whose size does not depend on the number of records (and, with the old table allocated before tracemalloc
+started, counted as growth). ``current_growth`` leaves it out."""
 
 from __future__ import annotations
 
@@ -36,6 +42,7 @@ class Probe(io.TextIOBase):
     def write(self, text: str) -> int:
         self.lines += text.count("\n")
         if self.at_start is None and self.lines >= self.start:
+            self.snap_start = tracemalloc.take_snapshot()
             self.at_start = tracemalloc.get_traced_memory()[0]
             tracemalloc.reset_peak()
             try:
@@ -45,6 +52,7 @@ class Probe(io.TextIOBase):
             self.rss_at_start = _rss_kib("VmRSS")
         if self.at_last is None and self.lines >= self.last:
             self.at_last = tracemalloc.get_traced_memory()
+            self.snap_last = tracemalloc.take_snapshot()
             self.rss_at_last = _rss_kib("VmHWM")
         return len(text)
 
@@ -76,8 +84,15 @@ def main() -> int:
     seconds = time.perf_counter() - t0
     current, peak = probe.at_last or (0, 0)
     start = probe.at_start or 0
+    import pathlib
+
+    in_pathlib = [tracemalloc.Filter(True, pathlib.__file__)]
+    diff = probe.snap_last.compare_to(probe.snap_start, "filename")
+    pathlib_growth = sum(d.size_diff for d in probe.snap_last.filter_traces(in_pathlib).compare_to(
+        probe.snap_start.filter_traces(in_pathlib), "filename"))
     print(json.dumps({"records": probe.lines, "failed": summary.n_failed, "seconds": seconds,
-                      "current_growth": current - start, "peak_growth": peak - start,
+                      "current_growth": sum(d.size_diff for d in diff) - pathlib_growth,
+                      "pathlib_growth": pathlib_growth, "peak_growth": peak - start,
                       "rss_peak_growth": (probe.rss_at_last - probe.rss_at_start) * 1024}))
     return 0
 

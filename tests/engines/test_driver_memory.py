@@ -54,4 +54,5 @@ def test_driver_memory_does_not_grow_with_the_records(tiny_images, engine):
     print(f"{engine}: {got}")
     assert got["records"] == N_IMAGES and got["failed"] == 0
     assert got["current_growth"] < BOUND, got
-    assert got["peak_growth"] < 4 * BOUND, got  # what is in flight (Ray: blocks, 64 results handed over)
+    # what is in flight (Ray: blocks, 64 results handed over); the interned-string table aside (see the probe)
+    assert got["peak_growth"] - got["pathlib_growth"] < 2 * BOUND, got

@@ -223,6 +223,7 @@ def stop_ray(ray: Any, grace: float = 5.0) -> None:
 
         auto_init.enable_auto_connect = False
     logging.disable(logging.CRITICAL)  # Ray Data's threads log errors (with tracebacks) when Ray goes under them
+    _quiet_ray_threads()
     try:
         ray.shutdown()
         for thread in list(PUMPS):
@@ -243,6 +244,24 @@ def stop_ray(ray: Any, grace: float = 5.0) -> None:
                         break
                     sig = signal.SIGKILL
                 time.sleep(0.1)
+
+
+def _quiet_ray_threads() -> None:
+    """From now on, an exception that ends one of Ray's threads (Ray Data's executor, iterators, prefetchers)
+    is not printed: once this run stops Ray under them, they fail with ``RaySystemError: Ray has not been
+    started yet``, a traceback on stderr after the run's own last line. Other threads' exceptions are
+    printed as before."""
+    previous = threading.excepthook
+    if getattr(previous, "_fcndetect_quiet", False):
+        return
+
+    def hook(args: Any) -> None:
+        if args.exc_type is not None and getattr(args.exc_type, "__module__", "").startswith("ray"):
+            return
+        previous(args)
+
+    hook._fcndetect_quiet = True  # type: ignore[attr-defined]
+    threading.excepthook = hook
 
 
 def hold_sigint(flag: threading.Event) -> Any:
