@@ -11,6 +11,10 @@ the other, with no output folder (the engines alone: decoding, detection, record
   the model), as every ``fcndetect run --engine ray`` does;
 * start-up: ``ray.init`` + ``ray.shutdown`` of a local instance, and a one-image Ray run less the local
   engine's time for that image (actor start, model load, pipeline set-up).
+
+Each row carries the machine's load average (1 minute) over its measurement, and is marked ``busy`` when that
+load exceeded the core count: other jobs then took cores from the measurement, and the row's ratios mostly
+measure them.
 """
 
 from __future__ import annotations
@@ -34,6 +38,20 @@ def _time(fn) -> float:  # noqa: ANN001 - a no-argument callable
     return time.perf_counter() - t0
 
 
+def _load() -> float:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return float("nan")
+
+
+def _timed_load(fn) -> tuple[float, float]:  # noqa: ANN001 - a no-argument callable
+    """Seconds ``fn`` took, and the larger 1-minute load average seen at its start and end."""
+    before = _load()
+    t = _time(fn)
+    return t, max(before, _load())
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", default=str(DEV))
@@ -41,16 +59,16 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=1)
     args = ap.parse_args()
 
-    import ray
-    import torch
-
-    from fcndetect import Detector, __version__
+    from fcndetect import Detector, __version__  # first: it sets OpenMP's wait policy before torch loads
     from fcndetect.detector import remote_detect_batch
     from fcndetect.engines import ray as ray_engine
     from fcndetect.engines.base import EngineOptions
     from fcndetect.engines.local import iter_detections
     from fcndetect.io.sources import expand_sources
     from fcndetect.threads import default_num_threads
+
+    import ray
+    import torch
 
     base = [it for it in expand_sources([args.images]) if it.error is None]
     if not base:
@@ -81,21 +99,22 @@ def main() -> int:
                                                               for k in ("CPU", "GPU")))
     t_local1 = _time(lambda: local(items[:1]))
     t_ray1 = _time(lambda: on_ray(items[:1], 1))
-    t_local = _time(lambda: local(items))
-    rows = [("local engine", "-", len(items) / t_local, 1.0)]
+    t_local, load_local = _timed_load(lambda: local(items))
+    rows = [("local engine", "-", len(items) / t_local, 1.0, load_local)]
     for actors in (1, 2):
-        t = _time(lambda: on_ray(items, actors))
+        t, load = _timed_load(lambda: on_ray(items, actors))
         rows.append((f"Ray, {actors} actor(s)", f"{plan.cpus:g} CPU, {plan.threads} thread", len(items) / t,
-                     t_local / t))
+                     t_local / t, load))
     t_stop = _time(lambda: ray_engine.stop_ray(ray))
-    print("| engine | per actor | images/s | vs local |")
-    print("|---|---|---:|---:|")
-    for name, per, ips, ratio in rows:
-        print(f"| {name} | {per} | {ips:.2f} | {ratio:.2f}x |")
+    print(f"| engine | per actor | images/s | vs local | load average (1 min, {cores} cores) |")
+    print("|---|---|---:|---:|---|")
+    for name, per, ips, ratio, load in rows:
+        busy = " **busy**" if load > cores else ""
+        print(f"| {name} | {per} | {ips:.2f} | {ratio:.2f}x | {load:.1f}{busy} |")
     print(f"\nRay start-up: ray.init {t_init:.1f} s + ray.shutdown {t_stop:.1f} s; a one-image run "
           f"{t_ray1:.1f} s against {t_local1:.2f} s locally: {t_ray1 - t_local1:.1f} s of actor start and "
           f"pipeline set-up per run (= {(t_ray1 - t_local1) / t_local:.0%} of this "
-          f"{len(items)}-image local run)")
+          f"{len(items)}-image local run); load average {_load():.1f}")
     return 0
 
 

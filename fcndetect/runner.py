@@ -25,7 +25,7 @@ import shutil
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -33,8 +33,8 @@ from ._version import __version__
 from .detector import Detector, remote_detect_batch
 from .engines.base import EngineOptions, ItemResult, error_reason
 from .engines.local import iter_detections
-from .io import formats
 from .io.anonymize import DEFAULT_MARGIN
+from .io.combined import CombinedOutputs
 from .io.images import DEFAULT_MAX_PIXELS
 from .io.progress import Progress
 from .io.render import RenderOptions, render_image_outputs
@@ -140,7 +140,13 @@ class RunSummary:
     n_resumed: int = 0
     seconds: float = 0.0
     interrupted: bool = False
-    records: list[dict[str, Any]] = field(default_factory=list)
+    #: records written (stdout, detections.jsonl), resumed ones included (a video gives one per frame)
+    n_records: int = 0
+    #: inputs whose records are all out, resumed ones included; fewer than ``n_inputs`` when the run stopped
+    #: early (--fail-fast, Ctrl-C)
+    n_inputs_done: int = 0
+    #: video frame records without error (``n_images`` counts images only)
+    n_frames: int = 0
 
 
 class BatchRunner:
@@ -277,8 +283,12 @@ class BatchRunner:
                 render = functools.partial(render_image_outputs, options=opt.render_options(self.detector))
                 options = EngineOptions(batch_size=opt.batch_size, max_pixels=opt.max_pixels,
                                         return_maps=need_maps, render=render)
-            make = functools.partial(remote_detect_batch, self.detector.config)
-            return iter_detections_ray(make, items, options, opt.ray)
+            # the model's files travel through Ray's object store: the actors need no shared filesystem
+            from .models.files import build_from_copies, driver_files
+
+            config = self.detector.config
+            make = functools.partial(build_from_copies, remote_detect_batch, config)
+            return iter_detections_ray(make, items, options, opt.ray, driver_files(config))
         return iter_detections(self.detector.detect_batch, items, options)
 
     def _files(self, name: str, res: ItemResult) -> list[tuple[str, bytes]]:
@@ -301,37 +311,6 @@ class BatchRunner:
         except (OSError, ValueError):
             return None
 
-    def _combined(self, records: list[dict[str, Any]], names: list[str]) -> dict[str, str]:
-        """The ``--format`` files of a complete run: path relative to the output folder -> text."""
-        fmt = self.opt.format
-        if fmt == "coco":
-            results, images, cats = formats.coco_results(records, list(self.detector.class_names))
-            return {"detections.json": formats.json_text(results),
-                    "images.json": formats.json_text(formats.coco_images_json(images, cats))}
-        if fmt == "csv":
-            return {"detections.csv": formats.csv_text(records)}
-        if fmt == "fddb":
-            return {"detections.fddb.txt": formats.fddb_text(records, names=names)}
-        if fmt == "wider":
-            return {f"wider/{formats.wider_relpath(n)}": formats.wider_text(r, n) for r, n in zip(records, names)}
-        return {}
-
-    def _write_combined(self, records: list[dict[str, Any]], names: list[str]) -> None:
-        root = self._root
-        atomic_write_text(root / "detections.jsonl", "".join(dumps_record(r) + "\n" for r in records))
-        for rel, text in self._combined(records, names).items():
-            atomic_write_text(root / rel, text)
-
-    def _format_stdout(self, records: list[dict[str, Any]], names: list[str]) -> str:
-        """What stdout gets for ``--format`` without ``-o``: the format's text; for COCO the results list,
-        each result also naming its image (``file_name``, which ``COCO.loadRes`` ignores), since there is
-        no ``images.json`` beside it."""
-        if self.opt.format != "coco":
-            return "".join(self._combined(records, names).values())
-        results, images, _cats = formats.coco_results(records, list(self.detector.class_names))
-        file_names = {im["id"]: im["file_name"] for im in images}
-        return formats.json_text([{**r, "file_name": file_names[r["image_id"]]} for r in results])
-
     def _error(self, path: str, reason: str) -> None:
         if not self.opt.quiet:
             self.err.write(f"error: {path}: {reason}\n")
@@ -339,8 +318,19 @@ class BatchRunner:
 
     # -- the run -------------------------------------------------------------------------------------
     def run(self, sources: Iterable[str]) -> RunSummary:
-        """Process every input; returns the counts. Raises :class:`OutputDirError` before any work."""
+        """Process every input; returns the counts. Raises :class:`OutputDirError` before any work.
+
+        Records reach stdout and the combined files as they come, in input order (the engines yield in input
+        order; a resumed input's record is read again from its JSON file when its turn comes), so memory does
+        not grow with the number of inputs."""
         opt = self.opt
+        if opt.engine == "ray" and opt.ray is not None and opt.ray.address:  # before any output is written
+            from .engines.ray import RayEngineError
+            from .models.files import cluster_refusal
+
+            refusal = cluster_refusal(self.detector.config)
+            if refusal is not None:
+                raise RayEngineError(refusal)
         items = list(expand_sources(sources, *_uri_support(opt.engine), videos=True))
         refusal = video_refusal(items, opt.engine, opt.format)
         if refusal is not None:
@@ -352,61 +342,73 @@ class BatchRunner:
         summary = RunSummary(n_inputs=len(items))
         start = time.perf_counter()
         names = [self._name(it) for it in items]
-        # an image's record, or a video's list of frame records
-        records: list[dict[str, Any] | list[dict[str, Any]] | None] = [None] * len(items)
-        todo: list[int] = []
-        for k, (item, name) in enumerate(zip(items, names)):
-            done = self._completed(name) if opt.output is not None and opt.resume and item.error is None else None
-            if done is not None:
-                records[k] = done
-                summary.n_resumed += 1
-            else:
-                todo.append(k)
+        resumed = {k for k, (item, name) in enumerate(zip(items, names))
+                   if opt.output is not None and opt.resume and item.error is None
+                   and self._completed(name) is not None}
+        summary.n_resumed = len(resumed)
         tty = bool(getattr(self.err, "isatty", lambda: False)())
         show = (not opt.quiet) if opt.progress is None else opt.progress
         progress = Progress(len(items), show and len(items) > 1, tty, self.err)
         stream_jsonl = opt.format == "jsonl" or opt.output is not None
-        emitted = 0
-        streamed: set[int] = set()  # videos whose records went out frame by frame
+        has_video = any(it.error is None and is_video_path(it.path) for it in items)
+        combined = CombinedOutputs(opt.output, opt.format, list(self.detector.class_names), self.out, has_video) \
+            if opt.output is not None or not stream_jsonl else None
+        current = [0]  # the input whose records are being emitted (a video's frames come from VideoJob)
 
-        def write_record(record: dict[str, Any]) -> None:
-            self.out.write(dumps_record(record) + "\n")
-            self.out.flush()
+        def emit(record: dict[str, Any]) -> None:
+            if stream_jsonl:
+                self.out.write(dumps_record(record) + "\n")
+                self.out.flush()
+            if combined is not None:
+                combined.add(record, names[current[0]])
+            summary.n_records += 1
+            summary.n_failed += bool(record.get("error"))
+            summary.n_frames += record.get("frame") is not None and not record.get("error")
+            summary.n_detections += len(record.get("detections") or [])
 
-        def emit_ready() -> None:
-            nonlocal emitted
-            while emitted < len(records) and records[emitted] is not None:
-                if stream_jsonl and emitted not in streamed:
-                    for record in input_records(records[emitted]):
-                        write_record(record)
-                emitted += 1
-
-        video_job = VideoJob(opt.output, opt.render_options(self.detector), write_record if stream_jsonl else None,
-                             show, tty, self.err)
+        video_job = VideoJob(opt.output, opt.render_options(self.detector), emit, show, tty, self.err)
 
         need_maps = opt.heatmap or opt.save_maps
-        done, failed = summary.n_resumed, 0
+        done, failed, stopped = summary.n_resumed, 0, False
         results: Iterator[ItemResult] | None = None
+        published = False
         try:
-            emit_ready()
-            results = self._engine([items[k] for k in todo], need_maps)
-            for k, res in zip(todo, results):
-                if res.video is not None:  # every record before it is out: its frames stream as they come
-                    streamed.add(k)
-                    records[k] = video_job.run(items[k], names[k], res.video)
+            results = self._engine([it for k, it in enumerate(items) if k not in resumed] if resumed else items,
+                                   need_maps)
+            for k, item in enumerate(items):
+                current[0] = k
+                if k in resumed:
+                    for record in input_records(self._completed(names[k])
+                                                or result_record(item.path, None, "its record vanished")):
+                        emit(record)
+                    summary.n_inputs_done += 1
+                    continue
+                res = None if stopped else next(results, None)
+                if res is None:
+                    break
+                if res.video is not None:  # its frames stream out (emit) as they are decoded and detected
+                    records = video_job.run(item, names[k], res.video)
                 else:
-                    records[k] = self._record(items[k], names[k], res)
+                    records = [self._record(item, names[k], res)]
+                    emit(records[0])
+                summary.n_inputs_done += 1
                 error = None  # the input's last error
-                for record in input_records(records[k]):
+                for record in records:
                     if record.get("error"):
                         error = record["error"]
                         failed += 1
-                        self._error(items[k].path, str(error))
+                        self._error(item.path, str(error))
                 done += 1
-                emit_ready()
                 progress.update(done, failed)
-                if opt.fail_fast and error:
-                    break
+                stopped = opt.fail_fast and bool(error)
+            summary.seconds = time.perf_counter() - start
+            if summary.n_inputs_done == len(items) and combined is not None:
+                try:
+                    combined.commit()
+                except OSError as exc:
+                    raise OutputDirError(f"{opt.output}: cannot write the combined outputs "
+                                         f"({error_reason(exc)})") from None
+                published = True
         except KeyboardInterrupt:
             summary.interrupted = True
         finally:
@@ -414,25 +416,12 @@ class BatchRunner:
             if close is not None:
                 close()  # an engine's resources (a Ray instance) go now, also after --fail-fast or Ctrl-C
             progress.close()
+            if combined is not None and not published:
+                combined.discard()  # combined files only for a complete run: --resume finishes them
             if summary.interrupted and opt.output is not None:
                 _remove_temporaries(self._root)  # a write cut short by Ctrl-C leaves no partial file
         summary.seconds = time.perf_counter() - start
-        finished = [r for rs in records if rs is not None for r in input_records(rs)]
-        finished_names = [n for rs, n in zip(records, names) if rs is not None for _ in input_records(rs)]
-        summary.records = finished
-        summary.n_failed = sum(1 for r in finished if r.get("error"))
-        summary.n_images = len(finished) - summary.n_failed  # processed, not merely listed (--fail-fast)
-        summary.n_detections = sum(len(r.get("detections") or []) for r in finished)
-        if summary.interrupted or any(rs is None for rs in records):
-            return summary  # combined files only for a complete run: --resume finishes them
-        if opt.output is not None:
-            try:
-                self._write_combined(finished, finished_names)
-            except OSError as exc:
-                raise OutputDirError(f"{opt.output}: cannot write the combined outputs ({error_reason(exc)})") from None
-        elif not stream_jsonl:
-            self.out.write(self._format_stdout(finished, finished_names))
-            self.out.flush()
+        summary.n_images = summary.n_records - summary.n_failed - summary.n_frames  # processed (not --fail-fast's rest)
         return summary
 
 

@@ -195,11 +195,9 @@ def _engine_detector(cfg: Any, engine: str) -> Any:
 
 def summary_line(summary: Any, chain: str, threshold: float) -> str:
     """The run's one-line summary for stderr (``summary``: a :class:`fcndetect.runner.RunSummary`)."""
-    videos = {r.get("image") for r in summary.records if "frame" in r}  # a video's frames are one input
-    not_done = summary.n_inputs - len(videos) - sum(1 for r in summary.records if "frame" not in r)
-    frames = sum(1 for r in summary.records if "frame" in r and not r.get("error"))
-    return (f"{summary.n_images - frames} image(s), "
-            + (f"{frames} video frame(s), " if frames else "")
+    not_done = summary.n_inputs - summary.n_inputs_done
+    return (f"{summary.n_images} image(s), "
+            + (f"{summary.n_frames} video frame(s), " if summary.n_frames else "")
             + f"{summary.n_detections} detection(s), {summary.n_failed} failed input(s)"
             + (f", {summary.n_resumed} already done" if summary.n_resumed else "")
             + (f", {not_done} not processed" if not_done > 0 else "")
@@ -237,7 +235,7 @@ def _run(sources: tuple[str, ...], cfg: Any, opts: Any, threads: int | None) -> 
     if summary.n_inputs == 0:
         err("error: no input images")
         return EXIT_FAILED
-    return EXIT_FAILED if summary.n_failed or len(summary.records) < summary.n_inputs else EXIT_OK
+    return EXIT_FAILED if summary.n_failed or summary.n_records < summary.n_inputs else EXIT_OK
 
 
 def ray_stopped_an_instance() -> bool:

@@ -45,6 +45,7 @@ __all__ = [
     "rounded",
     "ranking_score",
     "xywh",
+    "coco_entries",
     "json_text",
     "coco_results",
     "coco_images_json",
@@ -204,32 +205,43 @@ def coco_results(
     results: list[dict[str, Any]] = []
     images: list[dict[str, Any]] = []
     for record in records:
-        if not _ok(record):
-            continue
-        width, height = record.get("width"), record.get("height")
-        if width is None or height is None:
-            raise ValueError(f"record {record.get('image')!r} has no error but no image size")
-        image_id = len(images) + 1
-        image = {"id": image_id, "file_name": str(record["image"]), "width": int(width), "height": int(height)}
-        if record.get("frame") is not None:  # a video's frame
-            image.update(frame=int(record["frame"]), time=record.get("time"))
-        images.append(image)
-        for det in _detections(record):
-            label = str(det["label"])
-            if label not in cat_ids:
-                cat_ids[label] = len(cat_ids) + 1
-            result = {
-                "image_id": image_id,
-                "category_id": cat_ids[label],
-                "bbox": list(xywh(det["box"])),
-                "score": rounded(*ranking_score(det)),
-            }
-            if det.get("landmarks"):  # COCO keypoints: x, y, visibility 2 ("labelled and visible")
-                result["keypoints"] = [v for x, y in det["landmarks"] for v in (rounded(x, BOX_DECIMALS),
-                                                                                 rounded(y, BOX_DECIMALS), 2)]
-            results.append(result)
+        image, entries = coco_entries(record, len(images) + 1, cat_ids)
+        if image is not None:
+            images.append(image)
+            results.extend(entries)
     cats = [{"id": cid, "name": name} for name, cid in cat_ids.items()]
     return results, images, cats
+
+
+def coco_entries(record: Record, image_id: int, cat_ids: dict[str, int]) -> tuple[dict[str, Any] | None,
+                                                                             list[dict[str, Any]]]:
+    """One record's COCO image (``None`` for a record with an error) and results, as :func:`coco_results`
+    gives them when the record is its ``image_id``-th image without error; labels not in ``cat_ids`` (name ->
+    id) are added to it, so records streamed one by one get the ids of the whole run."""
+    if not _ok(record):
+        return None, []
+    width, height = record.get("width"), record.get("height")
+    if width is None or height is None:
+        raise ValueError(f"record {record.get('image')!r} has no error but no image size")
+    image = {"id": image_id, "file_name": str(record["image"]), "width": int(width), "height": int(height)}
+    if record.get("frame") is not None:  # a video's frame
+        image.update(frame=int(record["frame"]), time=record.get("time"))
+    results: list[dict[str, Any]] = []
+    for det in _detections(record):
+        label = str(det["label"])
+        if label not in cat_ids:
+            cat_ids[label] = len(cat_ids) + 1
+        result = {
+            "image_id": image_id,
+            "category_id": cat_ids[label],
+            "bbox": list(xywh(det["box"])),
+            "score": rounded(*ranking_score(det)),
+        }
+        if det.get("landmarks"):  # COCO keypoints: x, y, visibility 2 ("labelled and visible")
+            result["keypoints"] = [v for x, y in det["landmarks"] for v in (rounded(x, BOX_DECIMALS),
+                                                                             rounded(y, BOX_DECIMALS), 2)]
+        results.append(result)
+    return image, results
 
 
 def coco_images_json(images: Sequence[Mapping[str, Any]], categories: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -246,7 +258,7 @@ def coco_images_json(images: Sequence[Mapping[str, Any]], categories: Sequence[M
 # ----------------------------------------------------------------------------------------------- CSV
 
 
-def csv_text(records: Sequence[Record]) -> str:
+def csv_text(records: Sequence[Record], frames: bool | None = None) -> str:
     """CSV of a run: header ``image,width,height,label,score,logit,x1,y1,x2,y2`` and the 10 landmark columns
     (``left_eye_x, left_eye_y, ..., mouth_right_y``, empty for detections without landmarks), then one row
     per detection.
@@ -254,15 +266,16 @@ def csv_text(records: Sequence[Record]) -> str:
     Boxes are ``x1,y1,x2,y2`` (continuous pixel edges, not clipped) at ``%.2f``, scores at ``%.5f``, logits
     (the ranking key) at ``%.5f`` (empty for a record without one).
     An image without detections gets one row with empty label, score and box fields, so it is not lost.
-    When some record is a video's frame (it has ``frame``), ``frame`` and ``time`` columns follow ``image``
-    (empty for the images' rows).
+    When some record is a video's frame (it has ``frame``), or ``frames`` is true (a streamed run that holds a
+    video), ``frame`` and ``time`` columns follow ``image`` (empty for the images' rows).
     An image whose record has an error gets no row (the error is in ``detections.jsonl``). Written by the
     :mod:`csv` module (RFC 4180 quoting: a name with a comma or quote is quoted) with ``\\n`` line endings;
     a missing width/height is an empty field.
     """
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    frames = any(r.get("frame") is not None for r in records)
+    if frames is None:
+        frames = any(r.get("frame") is not None for r in records)
     header = (CSV_HEADER[0], "frame", "time", *CSV_HEADER[1:]) if frames else CSV_HEADER
     writer.writerow(header)
     for record in records:

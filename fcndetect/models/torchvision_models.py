@@ -106,6 +106,20 @@ def _cached_file(weights) -> Path:
     return path
 
 
+def hub_cache_file(arch: str, weights: str | None) -> Path | None:
+    """Where torch hub caches ``arch``'s named ``weights`` (``None``/``DEFAULT`` or a weight name), whether or
+    not the file is there; ``None`` for a weights path, ``none``, or an architecture without such weights."""
+    wname = weights if weights is not None else "DEFAULT"
+    if wname.lower() == "none" or os.sep in wname or "/" in wname or Path(wname).exists() \
+            or Path(wname).suffix in {".pt", ".pth", ".bin", ".ckpt"}:
+        return None
+    try:
+        meta_w = _resolve_named_weights(arch, wname)
+    except ModelLoadError:
+        return None
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(meta_w.url)
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """A state dict from a file, loaded without executing anything.
 

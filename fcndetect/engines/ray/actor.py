@@ -6,10 +6,14 @@ other images are unaffected.
 
 from __future__ import annotations
 
+import atexit
 import os
 import pickle
-from collections.abc import Callable
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +22,7 @@ from ...io.images import ImageLoadError, decode_image
 from ..base import DetectBatch, Render, detect_each, error_reason, render_one
 from .options import is_remote_uri
 
-__all__ = ["DetectActor", "actor_class", "read_remote"]
+__all__ = ["DetectActor", "actor_class", "read_remote", "write_copies"]
 
 
 def read_remote(path: str) -> bytes:
@@ -33,31 +37,67 @@ def read_remote(path: str) -> bytes:
         raise ImageLoadError(path, str(exc)) from None
 
 
-def actor_class(make_detect_batch: Callable[[], DetectBatch], max_pixels: int | None, return_maps: bool,
-                render: Render | None, threads: int, pid_file: str | None) -> type:
+def actor_class(make_detect_batch: Callable[..., DetectBatch], max_pixels: int | None, return_maps: bool,
+                render: Render | None, threads: int, pid_file: str | None,
+                files: Mapping[str, tuple[str, Any]] | None = None, batch_size: int = 0) -> type:
     """A :class:`DetectActor` bound to the run's settings. Ray Data builds actors without constructor
-    arguments, so an actor restarted after a crash never depends on arguments held in the object store.
+    arguments; the model files (``files``: key -> (file name, object reference)) are held by the driver for
+    the whole run, so an actor restarted after a crash still finds them in the object store.
 
     ``make_detect_batch`` and ``render`` must pickle (module-level functions, :func:`functools.partial` of
-    them): they travel to the actors' processes."""
+    them): they travel to the actors' processes. ``batch_size``: images per ``detect_batch`` call (0: a
+    block's images in one call)."""
+    shipped = dict(files) if files is not None else None
 
     class BoundDetectActor(DetectActor):
         def __init__(self) -> None:
-            super().__init__(make_detect_batch, max_pixels, return_maps, render, threads, pid_file)
+            super().__init__(make_detect_batch, max_pixels, return_maps, render, threads, pid_file, shipped,
+                             batch_size)
 
     return BoundDetectActor
 
 
-class DetectActor:
-    """One Ray actor: ``make_detect_batch()`` once (loads the model), then :meth:`__call__` per batch."""
+def write_copies(files: Mapping[str, tuple[str, bytes]], folder: str) -> dict[str, str]:
+    """Each file's bytes written to ``folder/N/NAME`` (its own folder, its own name, so suffixes and names
+    are kept): key -> path."""
+    paths: dict[str, str] = {}
+    for n, (key, (name, data)) in enumerate(sorted(files.items())):
+        sub = os.path.join(folder, str(n))
+        os.makedirs(sub, exist_ok=True)
+        path = os.path.join(sub, os.path.basename(name))
+        with open(path, "wb") as fh:
+            fh.write(data)
+        paths[key] = path
+    return paths
 
-    def __init__(self, make_detect_batch: Callable[[], DetectBatch], max_pixels: int | None, return_maps: bool,
-                 render: Render | None, threads: int, pid_file: str | None) -> None:
+
+class DetectActor:
+    """One Ray actor: builds its ``detect_batch`` once (loads the model), then :meth:`__call__` per block of
+    images, ``batch_size`` images per ``detect_batch`` call.
+
+    Without ``files``, ``make_detect_batch()``; with ``files`` (key -> (file name, object reference)), the
+    files are fetched from the object store into a private temporary folder (removed when the actor's
+    process exits) and ``make_detect_batch(paths)`` gets key -> path of each copy."""
+
+    def __init__(self, make_detect_batch: Callable[..., DetectBatch], max_pixels: int | None, return_maps: bool,
+                 render: Render | None, threads: int, pid_file: str | None,
+                 files: Mapping[str, tuple[str, Any]] | None = None, batch_size: int = 0) -> None:
         import torch
 
         torch.set_num_threads(threads)
-        self.detect_batch = make_detect_batch()
+        if files is None:
+            self.detect_batch = make_detect_batch()
+        else:
+            import ray
+
+            folder = tempfile.mkdtemp(prefix="fcndetect-model-")
+            atexit.register(shutil.rmtree, folder, True)
+            data = ray.get([ref for _name, ref in files.values()])
+            paths = write_copies({k: (name, d) for (k, (name, _ref)), d in zip(files.items(), data)}, folder)
+            del data
+            self.detect_batch = make_detect_batch(paths)
         self.max_pixels, self.return_maps, self.render, self.pid_file = max_pixels, return_maps, render, pid_file
+        self.batch_size = batch_size
 
     def _decode(self, path: str, data: bytes, error: str) -> np.ndarray | str:
         """The image, or the one-line reason it cannot be read."""
@@ -73,11 +113,16 @@ class DetectActor:
         if self.pid_file:
             with open(self.pid_file, "a", encoding="utf-8") as fh:
                 fh.write(f"{os.getpid()}\n")
-        decoded = [self._decode(str(p), bytes(d), str(e)) for p, d, e in zip(batch["path"], batch["data"],
-                                                                           batch["error"])]
-        good = [k for k, im in enumerate(decoded) if not isinstance(im, str)]
-        dets = dict(zip(good, detect_each(self.detect_batch, [decoded[k] for k in good], self.return_maps)))
-        out = [self._result(decoded[k], dets.get(k), str(batch["ext"][k])) for k in range(len(decoded))]
+        n = len(batch["i"])
+        step = self.batch_size or max(1, n)
+        out: list[bytes] = []
+        for start in range(0, n, step):  # --batch-size images decoded and detected at a time, as locally
+            rows = range(start, min(n, start + step))
+            decoded = [self._decode(str(batch["path"][k]), bytes(batch["data"][k]), str(batch["error"][k]))
+                       for k in rows]
+            good = [j for j, im in enumerate(decoded) if not isinstance(im, str)]
+            dets = dict(zip(good, detect_each(self.detect_batch, [decoded[j] for j in good], self.return_maps)))
+            out += [self._result(decoded[j], dets.get(j), str(batch["ext"][k])) for j, k in enumerate(rows)]
         return {"i": batch["i"], "result": np.array(out, dtype=object)}
 
     def _result(self, image: np.ndarray | str, dets: Detections | str | None, ext: str) -> bytes:

@@ -10,17 +10,24 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from .options import INSTALL_HINT, RayEngineError
 
-__all__ = ["require_ray", "start_ray", "stop_ray", "hold_sigint", "mask_sigint", "PUMPS"]
+__all__ = ["require_ray", "start_ray", "stop_ray", "hold_sigint", "mask_sigint", "is_loopback_address", "PUMPS",
+           "AUTH_MODE_VAR"]
 
 _MARK_VAR = "FCNDETECT_RAY_INSTANCE"
+#: Ray binds its services to the node address it registers; ``0`` keeps a loopback node on 127.0.0.1
+_CLUSTER_VAR = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+#: ``token``: the driver authenticates with the cluster's token (Ray 2.60)
+AUTH_MODE_VAR = "RAY_AUTH_MODE"
 #: whether this process stopped a Ray instance (the console entry point then ends with os._exit)
 STOPPED_AN_INSTANCE = False
 #: result threads of running pipelines (:func:`stop_ray` waits for them while logging is off)
@@ -29,6 +36,7 @@ PUMPS: set[threading.Thread] = set()
 
 def require_ray() -> Any:
     """The ``ray`` module with Ray Data, or :class:`RayEngineError` naming the install command."""
+    _quiet_ray_env()  # before Ray's first import: its C++ logging reads the level then
     try:
         import ray
         import ray.data  # noqa: F401
@@ -56,22 +64,135 @@ def _package_parent() -> str:
     return here
 
 
+def is_loopback_address(address: str | None) -> bool:
+    """Whether ``address`` (``HOST:PORT``) names this machine's loopback (``127.x.x.x``, ``localhost``, ``::1``):
+    such a cluster is joined as a loopback node, and Ray must not swap the host for the machine's address."""
+    if not address or address == "auto":
+        return False
+    host = address.rsplit(":", 1)[0].strip("[]") if ":" in address else address
+    return host == "localhost" or host == "::1" or host.startswith("127.")
+
+
+@contextlib.contextmanager
+def _loopback_only(ray: Any) -> Iterator[None]:
+    """While Ray starts or joins a loopback node: every process it spawns binds 127.0.0.1 and registers it.
+
+    Ray swaps ``127.0.0.1`` for the machine's network address unless ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``,
+    which Ray reads once, when it is imported: the variable is set for the processes spawned meanwhile (they
+    import Ray afresh, the raylet's workers too) and Ray's constant is set in this process; both are
+    restored afterwards (a later run in this process may join a real cluster)."""
+    constants = getattr(getattr(ray, "_private", None), "ray_constants", None)
+    old_env = os.environ.get(_CLUSTER_VAR)
+    old_const = getattr(constants, "ENABLE_RAY_CLUSTER", None)
+    os.environ[_CLUSTER_VAR] = "0"
+    if old_const is not None:
+        constants.ENABLE_RAY_CLUSTER = False  # type: ignore[union-attr]
+    try:
+        yield
+    finally:
+        if old_env is None:
+            os.environ.pop(_CLUSTER_VAR, None)
+        else:
+            os.environ[_CLUSTER_VAR] = old_env
+        if old_const is not None:
+            constants.ENABLE_RAY_CLUSTER = old_const  # type: ignore[union-attr]
+
+
+def _auth_mode() -> str:
+    return os.environ.get(AUTH_MODE_VAR, "").strip().lower()
+
+
+def _auth_line(address: str) -> str:
+    """What to set when ``address`` refused this driver's (missing) token."""
+    if _auth_mode() == "token":
+        return (f"cannot join the Ray cluster at {address}: it refused this driver's token; give the cluster's "
+                "token in ~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN")
+    return (f"cannot join the Ray cluster at {address}: it requires token authentication; set "
+            f"{AUTH_MODE_VAR}=token and give its token (~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN)")
+
+
+@contextlib.contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 points to /dev/null meanwhile (C++ code writes there, not to ``sys.stderr``)."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _check_join(address: str) -> None:
+    """Raise :class:`RayEngineError` at once when nothing listens at ``HOST:PORT`` (``ray.init`` would retry
+    for minutes) or the cluster there refuses this driver's token (``ray.init`` would retry for 20 s and then
+    say only that it could not connect). The token check uses Ray's GCS client (a private API: skipped when
+    it is not there)."""
+    host, _, port = address.rpartition(":")
+    if address == "auto" or not host or not port.isdigit():
+        return
+    try:  # nothing listening: say so now (Ray would retry for minutes)
+        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+    except OSError as exc:
+        raise RayEngineError(f"cannot join the Ray cluster at {address}: "
+                             f"{exc.strerror or type(exc).__name__}") from None
+    try:
+        from ray._raylet import GcsClient
+        from ray.exceptions import AuthenticationError
+    except ImportError:
+        return
+    try:
+        with _stderr_silenced():  # Ray's C++ client logs each refused attempt there
+            GcsClient(address=address)
+    except AuthenticationError:
+        raise RayEngineError(_auth_line(address)) from None
+    except Exception:  # noqa: BLE001 - anything else: ray.init says what is wrong
+        return
+
+
 def start_ray(ray: Any, address: str | None) -> bool:
     """Connect to Ray (``address``) or start a local instance, keeping stdout clean; returns whether this
     call started it (then :func:`stop_ray` must stop it, also when this call fails or is interrupted). An
-    already connected session is reused."""
+    already connected session is reused.
+
+    Without ``address``, a new local instance starts (never one that ``ray start`` left running, which
+    ``ray.init()`` would join, nor a dead one it would wait for), every service bound to 127.0.0.1. A cluster
+    on the loopback (``127.0.0.1:PORT``) is joined from 127.0.0.1; one that requires token authentication
+    from a driver without ``RAY_AUTH_MODE=token`` gives one line naming it."""
     if ray.is_initialized():
         return False
     _quiet_ray_env()
-    if address is None:  # every process of the local instance inherits this mark (see stop_ray)
+    local = address is None
+    if local:  # every process of the local instance inherits this mark (see stop_ray)
         os.environ[_MARK_VAR] = uuid.uuid4().hex
-    env_vars = {"PYTHONPATH": _package_parent() + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env_vars = {"PYTHONPATH": _package_parent() + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                _CLUSTER_VAR: "0"}
+    loopback = local or is_loopback_address(address)
+    kwargs: dict[str, Any] = {"_node_ip_address": "127.0.0.1"} if loopback else {}
+    if local:
+        kwargs["runtime_env"] = {"env_vars": env_vars}
     try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
-                 runtime_env={"env_vars": env_vars} if address is None else None)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
+        with _loopback_only(ray) if loopback else contextlib.nullcontext():
+            if not local:
+                _check_join(address)  # type: ignore[arg-type]
+            ray.init(address="local" if local else address, include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.ERROR, **kwargs)
+    except RayEngineError:
+        raise
+    except Exception as exc:  # ConnectionError, RuntimeError, ValueError, ray.exceptions.AuthenticationError
+        if type(exc).__name__ == "AuthenticationError" and address:
+            raise RayEngineError(_auth_line(address)) from None
+        if not isinstance(exc, (ConnectionError, RuntimeError, ValueError)):
+            raise
+        hint = "" if local or _auth_mode() == "token" else \
+            f" (if it uses token authentication, set {AUTH_MODE_VAR}=token)"
         raise RayEngineError(f"cannot {'join the Ray cluster at ' + address if address else 'start Ray'}: "
-                             + " ".join(str(exc).split())) from None
+                             + " ".join(str(exc).split()) + hint) from None
     return True
 
 
@@ -102,6 +223,7 @@ def stop_ray(ray: Any, grace: float = 5.0) -> None:
 
         auto_init.enable_auto_connect = False
     logging.disable(logging.CRITICAL)  # Ray Data's threads log errors (with tracebacks) when Ray goes under them
+    _quiet_ray_threads()
     try:
         ray.shutdown()
         for thread in list(PUMPS):
@@ -122,6 +244,24 @@ def stop_ray(ray: Any, grace: float = 5.0) -> None:
                         break
                     sig = signal.SIGKILL
                 time.sleep(0.1)
+
+
+def _quiet_ray_threads() -> None:
+    """From now on, an exception that ends one of Ray's threads (Ray Data's executor, iterators, prefetchers)
+    is not printed: once this run stops Ray under them, they fail with ``RaySystemError: Ray has not been
+    started yet``, a traceback on stderr after the run's own last line. Other threads' exceptions are
+    printed as before."""
+    previous = threading.excepthook
+    if getattr(previous, "_fcndetect_quiet", False):
+        return
+
+    def hook(args: Any) -> None:
+        if args.exc_type is not None and getattr(args.exc_type, "__module__", "").startswith("ray"):
+            return
+        previous(args)
+
+    hook._fcndetect_quiet = True  # type: ignore[attr-defined]
+    threading.excepthook = hook
 
 
 def hold_sigint(flag: threading.Event) -> Any:

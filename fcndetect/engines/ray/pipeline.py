@@ -9,7 +9,12 @@ with the run's ``render`` callable, as the local engine would. The driver receiv
 :class:`~fcndetect.detections.Detections` (score maps left out) and encoded files, and yields
 :class:`~fcndetect.engines.base.ItemResult` s in input order, so the runner writes every output itself: same
 bytes, same resume, same Ctrl-C handling. Object-store URIs (``s3://``, ``gs://``, ...) are read by the
-actors through ``pyarrow.fs``.
+actors through ``pyarrow.fs``. The model's files (``files``: weights, an exported model) are read once by the
+driver and reach the actors through Ray's object store, so no node needs the driver's filesystem.
+
+Memory in the driver stays bounded: blocks hold up to :data:`BLOCK_ROWS` images (:func:`rows_per_block`), the
+results wait in a queue of :data:`HANDOFF_AHEAD`, and Ray Data keeps the input order, so the reorder buffer
+holds only what is in flight.
 
 Ray is imported lazily: the base install does not need it.
 """
@@ -24,7 +29,7 @@ import queue
 import signal
 import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -37,7 +42,12 @@ from .lifecycle import PUMPS, hold_sigint, mask_sigint, require_ray, start_ray, 
 from .options import PID_FILE_ENV, READ_CPUS, READ_TASKS, RayEngineError, RayOptions, is_remote_uri
 from .plan import plan_actors
 
-__all__ = ["iter_detections_ray"]
+__all__ = ["iter_detections_ray", "rows_per_block", "BLOCK_ROWS", "HANDOFF_AHEAD"]
+
+#: Most images per Ray Data block (and actor call); whole ``--batch-size`` batches beyond it.
+BLOCK_ROWS = 32
+#: Most results the driver holds between Ray and the writer.
+HANDOFF_AHEAD = 64
 
 
 def _data_context(ray: Any) -> None:
@@ -80,10 +90,11 @@ def _driver_check(item: SourceItem) -> str | None:
 
 
 def iter_detections_ray(
-    make_detect_batch: Callable[[], DetectBatch],
+    make_detect_batch: Callable[..., DetectBatch],
     items: list[SourceItem],
     options: EngineOptions | None = None,
     ray_options: RayOptions | None = None,
+    files: Mapping[str, str] | None = None,
 ) -> Iterator[ItemResult]:
     """Detect in every item on Ray, lazily, in input order: the same :class:`ItemResult` stream as
     :func:`~fcndetect.engines.local.iter_detections`, with ``files`` rendered by the actors when
@@ -91,10 +102,14 @@ def iter_detections_ray(
 
     Args:
         make_detect_batch: builds the ``detect_batch`` callable, once in each actor; it must pickle (a
-            module-level function, or a :func:`functools.partial` of one).
+            module-level function, or a :func:`functools.partial` of one). Called without arguments, or,
+            with ``files``, with key -> path of the actor's copy of each file.
         items: the inputs.
         options: batch size, pixel limit, score maps, ``render`` (must pickle too).
         ray_options: where and how wide to run.
+        files: files of the driver's disk the actors need (key -> path; the model's files): read once here,
+            sent through Ray's object store, written by each actor into a private temporary folder. No
+            shared filesystem is needed.
 
     Starts a local Ray instance unless one is connected or ``ray_options.address`` names a cluster, and stops
     the one it started when the iterator ends, fails, is closed or is interrupted.
@@ -121,12 +136,14 @@ def iter_detections_ray(
             hold_sigint(interrupted)
             if masked:
                 mask_sigint(False)
-        results = _interruptible(_run_pipeline(ray, make_detect_batch, items, sent, opts, ropts), interrupted)
+        shipped = _put_files(ray, files) if files is not None else None
+        results = _interruptible(_run_pipeline(ray, make_detect_batch, items, sent, opts, ropts, shipped),
+                                 interrupted)
         for k, item in enumerate(items):
             if checked[k] is not None:
                 yield ItemResult(item, None, None, checked[k])
                 continue
-            outcome = pickle.loads(next(results))
+            outcome = pickle.loads(_next_result(results))
             if "error" in outcome:
                 yield ItemResult(item, None, None, outcome["error"])
             else:
@@ -140,39 +157,96 @@ def iter_detections_ray(
                 signal.signal(signal.SIGINT, previous)
 
 
-def _interruptible(source: Iterator[bytes], interrupted: threading.Event, poll: float = 0.1) -> Iterator[bytes]:
-    """``source`` iterated in a daemon thread, its items handed over through a queue; raises
-    :class:`KeyboardInterrupt` here, between items, once ``interrupted`` is set (:func:`hold_sigint`). Errors of
-    ``source`` are re-raised here."""
-    handoff: queue.Queue[tuple[str, Any]] = queue.Queue()  # unbounded: the pump never blocks on a stopped reader
+def _next_result(results: Iterator[bytes]) -> bytes:
+    """The next pickled outcome; a failure of Ray itself (an actor that cannot build its model, a lost node)
+    becomes a :class:`RayEngineError` whose line is the failure's own last line (Ray's message carries the
+    remote traceback)."""
+    try:
+        return next(results)
+    except StopIteration:
+        raise RayEngineError("Ray returned fewer results than inputs") from None
+    except Exception as exc:
+        if not type(exc).__module__.startswith("ray"):
+            raise
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        raise RayEngineError(f"the Ray engine failed: {lines[-1] if lines else type(exc).__name__}") from None
+
+
+def _put_files(ray: Any, files: Mapping[str, str]) -> dict[str, tuple[str, Any]]:
+    """Each file read once and put in Ray's object store: key -> (file name, object reference). The driver
+    holds the references for the whole run (an actor restarted late still finds them)."""
+    out: dict[str, tuple[str, Any]] = {}
+    for key, path in files.items():
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except OSError as exc:
+            raise RayEngineError(f"{path}: cannot read the model's file ({exc.strerror or exc})") from None
+        out[key] = (os.path.basename(path), ray.put(data))
+        del data
+    return out
+
+
+def _interruptible(source: Iterator[bytes], interrupted: threading.Event, poll: float = 0.1,
+                   ahead: int = HANDOFF_AHEAD) -> Iterator[bytes]:
+    """``source`` iterated in a daemon thread, its items handed over through a queue of at most ``ahead``
+    items (the driver holds no more results than that while it writes); raises :class:`KeyboardInterrupt`
+    here, between items, once ``interrupted`` is set (:func:`hold_sigint`). Errors of ``source`` are re-raised
+    here. The pump stops when this generator is closed, so it never waits forever on a stopped reader."""
+    handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=ahead)
+    stopped = threading.Event()
+
+    def put(entry: tuple[str, Any]) -> bool:
+        while not stopped.is_set():
+            try:
+                handoff.put(entry, timeout=poll)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def pump() -> None:
         try:
             for item in source:
-                handoff.put(("item", item))
-            handoff.put(("end", None))
+                if not put(("item", item)):
+                    return
+            put(("end", None))
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
-            handoff.put(("error", exc))
+            put(("error", exc))
 
     thread = threading.Thread(target=pump, name="fcndetect-ray-results", daemon=True)
     PUMPS.add(thread)
     thread.start()
-    while True:
-        if interrupted.is_set():
-            raise KeyboardInterrupt
-        try:
-            kind, value = handoff.get(timeout=poll)
-        except queue.Empty:
-            continue
-        if kind == "end":
-            return
-        if kind == "error":
-            raise value
-        yield value
+    try:
+        while True:
+            if interrupted.is_set():
+                raise KeyboardInterrupt
+            try:
+                kind, value = handoff.get(timeout=poll)
+            except queue.Empty:
+                continue
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stopped.set()
 
 
-def _run_pipeline(ray: Any, make_detect_batch: Callable[[], DetectBatch], items: list[SourceItem],
-                  sent: list[int], opts: EngineOptions, ropts: RayOptions) -> Iterator[bytes]:
+def rows_per_block(n_rows: int, batch_size: int, max_actors: int) -> int:
+    """Images per Ray Data block (and per actor call): at least ``batch_size``, so one block feeds whole
+    network calls; about four blocks per actor for short runs, so every actor gets work; at most
+    :data:`BLOCK_ROWS` (rounded to whole batches), so the blocks in flight stay small. Never one block per
+    image whatever ``--batch-size`` is: Ray Data's per-block bookkeeping in the driver would grow with it."""
+    per = max(batch_size, math.ceil(n_rows / max(1, 4 * max_actors)))
+    per = min(per, max(batch_size, BLOCK_ROWS))
+    return max(1, math.ceil(per / batch_size) * batch_size) if per > batch_size else max(1, batch_size)
+
+
+def _run_pipeline(ray: Any, make_detect_batch: Callable[..., DetectBatch], items: list[SourceItem],
+                  sent: list[int], opts: EngineOptions, ropts: RayOptions,
+                  files: dict[str, tuple[str, Any]] | None) -> Iterator[bytes]:
     """The pickled outcome of each item of ``sent``, in that order."""
     _data_context(ray)
     resources = ray.cluster_resources()
@@ -180,8 +254,8 @@ def _run_pipeline(ray: Any, make_detect_batch: Callable[[], DetectBatch], items:
     rows = [{"i": n, "path": items[k].path, "ext": item_ext(items[k])} for n, k in enumerate(sent)]
     driver_node = ray.get_runtime_context().get_node_id()
     actor = actor_class(make_detect_batch, opts.max_pixels, opts.return_maps, opts.render, plan.threads,
-                        os.environ.get(PID_FILE_ENV))
-    per_block = max(1, opts.batch_size)  # one block per actor call, so every actor gets work
+                        os.environ.get(PID_FILE_ENV), files, max(1, opts.batch_size))
+    per_block = rows_per_block(len(rows), max(1, opts.batch_size), plan.max_actors)  # one block per actor call
     ds = ray.data.from_items(rows, override_num_blocks=math.ceil(len(rows) / per_block)).map_batches(
         _read_batch, batch_size=per_block, batch_format="numpy", num_cpus=READ_CPUS,
         compute=ray.data.TaskPoolStrategy(size=READ_TASKS),
@@ -193,6 +267,7 @@ def _run_pipeline(ray: Any, make_detect_batch: Callable[[], DetectBatch], items:
         num_gpus=plan.gpus or None,
         compute=ray.data.ActorPoolStrategy(min_size=plan.min_actors, max_size=plan.max_actors),
     )
+    # the reorder buffer: Ray Data keeps the order (preserve_order), so it holds at most what is in flight
     pending: dict[int, bytes] = {}
     want = 0
     for row in ds.iter_rows():

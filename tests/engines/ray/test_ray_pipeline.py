@@ -229,3 +229,48 @@ def test_without_ray_one_line_error_names_the_install(monkeypatch, folder):
     assert r.exit_code == 2
     assert r.stderr.strip() == "error: --engine ray needs Ray Data: pip install 'fcndetect[ray]'"
     assert r.stdout == ""
+
+
+def test_a_module_factory_model_is_refused_on_a_cluster_before_anything_is_written(folder, tmp_path):
+    out = tmp_path / "out"
+    r = CliRunner().invoke(cli, ["run", str(folder), "-o", str(out), "--engine", "ray", "--ray-address",
+                                 "127.0.0.1:1", "--model", "user_models:small", "--weights", "none",
+                                 "--input-size", "32"])
+    assert r.exit_code == 2, r.output
+    assert r.stderr.startswith("error: --model user_models:small: a module:factory model") and \
+        len(r.stderr.splitlines()) == 1, r.stderr
+    assert not out.exists() and r.stdout == ""
+
+
+def test_the_local_instance_registers_loopback_only(ray_session):
+    nodes = [n for n in ray_session.nodes() if n["Alive"]]
+    assert nodes and {n["NodeManagerAddress"] for n in nodes} == {"127.0.0.1"}
+
+
+def test_blocks_hold_many_images_whatever_the_batch_size():
+    from fcndetect.engines.ray.pipeline import BLOCK_ROWS, rows_per_block
+
+    assert rows_per_block(1_000_000, 1, 2) == BLOCK_ROWS  # never one block per image
+    assert rows_per_block(1_000_000, 5, 2) % 5 == 0 and BLOCK_ROWS <= rows_per_block(1_000_000, 5, 2) < BLOCK_ROWS + 5
+    assert rows_per_block(1_000_000, 64, 2) == 64  # at least one whole network call
+    assert rows_per_block(16, 1, 2) == 2  # short runs: about four blocks per actor, so every actor gets work
+    assert rows_per_block(3, 4, 8) == 4
+
+
+def test_an_actor_that_cannot_build_its_model_stops_the_run_with_one_line(ray_session, folder):
+    import functools
+
+    from fcndetect.config import DetectorConfig
+    from fcndetect.detector import remote_detect_batch
+    from fcndetect.engines.base import EngineOptions
+    from fcndetect.io.sources import expand_sources
+
+    cfg = DetectorConfig(model="mobilenet_v2", weights="/nonexistent/mbv2.pth", classes=("cat",), stages=(),
+                         stage_thresholds=())
+    items = [it for it in expand_sources([str(folder)]) if it.error is None][:2]
+    with pytest.raises(ray_engine.RayEngineError) as info:
+        list(ray_engine.iter_detections_ray(functools.partial(remote_detect_batch, cfg), items, EngineOptions(),
+                                            ray_engine.RayOptions(actors=(1, 1))))
+    line = str(info.value)
+    assert line.startswith("the Ray engine failed: ") and line.endswith("/nonexistent/mbv2.pth: weights file not found")
+    assert "\n" not in line
