@@ -117,8 +117,9 @@ class VideoReader:
             raise RuntimeError(f"{self.path}: frames() can be called once, before close()")
         fps = self.info.fps
         q: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=max(1, ahead))
-        self._thread = threading.Thread(target=self._decode, args=(q,), name="fcndetect-video", daemon=True)
-        self._thread.start()
+        thread = threading.Thread(target=self._decode, args=(q,), name="fcndetect-video", daemon=True)
+        thread.start()
+        self._thread = thread  # only once started: close() after a Ctrl-C in between never joins an unstarted one
         index = 0
         try:
             while True:
@@ -173,7 +174,7 @@ class VideoReader:
         """Stop the decoding thread and release the capture (idempotent)."""
         self._stop.set()
         thread, self._thread = self._thread, None
-        if thread is not None and thread is not threading.current_thread():
+        if thread is not None and thread.ident is not None and thread is not threading.current_thread():
             thread.join()
         capture, self._capture = self._capture, None
         if capture is not None:

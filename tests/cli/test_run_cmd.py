@@ -125,10 +125,10 @@ def test_summary_line_prints_the_threshold_at_six_digits():
     from fcndetect.cli.run import summary_line
     from fcndetect.runner import RunSummary
 
-    s = RunSummary(n_inputs=3, n_images=2, n_failed=1, n_detections=4, seconds=1.25, n_records=3)
+    s = RunSummary(n_inputs=3, n_images=2, n_failed=1, n_detections=4, seconds=1.25, n_records=3, n_inputs_done=3)
     assert summary_line(s, "tiny", 0.9734567891234567) == (
         "2 image(s), 4 detection(s), 1 failed input(s) in 1.2 s [model tiny, threshold 0.973457]")
-    s.n_records = 2
+    s.n_inputs_done = 2
     assert summary_line(s, "face", 0.97).endswith(", 1 not processed in 1.2 s [model face, threshold 0.97]")
 
 
