@@ -29,7 +29,7 @@ import queue
 import signal
 import threading
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -126,6 +126,7 @@ def iter_detections_ray(
     started = not ray.is_initialized()
     interrupted = threading.Event()
     previous = hold_sigint(interrupted)
+    results: Generator[bytes, None, None] | None = None
     try:
         # Ray's C++ core worker installs a SIGINT handler of its own while it starts (a Ctrl-C then ends the
         # process with exit code 1): SIGINT stays pending until fcndetect's handler is back
@@ -139,17 +140,26 @@ def iter_detections_ray(
         shipped = _put_files(ray, files) if files is not None else None
         results = _interruptible(_run_pipeline(ray, make_detect_batch, items, sent, opts, ropts, shipped),
                                  interrupted)
+        taken = 0
         for k, item in enumerate(items):
             if checked[k] is not None:
                 yield ItemResult(item, None, None, checked[k])
                 continue
             outcome = pickle.loads(_next_result(results))
+            taken += 1
+            if taken == len(sent):
+                # wait for the pipeline's own end: Ray Data's iterator, still winding its execution down in the
+                # result thread, must not run into the shutdown of Ray (the core worker then ends the process)
+                for _extra in results:
+                    raise RayEngineError("Ray returned more results than inputs")
             if "error" in outcome:
                 yield ItemResult(item, None, None, outcome["error"])
             else:
                 yield ItemResult(item, None, outcome["detections"], None, outcome["files"])
     finally:
         try:
+            if results is not None:
+                results.close()  # its result thread stops handing over
             if started:
                 stop_ray(ray)
         finally:
@@ -188,7 +198,7 @@ def _put_files(ray: Any, files: Mapping[str, str]) -> dict[str, tuple[str, Any]]
 
 
 def _interruptible(source: Iterator[bytes], interrupted: threading.Event, poll: float = 0.1,
-                   ahead: int = HANDOFF_AHEAD) -> Iterator[bytes]:
+                   ahead: int = HANDOFF_AHEAD) -> Generator[bytes, None, None]:
     """``source`` iterated in a daemon thread, its items handed over through a queue of at most ``ahead``
     items (the driver holds no more results than that while it writes); raises :class:`KeyboardInterrupt`
     here, between items, once ``interrupted`` is set (:func:`hold_sigint`). Errors of ``source`` are re-raised

@@ -130,3 +130,11 @@ def test_joining_without_ray_auth_mode_is_one_line_and_exit_2(head):
     assert r.stdout == ""
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "RAY_AUTH_MODE=token" in lines[0], r.stderr
+
+
+def test_a_wrong_token_is_one_line_and_exit_2(head):
+    r = _run([str(head["images"]), "--engine", "ray", "--ray-address", head["address"]],
+             _env(head["home"], RAY_AUTH_MODE="token", RAY_AUTH_TOKEN="0" * 32))
+    assert r.returncode == 2 and r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "refused this driver's token" in lines[0], r.stderr
