@@ -253,8 +253,11 @@ def time_pipeline(detector, image: np.ndarray, repeat: int = 3) -> PipelineTimes
     steps.append(("pyramid plan", t_plan))
     first = detector.dense_model
     outputs = []
+    prev = image
     for k, level in enumerate(levels):  # type: ignore[union-attr]
-        t_resize, resized = _best(lambda: resize_image(image, level.width, level.height), repeat)
+        # each level from the one before it, as the detector does (fcndetect.pyramid.pyramid_images)
+        t_resize, resized = _best(lambda: resize_image(prev, level.width, level.height), repeat)
+        prev = resized
         steps.append((f"resize L{k} {level.width}x{level.height}", t_resize))
         t_net, (logits, reg) = _best(lambda: detector.score_level(resized, level), repeat)  # type: ignore[misc]
         steps.append((f"network L{k} ({first.spec.name})", t_net))
