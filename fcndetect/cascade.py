@@ -192,6 +192,23 @@ def score_crops(
     return torch.cat(logits_out), (torch.cat(reg_out) if reg_out else None)
 
 
+def mirrored_logits(crops: torch.Tensor, model: "LoadedModel", plan: CropPlan) -> torch.Tensor:
+    """``[N, G]`` log-odds of the mirror image of each ``[N, 3, size, size]`` crop (flipped left to right).
+
+    The crop's window is mirrored about its own centre: the planned cell's window starts ``plan.lead``
+    pixels in on the left, so the mirrored crop is cut to keep the window where the cell reads it (it
+    ends ``size - lead - window`` pixels before the right edge, which may differ from ``lead``).
+    """
+    shift = plan.size - plan.lead - model.window - plan.lead  # window's start after flipping, minus lead
+    flipped = torch.flip(crops, dims=[3])
+    if shift > 0:  # move the content left: the window starts at lead again; zeros enter on the right
+        flipped = torch.cat([flipped[..., shift:], torch.zeros_like(flipped[..., :shift])], dim=3)
+    elif shift < 0:
+        flipped = torch.cat([torch.zeros_like(flipped[..., :-shift]), flipped[..., :shift]], dim=3)
+    logits, _ = score_crops(flipped, model, plan, regress=False)
+    return logits
+
+
 def run_cascade(
     image: np.ndarray,
     first_outputs: list[LevelOutput],
@@ -257,6 +274,8 @@ def cascade_candidates(
         crops, windows = sample_crops(pixels, square_boxes(boxes), model.window, plan)
         stage_logits, reg = score_crops(crops, model, plan, detector.regresses(model))
         own = stage_logits[torch.arange(labels.shape[0]), labels].double()
+        if last and cfg.flip:
+            own = (own + mirrored_logits(crops, model, plan)[torch.arange(labels.shape[0]), labels].double()) / 2
         fused = fused + own if cfg.fusion == "sum" else own
         passed = torch.sigmoid(fused if last else own) > (cfg.threshold if last else cfg.stage_thresholds[k])
         boxes, points = apply_regression(windows, reg.double()) if reg is not None else (windows, None)

@@ -66,6 +66,10 @@ class DetectorConfig:
             Outputs (annotated images, crops) keep the original colours.
         fusion: the logit a cascade detection gets: ``"last"`` (the last stage's) or ``"sum"`` (the sum of
             every stage's logit at that window); ``threshold`` compares ``sigmoid`` of it.
+        flip: a cascade's last stage also classifies the mirror image of each candidate's crop, and its
+            logit for the candidate is the mean of both (the crops are already made, so the pass costs one
+            more batch of the last network, on candidates only); for turned faces, which one net scores
+            unevenly left and right. Box regression and landmarks stay the unmirrored crop's.
     """
 
     # The defaults are the default preset, ``configs/face-cascade.toml`` (tests/test_presets.py checks that
@@ -96,6 +100,7 @@ class DetectorConfig:
     containment: float | None = 0.8
     rotations: tuple[float, ...] = (0.0,)
     grayscale: bool = False
+    flip: bool = False
 
     def __post_init__(self) -> None:
         for key in ("classes", "mean", "std", "stages", "stage_thresholds", "rotations"):
@@ -177,7 +182,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "num_classes": (int,), "classes": (list, tuple, str), "input_size": (int,), "mean": (list, tuple, str),
     "std": (list, tuple, str), "stages": (list, tuple, str), "stage_thresholds": (list, tuple, str),
     "stage_nms_iou": (float,), "fusion": (str,), "containment": (float,), "rotations": (list, tuple, str),
-    "grayscale": (bool,),
+    "grayscale": (bool,), "flip": (bool,),
 }
 _TYPE_NAMES = {str: "a string", float: "a number", int: "an integer", bool: "true or false", list: "a list",
                tuple: "a tuple", PurePath: "a path"}

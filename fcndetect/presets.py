@@ -17,7 +17,7 @@ __all__ = ["DEFAULT_PRESET", "NEUTRAL", "resolve_config"]
 #: What a model's preset starts from: a single dense stage, no containment, threshold 0.5, 100 detections
 #: (the dataclass's own defaults are the default cascade instead).
 NEUTRAL: dict[str, Any] = {"threshold": 0.5, "max_det": 100, "stages": (), "stage_thresholds": (),
-                           "stage_nms_iou": 0.7, "fusion": "last", "containment": None}
+                           "stage_nms_iou": 0.7, "fusion": "last", "containment": None, "flip": False}
 
 
 #: The preset used when neither a config nor a model is given: the face cascade (P-Net, then O-Net).
