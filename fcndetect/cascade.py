@@ -14,6 +14,7 @@ Boxes are ``[x1, y1, x2, y2]`` floats in image pixels with continuous edges.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -192,6 +193,20 @@ def score_crops(
     return torch.cat(logits_out), (torch.cat(reg_out) if reg_out else None)
 
 
+class _Clock:
+    """Appends ``(step, seconds since the last lap)`` to ``timings``; does nothing without a list."""
+
+    def __init__(self, timings: list[tuple[str, float]] | None) -> None:
+        self.timings = timings
+        self.t = time.perf_counter()
+
+    def lap(self, step: str) -> None:
+        if self.timings is not None:
+            now = time.perf_counter()
+            self.timings.append((step, now - self.t))
+            self.t = now
+
+
 def mirrored_logits(crops: torch.Tensor, model: "LoadedModel", plan: CropPlan) -> torch.Tensor:
     """``[N, G]`` log-odds of the mirror image of each ``[N, 3, size, size]`` crop (flipped left to right).
 
@@ -215,10 +230,11 @@ def run_cascade(
     detector: "Detector",
     return_maps: bool = False,
     trace: list[tuple[str, torch.Tensor]] | None = None,
+    timings: list[tuple[str, float]] | None = None,
 ) -> Detections:
     """:func:`cascade_candidates`, then the final NMS, clipping, sorting and cap
     (:func:`fcndetect.postprocess.finalize`)."""
-    boxes, fused, labels, landmarks = cascade_candidates(image, first_outputs, detector, trace)
+    boxes, fused, labels, landmarks = cascade_candidates(image, first_outputs, detector, trace, timings)
     first = detector.stage_models[0]
     maps = score_maps(first_outputs, first.dense.geometry) if return_maps else None
     height, width = image.shape[:2]
@@ -230,6 +246,7 @@ def cascade_candidates(
     first_outputs: list[LevelOutput],
     detector: "Detector",
     trace: list[tuple[str, torch.Tensor]] | None = None,
+    timings: list[tuple[str, float]] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """The rest of a cascade for one image, after its first stage ran densely over the pyramid.
 
@@ -254,7 +271,10 @@ def cascade_candidates(
         detector: the cascade (its config, stage models and last model).
         trace: if given, ``(model name, candidate boxes [N, 4])`` is appended after each stage (the windows
             that stage kept), for measuring per-stage recall.
+        timings: if given, ``(step, seconds)`` is appended for each step (candidates; per later stage its
+            crops, network, mirrored pass and NMS), for :func:`fcndetect.bench.time_pipeline`.
     """
+    clock = _Clock(timings)
     cfg = detector.config
     first = detector.stage_models[0]
     boxes, logits, labels, _ = level_windows(first_outputs, first.dense.geometry, cfg.stage_thresholds[0],
@@ -262,6 +282,7 @@ def cascade_candidates(
     landmarks = None
     keep = nms_max(boxes, logits, labels, cfg.stage_nms_iou)
     boxes, fused, labels = boxes[keep].double(), logits[keep].double(), labels[keep]
+    clock.lap(f"{first.spec.name} candidates (threshold, NMS): {boxes.shape[0]}")
     if trace is not None:
         trace.append((first.spec.name, boxes.clone()))
     later = [*detector.stage_models[1:], detector.model]
@@ -272,10 +293,13 @@ def cascade_candidates(
             break
         plan = crop_plan(model.dense.geometry)
         crops, windows = sample_crops(pixels, square_boxes(boxes), model.window, plan)
+        clock.lap(f"{model.spec.name} crops ({boxes.shape[0]} x {plan.size} px)")
         stage_logits, reg = score_crops(crops, model, plan, detector.regresses(model))
+        clock.lap(f"{model.spec.name} network on {boxes.shape[0]} crops")
         own = stage_logits[torch.arange(labels.shape[0]), labels].double()
         if last and cfg.flip:
             own = (own + mirrored_logits(crops, model, plan)[torch.arange(labels.shape[0]), labels].double()) / 2
+            clock.lap(f"{model.spec.name} mirrored crops (flip)")
         fused = fused + own if cfg.fusion == "sum" else own
         passed = torch.sigmoid(fused if last else own) > (cfg.threshold if last else cfg.stage_thresholds[k])
         boxes, points = apply_regression(windows, reg.double()) if reg is not None else (windows, None)
@@ -285,6 +309,7 @@ def cascade_candidates(
         if not last:
             keep = nms_max(boxes, fused, labels, cfg.stage_nms_iou)
             boxes, fused, labels = boxes[keep], fused[keep], labels[keep]
+        clock.lap(f"{model.spec.name} threshold, regression, NMS: {boxes.shape[0]} kept")
         if trace is not None:
             trace.append((model.spec.name, boxes.clone()))
     return boxes.float(), fused.float(), labels, (landmarks.float() if landmarks is not None and boxes.shape[0]
