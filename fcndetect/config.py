@@ -80,7 +80,7 @@ class DetectorConfig:
     nms_iou: float = 0.3
     min_size: float = 24.0
     max_size: float | None = None
-    scale_factor: float = 2 ** (-1 / 3)
+    scale_factor: float = 2 ** (-1 / 2)
     max_det: int = 300
     min_neighbors: int = 1
     regress: bool = True
@@ -94,7 +94,7 @@ class DetectorConfig:
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
     stages: tuple[str, ...] = ("face-pnet", "face-rnet")
-    stage_thresholds: tuple[float, ...] = (0.6, 0.3)
+    stage_thresholds: tuple[float, ...] = (0.4, 0.4)
     stage_nms_iou: float = 0.7
     fusion: Literal["last", "sum"] = "last"
     containment: float | None = 0.8

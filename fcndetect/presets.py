@@ -14,10 +14,11 @@ from .models import get_spec
 
 __all__ = ["DEFAULT_PRESET", "NEUTRAL", "resolve_config"]
 
-#: What a model's preset starts from: a single dense stage, no containment, threshold 0.5, 100 detections
-#: (the dataclass's own defaults are the default cascade instead).
+#: What a model's preset starts from: a single dense stage, no containment, threshold 0.5, 100 detections,
+#: three pyramid scales per octave (the dataclass's own defaults are the default cascade instead).
 NEUTRAL: dict[str, Any] = {"threshold": 0.5, "max_det": 100, "stages": (), "stage_thresholds": (),
-                           "stage_nms_iou": 0.7, "fusion": "last", "containment": None, "flip": False}
+                           "stage_nms_iou": 0.7, "fusion": "last", "containment": None, "flip": False,
+                           "scale_factor": 2 ** (-1 / 3)}
 
 
 #: The preset used when neither a config nor a model is given: the face cascade (P-Net, then O-Net).
