@@ -37,6 +37,8 @@ __all__ = ["CropPlan", "crop_plan", "square_boxes", "Octaves", "sample_crops", "
 LEVEL_NMS_IOU = 0.5
 #: candidates per network call of a later stage
 CROP_BATCH = 256
+#: bilinear samples per crop pixel and axis in :func:`sample_crops` (2: a 2 x 2 average when shrinking)
+CROP_SAMPLES = 1
 
 
 @dataclass(frozen=True)
@@ -153,7 +155,7 @@ def sample_crops(
         idx = torch.nonzero(octave == k).flatten()
         rois = torch.stack([torch.zeros(len(idx), dtype=torch.float64), cx0[idx] * sx, cy0[idx] * sy,
                             (cx0[idx] + side[idx]) * sx, (cy0[idx] + side[idx]) * sy], dim=1).float()
-        out[idx] = roi_align(x, rois, plan.size, spatial_scale=1.0, sampling_ratio=1, aligned=True)
+        out[idx] = roi_align(x, rois, plan.size, spatial_scale=1.0, sampling_ratio=CROP_SAMPLES, aligned=True)
     return torch.floor(out + 0.5), windows
 
 

@@ -100,7 +100,7 @@ class DetectorConfig:
     containment: float | None = 0.8
     rotations: tuple[float, ...] = (0.0,)
     grayscale: bool = False
-    flip: bool = False
+    flip: bool = True
 
     def __post_init__(self) -> None:
         for key in ("classes", "mean", "std", "stages", "stage_thresholds", "rotations"):
