@@ -75,7 +75,7 @@ class DetectorConfig:
     # The defaults are the default preset, ``configs/face-cascade.toml`` (tests/test_presets.py checks that
     # ``DetectorConfig() == resolve_config()``): P-Net > R-Net > O-Net.
     model: str = "face"
-    threshold: float = 0.97
+    threshold: float = 0.99
     nms: Literal["max", "avg"] = "avg"
     nms_iou: float = 0.3
     min_size: float = 24.0
