@@ -143,7 +143,7 @@ def make_fcndetect(spec: str, images: Sequence[np.ndarray]) -> Method:
         return [(name, b.double().numpy()) for name, b in det.stage_windows(images[i])]
 
     if cfg.stages:
-        settings += f", stages {cfg.chain} at {list(cfg.stage_thresholds)}"
+        settings += f", stages {cfg.chain} at {list(cfg.stage_thresholds)}, fusion {cfg.fusion}, flip {cfg.flip}"
     return Method(spec, settings, detect, stages if cfg.stages else None)
 
 
