@@ -50,11 +50,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import math
-import os
-import platform
 import shlex
 import sys
 import time
@@ -345,40 +342,6 @@ def load_data(images_dir: Path, annotation_files: Sequence[Path]) -> tuple[list[
     return names, [load_image(images_dir / k) for k in names], gt
 
 
-def _versions() -> str:
-    import fcndetect
-
-    parts = [f"python {platform.python_version()}", f"torch {torch.__version__}"]
-    try:
-        import cv2
-
-        parts.append(f"cv2 {cv2.__version__}")
-    except ImportError:
-        parts.append("cv2 -")
-    try:
-        parts.append(f"facenet-pytorch {importlib.metadata.version('facenet-pytorch')}")
-    except importlib.metadata.PackageNotFoundError:
-        parts.append("facenet-pytorch -")
-    parts.append(f"fcndetect {fcndetect.__version__}")
-    return ", ".join(parts)
-
-
-def _cpu_name() -> str:
-    """CPU model from /proc/cpuinfo where there is one, else ``platform.processor()``, else the architecture."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({platform.machine()})"
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _machine() -> str:
-    load = f", load average {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else ""
-    return f"{_cpu_name()}, os.cpu_count() {os.cpu_count()}, torch threads {torch.get_num_threads()}{load}"
-
-
 def _num(x: object, digits: int = 3) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
@@ -429,6 +392,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from machine_info import machine as _machine, versions as _versions
+
     args = parse_args(argv)
     from fcndetect.evaluate import evaluate
 
