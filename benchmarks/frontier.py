@@ -23,6 +23,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import fcndetect  # noqa: F401 - before torch: sets OpenMP's short spin, as the fcndetect command does
 import numpy as np
 import torch
 
