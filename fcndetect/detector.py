@@ -28,7 +28,7 @@ from .rotation import box_corners, map_points, quad_boxes, rotate_image
 from .tiling import activation_bytes_per_pixel, run_tiled
 from .io.images import DEFAULT_MAX_PIXELS, load_image, to_grayscale, to_rgb_array
 from .models import LoadedModel, load_model
-from .pyramid import Level, pyramid_levels, resize_image
+from .pyramid import Level, pyramid_images, pyramid_levels, resize_image
 from .threads import warn_if_late
 
 __all__ = ["Detector", "DetectionResult", "DeviceError", "resolve_device", "remote_detect_batch"]
@@ -196,7 +196,8 @@ class Detector:
         """Score maps of one pyramid level for one image or a batch of same-size images.
 
         Args:
-            images: ``[H, W, 3]`` uint8 RGB, or a list of them (all the same size).
+            images: ``[H, W, 3]`` uint8 RGB, or a list of them (all the same size); resized to the level
+                unless they already have its size (:func:`fcndetect.pyramid.pyramid_images`).
             level: the level's size (from :func:`fcndetect.pyramid.pyramid_levels`).
             model: the network to run (default: :attr:`dense_model`).
 
@@ -252,8 +253,10 @@ class Detector:
             groups.setdefault(im.shape[:2], []).append(k)
         for (height, width), members in groups.items():
             per_image: list[list[LevelOutput]] = [[] for _ in members]
-            for level in self.levels(width, height):
-                logits, reg = self.score_level([images[k] for k in members], level)
+            levels = self.levels(width, height)
+            resized = [pyramid_images(images[k], levels) for k in members]
+            for j, level in enumerate(levels):
+                logits, reg = self.score_level([r[j] for r in resized], level)
                 for b in range(len(members)):
                     per_image[b].append(LevelOutput(level, logits[b], reg[b] if reg is not None else None))
             for b, k in enumerate(members):
@@ -280,8 +283,9 @@ class Detector:
         """:attr:`dense_model`'s output on every pyramid level of one ``[H, W, 3]`` image."""
         height, width = image.shape[:2]
         outputs = []
-        for level in self.levels(width, height):
-            logits, reg = self.score_level(image, level)
+        levels = self.levels(width, height)
+        for level, resized in zip(levels, pyramid_images(image, levels)):
+            logits, reg = self.score_level(resized, level)
             outputs.append(LevelOutput(level, logits[0], reg[0] if reg is not None else None))
         return outputs
 

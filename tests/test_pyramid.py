@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -37,3 +38,21 @@ def test_levels_exact_factors_and_resize():
     assert lv.sx == lv.width / 333 and lv.sy == lv.height / 250
     img = np.random.default_rng(0).integers(0, 255, (250, 333, 3), dtype=np.uint8)
     assert resize_image(img, lv.width, lv.height).shape == (lv.height, lv.width, 3)
+
+
+def test_pyramid_images_resize_each_level_from_the_one_before():
+    """Level k is the image of level k-1 resized (the first, the image's), at every level's size; the old
+    way (each level from the image) differs, so the test can tell."""
+    from fcndetect.pyramid import pyramid_images
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (301, 401, 3), dtype=np.uint8)
+    levels = pyramid_levels((401, 301), window=12, min_size=24, scale_factor=2 ** -0.5)
+    got = pyramid_images(img, levels)
+    prev = img
+    for lv, g in zip(levels, got, strict=True):
+        want = cv2.resize(prev, (lv.width, lv.height), interpolation=cv2.INTER_AREA)
+        assert g.shape == (lv.height, lv.width, 3) and np.array_equal(g, want)
+        prev = want
+    direct = cv2.resize(img, (levels[-1].width, levels[-1].height), interpolation=cv2.INTER_AREA)
+    assert not np.array_equal(got[-1], direct)

@@ -28,20 +28,6 @@ def test_bench_json(samples, tmp_path):
     assert res["max_abs_diff"] > 100 * max(res["max_abs_diff_rf_crops"], 1e-7)
 
 
-def test_bench_pipeline_shows_each_step(samples):
-    r = CliRunner().invoke(cli, ["bench", str(samples / "astronaut.png"), "--pipeline", "--repeat", "1", "--json"])
-    assert r.exit_code == 0, r.output
-    res = json.loads(r.stdout)
-    names = [s["step"] for s in res["steps"]]
-    assert names[0] == "pyramid plan" and names[1].startswith("resize L0 256x256")  # P-Net: no upsampling
-    assert names[2] == "network L0 (face-pnet)" and names[-1].startswith("candidates, face-rnet + face")
-    assert list(res["candidates"]) == ["face-pnet", "face-rnet", "face"]
-    kept = list(res["candidates"].values())
-    assert kept[0] >= kept[1] >= kept[2] >= 1  # each stage prunes, the face survives
-    assert res["total_ms"] > 0
-
-
-
 @pytest.fixture()
 def small(samples, tmp_path):
     path = tmp_path / "small.png"
@@ -78,3 +64,24 @@ def test_bench_text_is_the_library_report(small):
     lines = r.stdout.splitlines()
     assert lines[0] == "pipeline of face-pnet: image 96x72, best of 1"
     assert lines[-2].lstrip().startswith("sum of the steps") and lines[-1].lstrip().startswith("whole detection")
+
+
+def test_bench_pipeline_shows_each_step(samples):
+    r = CliRunner().invoke(cli, ["bench", str(samples / "astronaut.png"), "--pipeline", "--repeat", "1", "--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    names = [s["step"] for s in res["steps"]]
+    assert names[0] == "pyramid plan" and names[1].startswith("resize L0 256x256")  # P-Net: no upsampling
+    assert names[2] == "network L0 (face-pnet)" and names[-1] == "final NMS, clipping, sorting"
+    assert list(res["candidates"]) == ["face-pnet", "face-rnet", "face"]
+    kept = list(res["candidates"].values())
+    # the cascade's later part step by step: candidates, then per stage crops, network (flip), NMS
+    later = names[names.index(f"face-pnet candidates (threshold, NMS): {kept[0]}"):]
+    assert later == [f"face-pnet candidates (threshold, NMS): {kept[0]}",
+                     f"face-rnet crops ({kept[0]} x 25 px)", f"face-rnet network on {kept[0]} crops",
+                     f"face-rnet threshold, regression, NMS: {kept[1]} kept",
+                     f"face crops ({kept[1]} x 49 px)", f"face network on {kept[1]} crops",
+                     "face mirrored crops (flip)", f"face threshold, regression, NMS: {kept[2]} kept",
+                     "final NMS, clipping, sorting"]
+    assert kept[0] >= kept[1] >= kept[2] >= 1  # each stage prunes, the face survives
+    assert res["total_ms"] > 0

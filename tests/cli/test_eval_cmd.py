@@ -72,7 +72,7 @@ def test_eval_of_saved_detections_equals_eval_of_a_fresh_run(dev_faces, tmp_path
     run = CliRunner().invoke(cli, ["run", str(dev_faces), "-o", str(out), "--threshold", "0.5", "-q"])
     assert run.exit_code == 0, run.output
     saved_jsonl = (out / "detections.jsonl").read_text()
-    assert saved_jsonl.count('"score": 1.0,') >= 10  # saturated probabilities: the file must rank by logit
+    assert saved_jsonl.count('"score": 1.0,') >= 5  # saturated probabilities (9 with the default of issue 18): the file must rank by logit
     saved = CliRunner().invoke(cli, ["eval", *annotations, str(out / "detections.jsonl"), "--iou", "0.5",
                                      "--iou", "0.4"])
     assert saved.exit_code == 0, saved.output

@@ -19,7 +19,7 @@ def test_models_lists_window_and_stride():
     assert rows["mobilenet_v2"][1] == "224" and rows["inception_v3"][1] == "299"
     assert "vit_b_16" in r.output.splitlines()[-1]
     assert rows["face-pnet"][1:3] == ["12", "2"]
-    assert "* face-cascade: face-pnet > face-rnet > face, thresholds [0.6, 0.3, 0.97]" in r.output
+    assert "* face-cascade: face-pnet > face-rnet > face, thresholds [0.4, 0.4, 0.99]" in r.output
 
 
 def test_models_prints_the_library_catalogue():
