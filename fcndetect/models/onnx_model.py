@@ -8,16 +8,13 @@ around an :class:`OnnxDenseNet`, which behaves like a ``DenseNet`` (``forward``,
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from ..geometry import Geometry
+from .exported import ExportedDenseNet, parse_metadata
 from .torchvision_models import ModelLoadError
 
 __all__ = ["OnnxDenseNet", "is_onnx_path", "read_onnx_metadata"]
@@ -48,39 +45,20 @@ def read_onnx_metadata(path: str) -> dict[str, Any]:
     Raises:
         ModelLoadError: missing onnxruntime, unreadable file, or no fcndetect metadata in it.
     """
-    from ..export import FORMAT, METADATA_KEY
+    from ..export import METADATA_KEY
 
     meta = _session(path).get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-    try:
-        data = json.loads(meta) if meta else None
-    except ValueError:
-        data = None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ModelLoadError(f"{path}: no fcndetect metadata: export it with `fcndetect export MODEL --format onnx`")
-    return data
+    return parse_metadata(meta, path, "no fcndetect metadata: export it with `fcndetect export MODEL --format onnx`")
 
 
-class _Regressor(nn.Module):
-    """Marks that the file has regression outputs (``DenseNet.regressor is not None``)."""
-
-
-class OnnxDenseNet(nn.Module):
+class OnnxDenseNet(ExportedDenseNet):
     """An exported dense network run by ONNX Runtime on the CPU: ``[B, 3, H, W]`` normalised float32 to
     ``[B, K, H', W']`` logits (and ``[B, 4 or 14, H', W']`` regression), as the original ``DenseNet``."""
 
     def __init__(self, path: str) -> None:
-        super().__init__()
-        self.path = path
-        self.session = _session(path)
-        self.metadata = read_onnx_metadata(path)
-        g = self.metadata["geometry"]
-        self.geometry = Geometry(int(g["stride"]), float(g["offset"]), int(g["window"]), int(g["receptive_field"]),
-                                 int(g["rf_offset"]))
-        self.regressor = _Regressor() if len(self.metadata["outputs"]) > 1 else None
-        digest = hashlib.sha256(Path(path).read_bytes()).digest()
-        self.register_buffer("file_sha256", torch.tensor(list(digest), dtype=torch.uint8))  # run.json fingerprint
-        self._sizes: dict[tuple[int, int], tuple[int, int]] = {}
-        self._fcn_bytes_per_pixel = 1e-9  # activations live in ONNX Runtime: fcndetect never tiles them
+        session = _session(path)
+        super().__init__(path, read_onnx_metadata(path))
+        self.session = session
 
     def _run(self, x: torch.Tensor) -> list[np.ndarray]:
         arr = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
@@ -93,11 +71,3 @@ class OnnxDenseNet(nn.Module):
         out = self._run(x)
         reg = torch.from_numpy(np.concatenate(out[1:], axis=1)) if len(out) > 1 else None
         return torch.from_numpy(out[0]), reg
-
-    def output_size(self, height: int, width: int) -> tuple[int, int]:
-        """Score-map size for a ``height x width`` input (probed once per size, then cached)."""
-        key = (height, width)
-        if key not in self._sizes:
-            out = self._run(torch.zeros(1, 3, height, width))[0]
-            self._sizes[key] = (int(out.shape[2]), int(out.shape[3]))
-        return self._sizes[key]

@@ -10,16 +10,13 @@ Any other ``.pt``/``.pth`` file (a state dict, a pickled module) is refused in o
 
 from __future__ import annotations
 
-import hashlib
-import json
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
-from ..geometry import Geometry
+from .exported import ExportedDenseNet, parse_metadata
 from .torchvision_models import ModelLoadError
 
 __all__ = ["TORCHSCRIPT_SUFFIXES", "TorchScriptDenseNet", "is_torchscript_path", "read_torchscript_metadata"]
@@ -53,8 +50,6 @@ def read_torchscript_metadata(path: str) -> dict[str, Any]:
         ModelLoadError: missing file, or a file that is not one ``fcndetect export --format torchscript`` wrote
             (for a state dict it says to use ``--weights``).
     """
-    from ..export import FORMAT
-
     if not Path(path).is_file():
         raise ModelLoadError(f"{path}: model file not found")
     member = _extra_member(path)
@@ -64,39 +59,19 @@ def read_torchscript_metadata(path: str) -> dict[str, Any]:
             f"torchscript`); a checkpoint or state dict is given as --model ARCH --weights {path}")
     with zipfile.ZipFile(path) as archive:
         raw = archive.read(member)
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        data = None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ModelLoadError(f"{path}: unreadable fcndetect metadata: export it again with `fcndetect export`")
-    return data
+    return parse_metadata(raw, path, "unreadable fcndetect metadata: export it again with `fcndetect export`")
 
 
-class _Regressor(nn.Module):
-    """Marks that the file has regression outputs (``DenseNet.regressor is not None``)."""
-
-
-class TorchScriptDenseNet(nn.Module):
+class TorchScriptDenseNet(ExportedDenseNet):
     """An exported dense network run by TorchScript: ``[B, 3, H, W]`` normalised float32 to ``[B, K, H', W']``
     logits (and ``[B, 4 or 14, H', W']`` regression), as the original ``DenseNet``."""
 
     def __init__(self, path: str, device: str | torch.device = "cpu") -> None:
-        super().__init__()
-        self.path = path
-        self.metadata = read_torchscript_metadata(path)
+        super().__init__(path, read_torchscript_metadata(path))
         try:
             self.module = torch.jit.load(path, map_location=device).eval()
         except Exception as exc:  # noqa: BLE001 - torch.jit raises many types
             raise ModelLoadError(f"{path}: cannot load TorchScript ({' '.join(str(exc).split())[:200]})") from None
-        g = self.metadata["geometry"]
-        self.geometry = Geometry(int(g["stride"]), float(g["offset"]), int(g["window"]), int(g["receptive_field"]),
-                                 int(g["rf_offset"]))
-        self.regressor = _Regressor() if len(self.metadata["outputs"]) > 1 else None
-        digest = hashlib.sha256(Path(path).read_bytes()).digest()
-        self.register_buffer("file_sha256", torch.tensor(list(digest), dtype=torch.uint8))  # run.json fingerprint
-        self._sizes: dict[tuple[int, int], tuple[int, int]] = {}
-        self._fcn_bytes_per_pixel = 1e-9  # a traced graph: fcndetect does not tile it
 
     def _outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
         out = self.module(x)
@@ -108,12 +83,3 @@ class TorchScriptDenseNet(nn.Module):
     def forward_with_regression(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         out = self._outputs(x)
         return out[0], (torch.cat(out[1:], dim=1) if len(out) > 1 else None)
-
-    def output_size(self, height: int, width: int) -> tuple[int, int]:
-        """Score-map size for a ``height x width`` input (probed once per size, then cached)."""
-        key = (height, width)
-        if key not in self._sizes:
-            with torch.no_grad():
-                out = self.forward(torch.zeros(1, 3, height, width))
-            self._sizes[key] = (int(out.shape[2]), int(out.shape[3]))
-        return self._sizes[key]
