@@ -58,6 +58,9 @@ def main() -> None:
     except KeyboardInterrupt:  # between the group's handler and here
         _exit_now(EXIT_INTERRUPTED, "interrupted")
     except SystemExit as exc:
+        # the command is over and its outputs written: a Ctrl-C during the interpreter's shutdown (joining
+        # threads, freeing modules) must not turn a finished run into a traceback or a death by SIGINT
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if code == EXIT_INTERRUPTED or ray_stopped_an_instance():
             _exit_now(code)

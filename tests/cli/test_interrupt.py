@@ -27,12 +27,15 @@ def _console_script() -> str | None:
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory, samples) -> Path:
-    """A few photos: enough that a run is still busy seconds after it starts on a loaded machine."""
+    """Enough photos that a run is still busy 2.5 s after it starts on a quiet machine too (6 distinct ones,
+    hard-linked 150 times: no disk cost)."""
     path = tmp_path_factory.mktemp("sigint") / "in"
     path.mkdir()
     photo = Image.open(samples / "astronaut.png").convert("RGB")
     for k in range(6):
         photo.rotate(10 * k).save(path / f"{k:02d}.png")
+    for k in range(6, 150):
+        os.link(path / f"{k % 6:02d}.png", path / f"{k:03d}.png")
     return path
 
 
