@@ -18,6 +18,7 @@ A video gives one record per processed frame and its own files (:mod:`fcndetect.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -281,8 +282,7 @@ class BatchRunner:
 
             if opt.output is not None:  # the actors render where they detect
                 render = functools.partial(render_image_outputs, options=opt.render_options(self.detector))
-                options = EngineOptions(batch_size=opt.batch_size, max_pixels=opt.max_pixels,
-                                        return_maps=need_maps, render=render)
+                options = dataclasses.replace(options, render=render)
             # the model's files travel through Ray's object store: the actors need no shared filesystem
             from .models.files import build_from_copies, driver_files
 
@@ -353,20 +353,20 @@ class BatchRunner:
         has_video = any(it.error is None and is_video_path(it.path) for it in items)
         combined = CombinedOutputs(opt.output, opt.format, list(self.detector.class_names), self.out, has_video) \
             if opt.output is not None or not stream_jsonl else None
-        current = [0]  # the input whose records are being emitted (a video's frames come from VideoJob)
 
-        def emit(record: dict[str, Any]) -> None:
+        def emit(k: int, record: dict[str, Any]) -> None:
+            """Write input ``k``'s next record (an image's one, a video's frames as they come)."""
             if stream_jsonl:
                 self.out.write(dumps_record(record) + "\n")
                 self.out.flush()
             if combined is not None:
-                combined.add(record, names[current[0]])
+                combined.add(record, names[k])
             summary.n_records += 1
             summary.n_failed += bool(record.get("error"))
             summary.n_frames += record.get("frame") is not None and not record.get("error")
             summary.n_detections += len(record.get("detections") or [])
 
-        video_job = VideoJob(opt.output, opt.render_options(self.detector), emit, show, tty, self.err)
+        render = opt.render_options(self.detector)
 
         need_maps = opt.heatmap or opt.save_maps
         done, failed, stopped = summary.n_resumed, 0, False
@@ -376,21 +376,21 @@ class BatchRunner:
             results = self._engine([it for k, it in enumerate(items) if k not in resumed] if resumed else items,
                                    need_maps)
             for k, item in enumerate(items):
-                current[0] = k
                 if k in resumed:
                     for record in input_records(self._completed(names[k])
                                                 or result_record(item.path, None, "its record vanished")):
-                        emit(record)
+                        emit(k, record)
                     summary.n_inputs_done += 1
                     continue
                 res = None if stopped else next(results, None)
                 if res is None:
                     break
                 if res.video is not None:  # its frames stream out (emit) as they are decoded and detected
-                    records = video_job.run(item, names[k], res.video)
+                    job = VideoJob(opt.output, render, functools.partial(emit, k), show, tty, self.err)
+                    records = job.run(item, names[k], res.video)
                 else:
                     records = [self._record(item, names[k], res)]
-                    emit(records[0])
+                    emit(k, records[0])
                 summary.n_inputs_done += 1
                 error = None  # the input's last error
                 for record in records:
