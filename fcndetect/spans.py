@@ -26,13 +26,13 @@ All boxes are ``[x1, y1, x2, y2]`` floats with continuous edges: ``[0, 0, W, H]`
 from __future__ import annotations
 
 import operator
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
-from torchvision.ops import stochastic_depth
 
 from .geometry import Geometry, GeometryError
 
@@ -102,8 +102,18 @@ _POINTWISE_FUNCTIONS: frozenset[object] = frozenset({
     torch.add, torch.sub, torch.mul, torch.div, torch.neg, torch.relu, torch.sigmoid, torch.tanh, torch.clamp,
     F.relu, F.relu6, F.elu, F.selu, F.celu, F.gelu, F.silu, F.mish, F.hardswish, F.hardsigmoid, F.hardtanh,
     F.leaky_relu, F.prelu, F.sigmoid, F.tanh, F.dropout, F.dropout1d, F.dropout2d, F.alpha_dropout,
-    F.batch_norm, torch.channel_shuffle, stochastic_depth,
+    F.batch_norm, torch.channel_shuffle,
 })
+
+
+def _is_pointwise_function(target: object) -> bool:
+    """Whether a called function acts on each position independently: :data:`_POINTWISE_FUNCTIONS`, or
+    torchvision's ``stochastic_depth`` (identity in eval), looked up only where torchvision is loaded
+    already (a network that calls it imported it), so computing a geometry never imports torchvision."""
+    if target in _POINTWISE_FUNCTIONS:
+        return True
+    module = sys.modules.get("torchvision.ops.stochastic_depth")
+    return module is not None and target is getattr(module, "stochastic_depth", None)
 _POINTWISE_METHODS = frozenset({
     "add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "neg", "relu", "relu_", "sigmoid", "sigmoid_",
     "tanh", "tanh_", "clamp", "clamp_", "clamp_min", "clamp_max", "contiguous", "clone", "float", "half",
@@ -301,7 +311,7 @@ def _op_span(node: fx.Node, span: Span, axis: int, root: nn.Module) -> Span:
     is_function = node.op == "call_function"
     if is_function and target in _POOL_PARAMS:
         return _function_pool_span(node, span, axis)
-    if (is_function and target in _POINTWISE_FUNCTIONS) or (not is_function and target in _POINTWISE_METHODS):
+    if (is_function and _is_pointwise_function(target)) or (not is_function and target in _POINTWISE_METHODS):
         _check_constants(node, root, span)
         return span
     rule = _CHANNEL_DIM_FUNCTIONS.get(target) if is_function else _CHANNEL_DIM_METHODS.get(str(target))

@@ -17,14 +17,14 @@ exactness table are in :mod:`fcndetect.convert.adapters`), the head conversion a
 from __future__ import annotations
 
 import copy
+import importlib
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 from torch import nn
-from torchvision.models import convnext as _tv_convnext
-from torchvision.ops.misc import SqueezeExcitation
 
 from ..geometry import Geometry, GeometryError
 
@@ -106,6 +106,17 @@ class DenseNet(nn.Module):
         return self.classifier(h), (self.regressor(h) if self.regressor is not None else None)
 
 
+def _is_torchvision(m: nn.Module, module: str, name: str) -> bool:
+    """Whether ``m`` is an instance of torchvision's ``module.name``; looked up only where that module is loaded
+    already (``m`` could not be one otherwise), so converting a network never imports torchvision."""
+    cls = getattr(sys.modules.get(module), name, None)
+    return cls is not None and isinstance(m, cls)
+
+
+def _is_squeeze_excitation(m: nn.Module) -> bool:
+    return _is_torchvision(m, "torchvision.ops.misc", "SqueezeExcitation")
+
+
 def _localise_squeezes(body: nn.Module, probe: torch.Tensor) -> tuple[nn.Module, torch.Tensor]:
     """Run ``body`` on the native-size ``probe`` and replace each SE block's global pool by :class:`LocalSqueeze`.
 
@@ -115,7 +126,7 @@ def _localise_squeezes(body: nn.Module, probe: torch.Tensor) -> tuple[nn.Module,
     sizes: dict[int, tuple[int, int]] = {}
     handles = []
     for m in body.modules():
-        if isinstance(m, SqueezeExcitation) and _global_kind(m.avgpool) == "avg":
+        if _is_squeeze_excitation(m) and _global_kind(m.avgpool) == "avg":
 
             def hook(mod: nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
                 sizes[id(mod)] = (int(args[0].shape[-2]), int(args[0].shape[-1]))
@@ -130,7 +141,7 @@ def _localise_squeezes(body: nn.Module, probe: torch.Tensor) -> tuple[nn.Module,
         return body, feat
 
     def swap(m: nn.Module) -> nn.Module | None:
-        if isinstance(m, SqueezeExcitation) and id(m.avgpool) in sizes:
+        if _is_squeeze_excitation(m) and id(m.avgpool) in sizes:
             se = copy.copy(m)
             se._modules = {**m._modules, "avgpool": LocalSqueeze(sizes[id(m.avgpool)])}
             return se
@@ -156,6 +167,24 @@ def register_adapter(predicate: Callable[[nn.Module], bool]) -> Callable[[Adapte
     return wrap
 
 
+def register_builtin_adapter(predicate: Callable[[nn.Module], bool]) -> Callable[[Adapter], Adapter]:
+    """Decorator for fcndetect's own adapters: tried before the built-ins registered earlier, as
+    :func:`register_adapter` would, but after every user adapter, also when a built-in family registers
+    later (the torchvision families register on first need)."""
+
+    def wrap(adapter: Adapter) -> Adapter:
+        global _N_BUILTIN
+        _ADAPTERS.insert(len(_ADAPTERS) - _N_BUILTIN, (predicate, adapter))
+        _N_BUILTIN += 1
+        return adapter
+
+    return wrap
+
+
+_N_BUILTIN = 0  # the last _N_BUILTIN entries of _ADAPTERS are fcndetect's own
+_TORCHVISION_ADAPTERS = __name__.rpartition(".")[0] + ".torchvision_adapters"
+
+
 def _is_adaptive(m: nn.Module) -> bool:
     return isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d))
 
@@ -174,6 +203,11 @@ def _split(model: nn.Module) -> Split:
     for predicate, adapter in _ADAPTERS:
         if predicate(model):
             return adapter(model)
+    if _TORCHVISION_ADAPTERS not in sys.modules:
+        # the torchvision families register on first need: their module imports torchvision's models (over
+        # a second), which a network that another adapter takes never needs
+        importlib.import_module(_TORCHVISION_ADAPTERS)
+        return _split(model)
     raise ConversionError(
         f"don't know how to make {type(model).__name__} fully convolutional: "
         "register an adapter with fcndetect.convert.register_adapter"
@@ -238,7 +272,7 @@ def _convert_head(
             continue
         if first_linear and not pooled and not isinstance(m, _HEAD_POINTWISE):
             raise ConversionError(f"head layer {type(m).__name__} before the first Linear is not supported")
-        if first_linear and isinstance(m, _tv_convnext.LayerNorm2d):
+        if first_linear and _is_torchvision(m, "torchvision.models.convnext", "LayerNorm2d"):
             out.append(m)
             continue
         if isinstance(m, (nn.Softmax, nn.LogSoftmax)):

@@ -14,14 +14,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from .known import is_onnx_path
 from .exported import ExportedDenseNet, parse_metadata
 from .torchvision_models import ModelLoadError
 
 __all__ = ["OnnxDenseNet", "is_onnx_path", "read_onnx_metadata"]
-
-
-def is_onnx_path(name: str) -> bool:
-    return name.lower().endswith(".onnx")
 
 
 def _session(path: str) -> Any:

@@ -1,15 +1,23 @@
-"""Registry of named models: how to build each dense network, its preprocessing and its classes."""
+"""Registry of named models: how to build each dense network, its preprocessing and its classes.
+
+Describing a model (:func:`get_spec`, :func:`list_models`) imports neither torch nor the model's module: the
+facts are declared (:mod:`.known`), and torch, the converter and the family's module load in
+:func:`load_model`, when a model is built.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+from . import known
 
-from ..convert import DenseNet, make_fully_convolutional
-from .mtcnn import load_mtcnn, pnet_dense
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from ..convert import DenseNet
 
 __all__ = ["ClassGroup", "ModelSpec", "LoadedModel", "register_model", "get_spec", "list_models", "load_model"]
 
@@ -37,6 +45,8 @@ class ModelSpec:
         build: returns the original classifier, with weights, in eval mode.
         make_dense: turns the classifier into its dense network; ``None``: :func:`make_fully_convolutional`
             (a classifier that is fully convolutional already, like P-Net, only needs wrapping).
+        stride, receptive_field: those of the dense network, declared for ``fcndetect models`` (a test checks
+            them against the built network); ``None`` where they depend on options or are unknown.
     """
 
     name: str
@@ -51,6 +61,8 @@ class ModelSpec:
     make_dense: Callable[[nn.Module], DenseNet] | None = field(default=None, repr=False, compare=False)
     #: settings over ``preset`` (an exported ONNX file carries those it was exported with)
     preset_values: dict[str, object] | None = field(default=None, repr=False, compare=False)
+    stride: int | None = None
+    receptive_field: int | None = None
 
 
 @dataclass
@@ -81,21 +93,35 @@ def register_model(spec: ModelSpec) -> ModelSpec:
     return spec
 
 
-def _mtcnn_spec(name: str, net: str, window: int, description: str, **extra: object) -> ModelSpec:
+def _load_mtcnn(net: str) -> nn.Module:
+    from .mtcnn import load_mtcnn
+
+    return load_mtcnn(net)
+
+
+def _pnet_dense(pnet: nn.Module) -> DenseNet:
+    from .mtcnn import pnet_dense
+
+    return pnet_dense(pnet)  # type: ignore[arg-type, return-value]
+
+
+def _mtcnn_spec(name: str, net: str, window: int, stride: int, rf: int, description: str,
+                **extra: object) -> ModelSpec:
     """A face model from one of MTCNN's nets, with the weights facenet-pytorch ships."""
     return ModelSpec(
         name=name, description=description, window=window, mean=_MTCNN_SCALE[0], std=_MTCNN_SCALE[1],
         groups=_FACE, preset=name, source=f"facenet-pytorch 2.5.3 data/{net}.pt (MIT)",
-        build=lambda: load_mtcnn(net), **extra,  # type: ignore[arg-type]
+        build=lambda: _load_mtcnn(net), stride=stride, receptive_field=rf, **extra,  # type: ignore[arg-type]
     )
 
 
-register_model(_mtcnn_spec("face", "onet", 48, "MTCNN O-Net face classifier (48 px window) made fully convolutional"))
-register_model(_mtcnn_spec("face-rnet", "rnet", 24,
+register_model(_mtcnn_spec("face", "onet", 48, 8, 49,
+                           "MTCNN O-Net face classifier (48 px window) made fully convolutional"))
+register_model(_mtcnn_spec("face-rnet", "rnet", 24, 4, 25,
                            "MTCNN R-Net face classifier (24 px window, cheaper) made fully convolutional"))
-register_model(_mtcnn_spec("face-pnet", "pnet", 12,
+register_model(_mtcnn_spec("face-pnet", "pnet", 12, 2, 12,
                            "MTCNN P-Net face classifier (12 px window, stride 2; fully convolutional already)",
-                           make_dense=pnet_dense))
+                           make_dense=_pnet_dense))
 
 
 def get_spec(name: str) -> ModelSpec:
@@ -103,9 +129,7 @@ def get_spec(name: str) -> ModelSpec:
     classes are chosen when it is loaded)."""
     if name in _REGISTRY:
         return _REGISTRY[name]
-    from .torchvision_models import is_torchvision_arch
-
-    if is_torchvision_arch(name):
+    if known.is_torchvision_name(name):
         return ModelSpec(
             name=name,
             description=f"torchvision {name} (ImageNet classes unless --num-classes)",
@@ -117,16 +141,15 @@ def get_spec(name: str) -> ModelSpec:
             source="torchvision weights (torch hub cache) or --weights PATH",
             build=lambda: (_ for _ in ()).throw(RuntimeError("use load_model")),
         )
-    from .custom import BUILTIN_ARCHS, is_factory_path
-    from .onnx_model import is_onnx_path, read_onnx_metadata
-
-    from .torchscript_model import is_torchscript_path, read_torchscript_metadata
-
-    if is_onnx_path(name) or is_torchscript_path(name):
+    if known.is_exported_path(name):
         from ..config import preset_names
 
-        onnx = is_onnx_path(name)
-        meta = read_onnx_metadata(name) if onnx else read_torchscript_metadata(name)
+        onnx = known.is_onnx_path(name)
+        if onnx:
+            from .onnx_model import read_onnx_metadata as read_metadata
+        else:
+            from .torchscript_model import read_torchscript_metadata as read_metadata
+        meta = read_metadata(name)
         preset = str(meta.get("preset_name", "custom"))
         return ModelSpec(
             name=name, description=f"exported {meta['model']}", window=int(meta["geometry"]["window"]),
@@ -137,18 +160,20 @@ def get_spec(name: str) -> ModelSpec:
             build=lambda: (_ for _ in ()).throw(RuntimeError("use load_model")),
             preset_values=dict(meta.get("preset") or {}),
         )
-    if is_factory_path(name):
+    if known.is_factory_path(name):
         return ModelSpec(
             name=name, description=f"user classifier {name}", window=0, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
             groups=(), preset="custom", source=f"{name} (+ --weights)",
             build=lambda: (_ for _ in ()).throw(RuntimeError("use load_model")),
         )
-    if name in BUILTIN_ARCHS:
+    if name in known.BUILTIN_ARCHS:
+        arch = known.BUILTIN_ARCHS[name]
         return ModelSpec(
-            name=name, description=BUILTIN_ARCHS[name].description, window=BUILTIN_ARCHS[name].input_size,
+            name=name, description=arch.description, window=arch.window,
             mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), groups=(), preset="custom",
             source="--weights PATH (fcndetect train)",
             build=lambda: (_ for _ in ()).throw(RuntimeError("use load_model")),
+            stride=arch.stride, receptive_field=arch.receptive_field,
         )
     raise KeyError(f"unknown model '{name}'; see `fcndetect models` (face models: {', '.join(sorted(_REGISTRY))})")
 
@@ -179,17 +204,22 @@ def load_model(
         input_size, mean, std: override the preprocessing (``mean``/``std`` in 0..1 units).
     """
     spec = get_spec(name)
-    from .onnx_model import is_onnx_path
-    from .torchscript_model import is_torchscript_path
+    import torch
 
-    if is_onnx_path(spec.name) or is_torchscript_path(spec.name):
-        from .onnx_model import OnnxDenseNet
-        from .torchscript_model import TorchScriptDenseNet
+    from ..convert import make_fully_convolutional
 
+    if known.is_exported_path(spec.name):
         if any(v is not None for v in (weights, num_classes, input_size, classes, mean, std)):
             raise ValueError(f"{name}: an exported file carries its weights, classes and preprocessing: "
                              "--weights/--num-classes/--classes/--input-size/--mean/--std do not apply")
-        net = OnnxDenseNet(name) if is_onnx_path(name) else TorchScriptDenseNet(name, device)
+        if known.is_onnx_path(name):
+            from .onnx_model import OnnxDenseNet
+
+            net = OnnxDenseNet(name)
+        else:
+            from .torchscript_model import TorchScriptDenseNet
+
+            net = TorchScriptDenseNet(name, device)
         return LoadedModel(spec=spec, classifier=net, dense=net, groups=spec.groups,  # type: ignore[arg-type]
                            mean=torch.tensor(spec.mean, dtype=torch.float32, device=device),
                            std=torch.tensor(spec.std, dtype=torch.float32, device=device))
@@ -202,11 +232,12 @@ def load_model(
         window, groups = spec.window, spec.groups
         mean255, std255 = spec.mean, spec.std
     else:
-        from .custom import build_builtin, build_from_path, detected_outputs, is_builtin_arch, is_factory_path, output_names
+        from .custom import build_builtin, build_from_path, detected_outputs, output_names
         from .torchvision_models import build_torchvision_model, parse_classes
 
-        if is_builtin_arch(name) or is_factory_path(name):
-            build = build_builtin if is_builtin_arch(name) else build_from_path
+        builtin = name in known.BUILTIN_ARCHS
+        if builtin or known.is_factory_path(name):
+            build = build_builtin if builtin else build_from_path
             tv = build(name, weights, num_classes, input_size, mean, std, classes)
             chosen = detected_outputs(tv.categories)
         else:

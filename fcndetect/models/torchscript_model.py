@@ -16,19 +16,13 @@ from typing import Any
 
 import torch
 
+from .known import TORCHSCRIPT_SUFFIXES, is_torchscript_path
 from .exported import ExportedDenseNet, parse_metadata
 from .torchvision_models import ModelLoadError
 
 __all__ = ["TORCHSCRIPT_SUFFIXES", "TorchScriptDenseNet", "is_torchscript_path", "read_torchscript_metadata"]
 
-#: Suffixes under which ``--model FILE`` is taken for an exported TorchScript file.
-TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript", ".jit")
 _EXTRA = "fcndetect.json"
-
-
-def is_torchscript_path(name: str) -> bool:
-    """Whether ``--model name`` names a file to be read as an exported TorchScript model (by its suffix)."""
-    return name.lower().endswith(TORCHSCRIPT_SUFFIXES)
 
 
 def _extra_member(path: str) -> str | None:

@@ -22,6 +22,8 @@ import torch
 import torchvision
 from torch import nn
 
+from .known import is_torchvision_name
+
 __all__ = [
     "CLASS_GROUPS",
     "ModelLoadError",
@@ -64,11 +66,8 @@ def _list_archs() -> dict[str, int]:
 
 
 def is_torchvision_arch(name: str) -> bool:
-    try:
-        from ..convert import TORCHVISION_ARCHS, UNSUPPORTED_ARCHS
-    except ImportError:  # pragma: no cover - older convert without the tables
-        return name in torchvision.models.list_models(module=torchvision.models)
-    return name in TORCHVISION_ARCHS or name in UNSUPPORTED_ARCHS
+    """Whether ``name`` is a torchvision classification builder (:func:`fcndetect.models.known.is_torchvision_name`)."""
+    return is_torchvision_name(name)
 
 
 def _weights_enum(arch: str):
