@@ -150,7 +150,11 @@ def hub_checkpoints_dir() -> Path:
     """torch hub's ``checkpoints`` folder, as :func:`torch.hub.get_dir` names it, without importing torch
     (where torch.hub is loaded, its own answer, which honours :func:`torch.hub.set_dir`)."""
     hub = sys.modules.get("torch.hub")
-    if hub is not None:
-        return Path(hub.get_dir()) / "checkpoints"
+    return (Path(hub.get_dir()) if hub is not None else _default_hub_dir()) / "checkpoints"
+
+
+def _default_hub_dir() -> Path:
+    """torch hub's folder where :func:`torch.hub.set_dir` was not called: ``$TORCH_HOME/hub``, by default
+    ``$XDG_CACHE_HOME/torch/hub`` (``~/.cache/torch/hub``)."""
     home = os.getenv("TORCH_HOME", os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"), "torch"))
-    return Path(os.path.expanduser(home)) / "hub" / "checkpoints"
+    return Path(os.path.expanduser(home)) / "hub"
