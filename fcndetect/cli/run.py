@@ -124,10 +124,9 @@ def run_cmd(sources: tuple[str, ...], config: str | None, output: str | None, he
             raise click.UsageError(f"{flag} needs -o/--output DIR")
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
-    if batch_size < 1 or (workers is not None and workers < 0) or (threads is not None and threads < 1):
-        raise click.UsageError("--batch-size and --threads must be >= 1, --workers >= 0")
-    if vid_stride < 1 or (anonymize_margin is not None and not anonymize_margin >= 0):
-        raise click.UsageError("--vid-stride must be >= 1 and --anonymize-margin >= 0")
+    check_run_limits({"--batch-size": batch_size, "--workers": workers, "--threads": threads,
+                      "--vid-stride": vid_stride, "--max-pixels": max_pixels, "--anonymize-margin": anonymize_margin,
+                      "--cpus-per-actor": cpus_per_actor, "--gpus-per-actor": gpus_per_actor})
     if anonymize_margin is not None and anonymize is None:
         raise click.UsageError("--anonymize-margin needs --anonymize")
     from pathlib import Path
@@ -163,20 +162,47 @@ def _ray_options(address: str | None, actors: str | None, cpus: float | None, gp
             raise click.UsageError(f"--actors: expected N or MIN-MAX, got {actors!r}") from None
         if not 1 <= counts[0] <= counts[1]:
             raise click.UsageError(f"--actors: expected 1 <= MIN <= MAX, got {actors!r}")
-    if (cpus is not None and cpus <= 0) or gpus < 0:
-        raise click.UsageError("--cpus-per-actor must be > 0 and --gpus-per-actor >= 0")
     return RayOptions(address=address, actors=counts, cpus_per_actor=cpus, gpus_per_actor=gpus, threads=threads)
 
 
+#: The run options' accepted values (inclusive): each bounds the threads, memory or work a run may take.
+RUN_LIMITS: dict[str, tuple[float, float]] = {
+    "--batch-size": (1, 4096), "--workers": (0, 256), "--threads": (1, 1024), "--vid-stride": (1, 1_000_000),
+    "--max-pixels": (1, 1 << 40), "--anonymize-margin": (0, 10), "--cpus-per-actor": (1e-4, 1 << 16),
+    "--gpus-per-actor": (0, 1 << 10),
+}
+
+
+def check_run_limits(values: dict[str, float | None]) -> None:
+    """A usage error (one line naming the option) for any given value outside :data:`RUN_LIMITS`."""
+    import math
+
+    for flag, value in values.items():
+        if value is None:
+            continue
+        lo, hi = RUN_LIMITS[flag]
+        if not (math.isfinite(value) and lo <= value <= hi):
+            raise click.UsageError(f"{flag} must be in [{_num(lo)}, {_num(hi)}], got {value:g}")
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else f"{v:g}"
+
+
 def parse_mib(text: str) -> int:
-    """``512``, ``512M``, ``2G``, ``2GiB`` -> MiB (a usage error for anything else)."""
+    """``512``, ``512M``, ``2G``, ``2GiB`` -> MiB (a usage error for anything else, or a negative or
+    non-finite size)."""
+    import math
+
     t = text.strip().upper().removesuffix("IB").removesuffix("B")
     mult = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}.get(t[-1:], None)
     try:
         value = float(t[:-1]) * mult if mult is not None else float(t)
     except ValueError:
         raise click.UsageError(f"--max-memory: expected a size such as 512M or 2G, got {text!r}") from None
-    return max(0, int(value))
+    if not math.isfinite(value) or value < 0:
+        raise click.UsageError(f"--max-memory: expected a size >= 0 such as 512M or 2G, got {text!r}")
+    return int(value)
 
 
 def _engine_detector(cfg: Any, engine: str) -> Any:
