@@ -145,7 +145,33 @@ def run_cmd(sources: tuple[str, ...], config: str | None, output: str | None, he
         opts.anonymize_margin = anonymize_margin
     if engine == "ray":
         opts.ray = _ray_options(ray_address, actors, cpus_per_actor, gpus_per_actor, threads)
-    sys.exit(_run(sources, cfg, opts, threads))
+    sys.exit(_locked_run(sources, cfg, opts, threads))
+
+
+def _locked_run(sources: tuple[str, ...], cfg: Any, opts: Any, threads: int | None) -> int:
+    """:func:`_run` holding the output folder's lock, taken before the model loads: a second run on a folder
+    in use is refused in one line naming the process that holds it (exit 2)."""
+    if opts.output is None:
+        return _run(sources, cfg, opts, threads)
+    from ..io.outdir import FolderInUse, OutputLock
+
+    lock = OutputLock(opts.output)
+    try:
+        lock.acquire()
+    except FolderInUse as exc:
+        err(f"error: {one_line(str(exc))}")
+        return EXIT_USAGE
+    except OSError as exc:
+        culprit = f": {exc.filename}" if exc.filename and str(exc.filename) != str(opts.output) else ""
+        err(f"error: {one_line(f'{opts.output}: cannot use as the output folder ({exc.strerror or exc}{culprit})')}")
+        return EXIT_USAGE
+    try:
+        if lock.stale:
+            err(f"note: {one_line(f'{opts.output}: took over the lock of process {lock.stale}, which ended without releasing it')}",
+                opts.quiet)
+        return _run(sources, cfg, opts, threads)
+    finally:
+        lock.release()
 
 
 def _ray_options(address: str | None, actors: str | None, cpus: float | None, gpus: float,

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any, TextIO
 
 from . import formats
+from .outdir import scratch_dir
 from .sinks import atomic_write_text, dumps_record
 from .sinks import _create_temporary  # noqa: PLC2701 - the same package's temporary-file naming
 
@@ -33,10 +34,42 @@ def combined_names(fmt: str) -> list[str]:
                                    "fddb": ["detections.fddb.txt"]}.get(fmt, [])
 
 
+def named(exc: OSError, path: object) -> OSError:
+    """``exc`` again, naming ``path`` as its file (a write to an open file says only ``[Errno 28] No space
+    left on device``)."""
+    return OSError(exc.errno, exc.strerror or str(exc), str(path))
+
+
+class _Named:
+    """A text file being written for ``target``: every write error names ``target``."""
+
+    def __init__(self, fh: IO[str], target: object) -> None:
+        self.fh, self.target = fh, target
+
+    def write(self, text: str) -> int:
+        try:
+            return self.fh.write(text)
+        except OSError as exc:
+            raise named(exc, self.target) from None
+
+    def publish(self, tmp: str) -> None:
+        """Flush, fsync, close, and rename ``tmp`` (this file) to ``target``."""
+        try:
+            self.fh.flush()
+            os.fsync(self.fh.fileno())
+            self.fh.close()
+            os.replace(tmp, str(self.target))
+        except OSError as exc:
+            raise named(exc, self.target) from None
+
+    def close(self) -> None:
+        self.fh.close()
+
+
 class _JsonList:
     """A JSON list in :func:`formats.json_text`'s layout (one compact element a line), appended to ``fh``."""
 
-    def __init__(self, fh: IO[str], indent: str) -> None:
+    def __init__(self, fh: _Named, indent: str) -> None:
         self.fh, self.indent, self.n = fh, indent, 0
 
     def add(self, value: Any) -> None:
@@ -68,14 +101,17 @@ class CombinedOutputs:
                 raise ValueError(f"duplicate category {name!r}")
             self.cat_ids[name] = len(self.cat_ids) + 1
         self.n_images = 0
-        self._files: dict[str, tuple[IO[str], str]] = {}  # relative name -> (handle, temporary path)
-        self._spool: IO[str] | None = None
+        self._files: dict[str, tuple[_Named, str]] = {}  # relative name -> (handle, temporary path)
+        self._spool: _Named | None = None
         if root is not None:
+            scratch = scratch_dir(root)
+            scratch.mkdir(parents=True, exist_ok=True)
             for rel in combined_names(fmt):
-                fd, tmp = _create_temporary(root, rel)
-                self._files[rel] = (os.fdopen(fd, "w", encoding="utf-8", newline=""), tmp)
+                fd, tmp = _create_temporary(scratch, rel)
+                self._files[rel] = (_Named(os.fdopen(fd, "w", encoding="utf-8", newline=""), root / rel), tmp)
         elif fmt != "jsonl":
-            self._spool = tempfile.TemporaryFile("w+", encoding="utf-8", newline="")
+            self._spool = _Named(tempfile.TemporaryFile("w+", encoding="utf-8", newline=""),
+                                 f"a temporary copy of the {fmt} output")
         results = self._handle("detections.json") if fmt == "coco" else None
         self._results = _JsonList(results, "") if results is not None else None
         images = self._handle("images.json")
@@ -86,7 +122,7 @@ class CombinedOutputs:
         if fmt == "csv":
             self._text("detections.csv", _csv_header(self.frames))
 
-    def _handle(self, rel: str) -> IO[str] | None:
+    def _handle(self, rel: str) -> _Named | None:
         if rel in self._files:
             return self._files[rel][0]
         if self._spool is not None and rel not in ("detections.jsonl", "images.json"):
@@ -118,7 +154,8 @@ class CombinedOutputs:
             self._text("detections.fddb.txt", formats.fddb_text([record], names=[name]))
         elif self.fmt == "wider":
             if self.root is not None:
-                atomic_write_text(self.root / "wider" / formats.wider_relpath(name), formats.wider_text(record, name))
+                atomic_write_text(self.root / "wider" / formats.wider_relpath(name), formats.wider_text(record, name),
+                                  scratch_dir(self.root))
             elif self._spool is not None:
                 self._spool.write(formats.wider_text(record, name))
 
@@ -134,18 +171,16 @@ class CombinedOutputs:
     def commit(self) -> None:
         """The run is complete: publish every file (fsync, then rename into place), or copy the spool to stdout."""
         self._finish()
-        for rel, (fh, tmp) in self._files.items():
-            fh.flush()
-            os.fsync(fh.fileno())
-            fh.close()
-            os.replace(tmp, self.root / rel)  # type: ignore[operator]
+        for _rel, (fh, tmp) in self._files.items():
+            fh.publish(tmp)
         self._files = {}
         if self._spool is not None:
-            self._spool.seek(0)
-            while chunk := self._spool.read(1 << 20):
+            spool = self._spool.fh
+            spool.seek(0)
+            while chunk := spool.read(1 << 20):
                 self.stdout.write(chunk)
             self.stdout.flush()
-            self._spool.close()
+            spool.close()
             self._spool = None
 
     def discard(self) -> None:
