@@ -38,7 +38,7 @@ from .io.anonymize import DEFAULT_MARGIN
 from .io.combined import CombinedOutputs
 from .io.images import DEFAULT_MAX_PIXELS
 from .io.outdir import OWN_ENTRIES, FolderInUse, OutputLock, clear_scratch, output_names, scratch_dir
-from .io.progress import Progress
+from .io.progress import Progress, printable
 from .io.render import RenderOptions, render_image_outputs
 from .io.sinks import atomic_write_bytes, atomic_write_text, dumps_record, output_name, result_record
 from .io.sources import LOCAL_INPUTS, SourceItem, expand_sources
@@ -303,7 +303,7 @@ class BatchRunner:
 
     def _error(self, path: str, reason: str) -> None:
         if not self.opt.quiet:
-            self.err.write(f"error: {path}: {reason}\n")
+            self.err.write(f"error: {printable(path)}: {printable(reason)}\n")
             self.err.flush()
 
     # -- the run -------------------------------------------------------------------------------------

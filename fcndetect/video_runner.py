@@ -73,7 +73,8 @@ def video_refusal(items: Sequence[SourceItem], engine: str, fmt: str) -> str | N
         return None
     if engine == "ray":
         return (f"--engine ray does not read videos ({videos[0]}): run videos with --engine local (the default)")
-    if fmt not in FRAME_FORMATS:
+    fmt = next((f for f in fmt.split(",") if f not in FRAME_FORMATS), "")
+    if fmt:
         return (f"--format {fmt} cannot tell a video's frames apart ({videos[0]}): use --format jsonl, coco or csv "
                 "for videos")
     return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import sys
 from typing import Any
 
@@ -67,8 +68,9 @@ Exit codes: 0 all inputs processed, 1 some inputs failed, 2 usage error, 130 int
                    "whole face, forehead and ears, for the face presets).")
 @click.option("--vid-stride", type=int, default=1, show_default=True,
               help="Videos: detect in frames 0, N, 2N, ... (the frames between reuse the last detections).")
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "coco", "csv", "fddb", "wider"]), default="jsonl",
-              show_default=True, help="One more combined output (with -o), or what stdout gets (without).")
+@click.option("--format", "fmt", multiple=True, metavar="FORMAT[,FORMAT...]",
+              help="jsonl, coco, csv, fddb or wider: more combined outputs (with -o; repeat the option or separate "
+                   "with commas: --format coco,csv), or what stdout gets (without -o: one format). Default: jsonl.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run into the same -o DIR.")
 @click.option("--overwrite", is_flag=True, help="Allow -o into a non-empty folder (an old run's files go).")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first input that fails.")
@@ -89,7 +91,8 @@ Exit codes: 0 all inputs processed, 1 some inputs failed, 2 usage error, 130 int
 @click.option("--cpus-per-actor", type=float, default=None, help="With --engine ray: CPUs each actor reserves.")
 @click.option("--gpus-per-actor", type=float, default=0.0, help="With --engine ray: GPUs each actor reserves.")
 def run_cmd(sources: tuple[str, ...], config: str | None, output: str | None, heatmap: bool, save_maps: bool,
-            crops: bool, anonymize: str | None, anonymize_margin: float | None, vid_stride: int, fmt: str, resume: bool, overwrite: bool, fail_fast: bool, workers: int | None,
+            crops: bool, anonymize: str | None, anonymize_margin: float | None, vid_stride: int,
+            fmt: tuple[str, ...], resume: bool, overwrite: bool, fail_fast: bool, workers: int | None,
             threads: int | None, batch_size: int, max_memory: str | None, max_pixels: int | None,
             print_config: bool, quiet: bool, engine: str, ray_address: str | None, actors: str | None,
             cpus_per_actor: float | None, gpus_per_actor: float, **options: Any) -> None:
@@ -115,6 +118,11 @@ def run_cmd(sources: tuple[str, ...], config: str | None, output: str | None, he
             if value is not None:
                 click.echo(f"{key} = {toml_value(value)}")
         return
+    formats = parse_formats(fmt, output is not None)
+    for src in sources:  # `--format coco csv`: csv would be read as an input
+        if src in FORMAT_NAMES and not os.path.lexists(src):
+            raise click.UsageError(f"{src!r} is a format name, not a file: to ask for several formats, write "
+                                   f"--format coco,csv or --format coco --format csv")
     if not sources:
         raise click.UsageError("no SOURCES given (image files, folders, glob patterns, @list.txt or -)")
     for flag, on in (("--heatmap", heatmap), ("--save-maps", save_maps), ("--crops", crops), ("--resume", resume),
@@ -136,7 +144,7 @@ def run_cmd(sources: tuple[str, ...], config: str | None, output: str | None, he
 
     n_workers = 1 if workers is None else workers
     opts = RunOptions(
-        output=Path(output) if output else None, heatmap=heatmap, save_maps=save_maps, crops=crops, format=fmt,
+        output=Path(output) if output else None, heatmap=heatmap, save_maps=save_maps, crops=crops, format=formats,
         resume=resume, overwrite=overwrite, fail_fast=fail_fast, workers=n_workers, batch_size=batch_size,
         max_pixels=max_pixels if max_pixels is not None else DEFAULT_MAX_PIXELS, quiet=quiet, engine=engine,
         anonymize=anonymize, vid_stride=vid_stride,
@@ -172,6 +180,24 @@ def _locked_run(sources: tuple[str, ...], cfg: Any, opts: Any, threads: int | No
         return _run(sources, cfg, opts, threads)
     finally:
         lock.release()
+
+
+#: The ``--format`` values.
+FORMAT_NAMES = ("jsonl", "coco", "csv", "fddb", "wider")
+
+
+def parse_formats(values: tuple[str, ...], to_folder: bool) -> str:
+    """``--format`` values (repeated, comma-separated) as one canonical string: known names, each once, in
+    :data:`FORMAT_NAMES` order, ``jsonl`` dropped beside others (with ``-o`` it is always written). Without
+    an output folder, stdout takes one format: several are a usage error."""
+    names = [v.strip() for value in values for v in value.split(",") if v.strip()] or ["jsonl"]
+    unknown = [n for n in names if n not in FORMAT_NAMES]
+    if unknown:
+        raise click.UsageError(f"--format: unknown format {unknown[0]!r}; choose from {', '.join(FORMAT_NAMES)}")
+    chosen = [f for f in FORMAT_NAMES if f in names]
+    if len(chosen) > 1 and not to_folder:
+        raise click.UsageError(f"--format: stdout takes one format, got {', '.join(chosen)}; several need -o DIR")
+    return ",".join(f for f in chosen if f != "jsonl" or len(chosen) == 1)
 
 
 def _ray_options(address: str | None, actors: str | None, cpus: float | None, gpus: float,

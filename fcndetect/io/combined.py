@@ -17,6 +17,7 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
+from collections.abc import Sequence
 from typing import IO, Any, TextIO
 
 from . import formats
@@ -27,11 +28,17 @@ from .sinks import _create_temporary  # noqa: PLC2701 - the same package's tempo
 __all__ = ["CombinedOutputs", "combined_names"]
 
 
-def combined_names(fmt: str) -> list[str]:
-    """The combined files of a run with ``-o`` and ``--format fmt``, relative to the output folder (WIDER
-    FACE's per-image files aside)."""
-    return ["detections.jsonl"] + {"coco": ["detections.json", "images.json"], "csv": ["detections.csv"],
-                                   "fddb": ["detections.fddb.txt"]}.get(fmt, [])
+def split_formats(fmt: str | Sequence[str]) -> tuple[str, ...]:
+    """``"coco,csv"`` or ``["coco", "csv"]`` -> ``("coco", "csv")`` (a run may ask for several formats)."""
+    values = fmt.split(",") if isinstance(fmt, str) else [f for v in fmt for f in v.split(",")]
+    return tuple(dict.fromkeys(v.strip() for v in values if v.strip()))
+
+
+def combined_names(fmt: str | Sequence[str]) -> list[str]:
+    """The combined files of a run with ``-o`` and ``--format fmt`` (one format or several), relative to the
+    output folder (WIDER FACE's per-image files aside)."""
+    files = {"coco": ["detections.json", "images.json"], "csv": ["detections.csv"], "fddb": ["detections.fddb.txt"]}
+    return ["detections.jsonl"] + [n for f in split_formats(fmt) for n in files.get(f, [])]
 
 
 def named(exc: OSError, path: object) -> OSError:
@@ -86,7 +93,8 @@ class CombinedOutputs:
     Args:
         root: the output folder, or ``None`` (then only a ``--format`` other than ``jsonl`` is spooled, for
             stdout).
-        fmt: ``jsonl``, ``coco``, ``csv``, ``fddb`` or ``wider``.
+        fmt: ``jsonl``, ``coco``, ``csv``, ``fddb`` or ``wider``, or several (``"coco,csv"``; with ``root``
+            only: stdout takes one format).
         categories: the detector's class names (COCO category ids, in this order).
         stdout: where :meth:`commit` copies the spooled text without ``root``.
         frames: the run holds a video: CSV gets ``frame`` and ``time`` columns.
@@ -94,7 +102,11 @@ class CombinedOutputs:
 
     def __init__(self, root: Path | None, fmt: str, categories: list[str], stdout: TextIO,
                  frames: bool = False) -> None:
-        self.root, self.fmt, self.stdout, self.frames = root, fmt, stdout, frames
+        self.root, self.stdout, self.frames = root, stdout, frames
+        self.fmts = split_formats(fmt)
+        if root is None and len(self.fmts) > 1:
+            raise ValueError(f"stdout takes one format, got {', '.join(self.fmts)}")
+        self.fmt = self.fmts[0] if self.fmts else "jsonl"
         self.cat_ids: dict[str, int] = {}
         for name in categories:
             if name in self.cat_ids:
@@ -112,14 +124,14 @@ class CombinedOutputs:
         elif fmt != "jsonl":
             self._spool = _Named(tempfile.TemporaryFile("w+", encoding="utf-8", newline=""),
                                  f"a temporary copy of the {fmt} output")
-        results = self._handle("detections.json") if fmt == "coco" else None
+        results = self._handle("detections.json") if "coco" in self.fmts else None
         self._results = _JsonList(results, "") if results is not None else None
         images = self._handle("images.json")
         self._images = None
         if images is not None:
             images.write('{\n  "images": ')
             self._images = _JsonList(images, "  ")
-        if fmt == "csv":
+        if "csv" in self.fmts:
             self._text("detections.csv", _csv_header(self.frames))
 
     def _handle(self, rel: str) -> _Named | None:
@@ -138,21 +150,20 @@ class CombinedOutputs:
         """Append one record (the next in input order); ``name`` is its output name (FDDB, WIDER FACE)."""
         if "detections.jsonl" in self._files:
             self._files["detections.jsonl"][0].write(dumps_record(record) + "\n")
-        if self.fmt == "coco":
+        if "coco" in self.fmts:
             image, results = formats.coco_entries(record, self.n_images + 1, self.cat_ids)
-            if image is None:
-                return
-            self.n_images += 1
-            if self._images is not None:
-                self._images.add(image)
-            if self._results is not None:
-                for r in results:
-                    self._results.add(r if self.root is not None else {**r, "file_name": image["file_name"]})
-        elif self.fmt == "csv":
+            if image is not None:
+                self.n_images += 1
+                if self._images is not None:
+                    self._images.add(image)
+                if self._results is not None:
+                    for r in results:
+                        self._results.add(r if self.root is not None else {**r, "file_name": image["file_name"]})
+        if "csv" in self.fmts:
             self._text("detections.csv", formats.csv_text([record], self.frames)[len(_csv_header(self.frames)):])
-        elif self.fmt == "fddb":
+        if "fddb" in self.fmts:
             self._text("detections.fddb.txt", formats.fddb_text([record], names=[name]))
-        elif self.fmt == "wider":
+        if "wider" in self.fmts:
             if self.root is not None:
                 atomic_write_text(self.root / "wider" / formats.wider_relpath(name), formats.wider_text(record, name),
                                   scratch_dir(self.root))
