@@ -34,6 +34,7 @@ from .io.anonymize import anonymize
 from .io.draw import draw_detections
 from .io.progress import Progress
 from .io.render import RenderOptions, render_image_outputs
+from .io.outdir import scratch_dir
 from .io.sinks import atomic_write_bytes, atomic_write_text, dumps_record, result_record
 from .io.sources import SourceItem
 from .io.video import VideoFileWriter, frame_time, is_video_path
@@ -72,7 +73,8 @@ def video_refusal(items: Sequence[SourceItem], engine: str, fmt: str) -> str | N
         return None
     if engine == "ray":
         return (f"--engine ray does not read videos ({videos[0]}): run videos with --engine local (the default)")
-    if fmt not in FRAME_FORMATS:
+    fmt = next((f for f in fmt.split(",") if f not in FRAME_FORMATS), "")
+    if fmt:
         return (f"--format {fmt} cannot tell a video's frames apart ({videos[0]}): use --format jsonl, coco or csv "
                 "for videos")
     return None
@@ -177,14 +179,27 @@ class _Outputs:
             else None
         self.written: list[Path] = []  # removed by discard() unless finish() succeeded
         self.finished = False
-        self.annotated: VideoFileWriter | None = VideoFileWriter(root / (name + ".annotated.mp4"), fps, size)
+        self.annotated: VideoFileWriter | None = self._writer(".annotated.mp4", fps, size)
         self.anonymized: VideoFileWriter | None = None
         if render.anonymize is not None:
             try:
-                self.anonymized = VideoFileWriter(root / (name + ".anonymized.mp4"), fps, size)
+                self.anonymized = self._writer(".anonymized.mp4", fps, size)
             except BaseException:
                 self.discard()
                 raise
+
+    def _writer(self, suffix: str, fps: float, size: tuple[int, int]) -> VideoFileWriter:
+        """A video written in the output folder's scratch folder, renamed to ``<name><suffix>`` by :meth:`finish`."""
+        scratch = scratch_dir(self.root)
+        scratch.mkdir(parents=True, exist_ok=True)
+        return VideoFileWriter(scratch / f"{os.urandom(6).hex()}{suffix}", fps, size)
+
+    def _publish(self, writer: VideoFileWriter, suffix: str) -> None:
+        writer.commit()
+        target = self.root / (self.name + suffix)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(writer.path, target)
+        self.written.append(target)
 
     def add(self, index: int, image: np.ndarray, dets: Detections | None, processed: bool) -> None:
         """Frame ``index`` (``[H, W, 3]`` uint8 RGB) with the last processed frame's detections ``dets``."""
@@ -198,7 +213,7 @@ class _Outputs:
         if processed and dets is not None and self.per_frame is not None:
             for suffix, data in render_image_outputs(image, dets, _FRAME_EXT, self.per_frame)[1:]:  # [0]: annotated
                 path = self.root / f"{self.name}.frames" / f"{index:06d}{suffix}"
-                atomic_write_bytes(path, data)
+                atomic_write_bytes(path, data, scratch_dir(self.root))
                 self.written.append(path)
 
     def finish(self, records: list[Record] | None) -> None:
@@ -206,15 +221,14 @@ class _Outputs:
         ``.jsonl``). On failure, the files already written are removed and the error raised."""
         try:
             if self.annotated is not None:
-                self.annotated.commit()
-                self.written.append(self.annotated.path)
+                self._publish(self.annotated, ".annotated.mp4")
                 self.annotated = None
             if self.anonymized is not None:
-                self.anonymized.commit()
-                self.written.append(self.anonymized.path)
+                self._publish(self.anonymized, ".anonymized.mp4")
                 self.anonymized = None
             if records is not None:
-                atomic_write_text(self.root / (self.name + ".jsonl"), "".join(dumps_record(r) + "\n" for r in records))
+                atomic_write_text(self.root / (self.name + ".jsonl"), "".join(dumps_record(r) + "\n" for r in records),
+                                  scratch_dir(self.root))
         except BaseException:
             self.discard()
             raise

@@ -212,7 +212,7 @@ def test_sigkill_mid_video_then_resume_equals_uninterrupted(tmp_path, samples):
     assert p.returncode == 0, p.stderr
     out = tmp_path / "out"
     proc = subprocess.Popen(CLI + args + ["-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    started = _wait_for(".b.mp4.annotated.mp4.*.tmp.mp4", out, proc)
+    started = _wait_for(".fcndetect.tmp/.*.annotated.mp4.*.tmp.mp4", out, proc)
     time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -228,7 +228,7 @@ def test_ctrl_c_mid_video_leaves_no_partial_video(tmp_path, samples):
     out = tmp_path / "out"
     proc = subprocess.Popen(CLI + ["run", str(clip), "-o", str(out), "--anonymize", "blur"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    started = _wait_for(".long.mp4.annotated.mp4.*.tmp.mp4", out, proc)
+    started = _wait_for(".fcndetect.tmp/.*.annotated.mp4.*.tmp.mp4", out, proc)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
     assert started and proc.returncode == 130, stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -15,8 +16,11 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def one_line(text: str) -> str:
-    """``text`` with every run of whitespace (newlines included) as one space."""
-    return " ".join(str(text).split())
+    """``text`` with every run of ASCII whitespace (newlines included) as one space, and any other control
+    character or line separator escaped (:func:`fcndetect.io.progress.printable`)."""
+    from ..io.progress import printable
+
+    return printable(re.sub(r"[ \t\n\r\x0b\x0c]+", " ", str(text)).strip())
 
 
 def os_error_line(exc: OSError) -> str:

@@ -17,26 +17,66 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
+from collections.abc import Sequence
 from typing import IO, Any, TextIO
 
 from . import formats
+from .outdir import scratch_dir
 from .sinks import atomic_write_text, dumps_record
 from .sinks import _create_temporary  # noqa: PLC2701 - the same package's temporary-file naming
 
 __all__ = ["CombinedOutputs", "combined_names"]
 
 
-def combined_names(fmt: str) -> list[str]:
-    """The combined files of a run with ``-o`` and ``--format fmt``, relative to the output folder (WIDER
-    FACE's per-image files aside)."""
-    return ["detections.jsonl"] + {"coco": ["detections.json", "images.json"], "csv": ["detections.csv"],
-                                   "fddb": ["detections.fddb.txt"]}.get(fmt, [])
+def split_formats(fmt: str | Sequence[str]) -> tuple[str, ...]:
+    """``"coco,csv"`` or ``["coco", "csv"]`` -> ``("coco", "csv")`` (a run may ask for several formats)."""
+    values = fmt.split(",") if isinstance(fmt, str) else [f for v in fmt for f in v.split(",")]
+    return tuple(dict.fromkeys(v.strip() for v in values if v.strip()))
+
+
+def combined_names(fmt: str | Sequence[str]) -> list[str]:
+    """The combined files of a run with ``-o`` and ``--format fmt`` (one format or several), relative to the
+    output folder (WIDER FACE's per-image files aside)."""
+    files = {"coco": ["detections.json", "images.json"], "csv": ["detections.csv"], "fddb": ["detections.fddb.txt"]}
+    return ["detections.jsonl"] + [n for f in split_formats(fmt) for n in files.get(f, [])]
+
+
+def named(exc: OSError, path: object) -> OSError:
+    """``exc`` again, naming ``path`` as its file (a write to an open file says only ``[Errno 28] No space
+    left on device``)."""
+    return OSError(exc.errno, exc.strerror or str(exc), str(path))
+
+
+class _Named:
+    """A text file being written for ``target``: every write error names ``target``."""
+
+    def __init__(self, fh: IO[str], target: object) -> None:
+        self.fh, self.target = fh, target
+
+    def write(self, text: str) -> int:
+        try:
+            return self.fh.write(text)
+        except OSError as exc:
+            raise named(exc, self.target) from None
+
+    def publish(self, tmp: str) -> None:
+        """Flush, fsync, close, and rename ``tmp`` (this file) to ``target``."""
+        try:
+            self.fh.flush()
+            os.fsync(self.fh.fileno())
+            self.fh.close()
+            os.replace(tmp, str(self.target))
+        except OSError as exc:
+            raise named(exc, self.target) from None
+
+    def close(self) -> None:
+        self.fh.close()
 
 
 class _JsonList:
     """A JSON list in :func:`formats.json_text`'s layout (one compact element a line), appended to ``fh``."""
 
-    def __init__(self, fh: IO[str], indent: str) -> None:
+    def __init__(self, fh: _Named, indent: str) -> None:
         self.fh, self.indent, self.n = fh, indent, 0
 
     def add(self, value: Any) -> None:
@@ -53,7 +93,8 @@ class CombinedOutputs:
     Args:
         root: the output folder, or ``None`` (then only a ``--format`` other than ``jsonl`` is spooled, for
             stdout).
-        fmt: ``jsonl``, ``coco``, ``csv``, ``fddb`` or ``wider``.
+        fmt: ``jsonl``, ``coco``, ``csv``, ``fddb`` or ``wider``, or several (``"coco,csv"``; with ``root``
+            only: stdout takes one format).
         categories: the detector's class names (COCO category ids, in this order).
         stdout: where :meth:`commit` copies the spooled text without ``root``.
         frames: the run holds a video: CSV gets ``frame`` and ``time`` columns.
@@ -61,32 +102,39 @@ class CombinedOutputs:
 
     def __init__(self, root: Path | None, fmt: str, categories: list[str], stdout: TextIO,
                  frames: bool = False) -> None:
-        self.root, self.fmt, self.stdout, self.frames = root, fmt, stdout, frames
+        self.root, self.stdout, self.frames = root, stdout, frames
+        self.fmts = split_formats(fmt)
+        if root is None and len(self.fmts) > 1:
+            raise ValueError(f"stdout takes one format, got {', '.join(self.fmts)}")
+        self.fmt = self.fmts[0] if self.fmts else "jsonl"
         self.cat_ids: dict[str, int] = {}
         for name in categories:
             if name in self.cat_ids:
                 raise ValueError(f"duplicate category {name!r}")
             self.cat_ids[name] = len(self.cat_ids) + 1
         self.n_images = 0
-        self._files: dict[str, tuple[IO[str], str]] = {}  # relative name -> (handle, temporary path)
-        self._spool: IO[str] | None = None
+        self._files: dict[str, tuple[_Named, str]] = {}  # relative name -> (handle, temporary path)
+        self._spool: _Named | None = None
         if root is not None:
+            scratch = scratch_dir(root)
+            scratch.mkdir(parents=True, exist_ok=True)
             for rel in combined_names(fmt):
-                fd, tmp = _create_temporary(root, rel)
-                self._files[rel] = (os.fdopen(fd, "w", encoding="utf-8", newline=""), tmp)
+                fd, tmp = _create_temporary(scratch, rel)
+                self._files[rel] = (_Named(os.fdopen(fd, "w", encoding="utf-8", newline=""), root / rel), tmp)
         elif fmt != "jsonl":
-            self._spool = tempfile.TemporaryFile("w+", encoding="utf-8", newline="")
-        results = self._handle("detections.json") if fmt == "coco" else None
+            self._spool = _Named(tempfile.TemporaryFile("w+", encoding="utf-8", newline=""),
+                                 f"a temporary copy of the {fmt} output")
+        results = self._handle("detections.json") if "coco" in self.fmts else None
         self._results = _JsonList(results, "") if results is not None else None
         images = self._handle("images.json")
         self._images = None
         if images is not None:
             images.write('{\n  "images": ')
             self._images = _JsonList(images, "  ")
-        if fmt == "csv":
+        if "csv" in self.fmts:
             self._text("detections.csv", _csv_header(self.frames))
 
-    def _handle(self, rel: str) -> IO[str] | None:
+    def _handle(self, rel: str) -> _Named | None:
         if rel in self._files:
             return self._files[rel][0]
         if self._spool is not None and rel not in ("detections.jsonl", "images.json"):
@@ -102,23 +150,23 @@ class CombinedOutputs:
         """Append one record (the next in input order); ``name`` is its output name (FDDB, WIDER FACE)."""
         if "detections.jsonl" in self._files:
             self._files["detections.jsonl"][0].write(dumps_record(record) + "\n")
-        if self.fmt == "coco":
+        if "coco" in self.fmts:
             image, results = formats.coco_entries(record, self.n_images + 1, self.cat_ids)
-            if image is None:
-                return
-            self.n_images += 1
-            if self._images is not None:
-                self._images.add(image)
-            if self._results is not None:
-                for r in results:
-                    self._results.add(r if self.root is not None else {**r, "file_name": image["file_name"]})
-        elif self.fmt == "csv":
+            if image is not None:
+                self.n_images += 1
+                if self._images is not None:
+                    self._images.add(image)
+                if self._results is not None:
+                    for r in results:
+                        self._results.add(r if self.root is not None else {**r, "file_name": image["file_name"]})
+        if "csv" in self.fmts:
             self._text("detections.csv", formats.csv_text([record], self.frames)[len(_csv_header(self.frames)):])
-        elif self.fmt == "fddb":
+        if "fddb" in self.fmts:
             self._text("detections.fddb.txt", formats.fddb_text([record], names=[name]))
-        elif self.fmt == "wider":
+        if "wider" in self.fmts:
             if self.root is not None:
-                atomic_write_text(self.root / "wider" / formats.wider_relpath(name), formats.wider_text(record, name))
+                atomic_write_text(self.root / "wider" / formats.wider_relpath(name), formats.wider_text(record, name),
+                                  scratch_dir(self.root))
             elif self._spool is not None:
                 self._spool.write(formats.wider_text(record, name))
 
@@ -134,18 +182,16 @@ class CombinedOutputs:
     def commit(self) -> None:
         """The run is complete: publish every file (fsync, then rename into place), or copy the spool to stdout."""
         self._finish()
-        for rel, (fh, tmp) in self._files.items():
-            fh.flush()
-            os.fsync(fh.fileno())
-            fh.close()
-            os.replace(tmp, self.root / rel)  # type: ignore[operator]
+        for _rel, (fh, tmp) in self._files.items():
+            fh.publish(tmp)
         self._files = {}
         if self._spool is not None:
-            self._spool.seek(0)
-            while chunk := self._spool.read(1 << 20):
+            spool = self._spool.fh
+            spool.seek(0)
+            while chunk := spool.read(1 << 20):
                 self.stdout.write(chunk)
             self.stdout.flush()
-            self._spool.close()
+            spool.close()
             self._spool = None
 
     def discard(self) -> None:

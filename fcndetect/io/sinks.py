@@ -48,14 +48,20 @@ def _create_temporary(folder: Path, name: str) -> tuple[int, str]:
     raise FileExistsError(errno.EEXIST, "no unused temporary file name", os.path.join(folder, f".{name}.*.tmp"))
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename.
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, tmp_dir: str | os.PathLike[str] | None = None) -> None:
+    """Write ``data`` to ``path`` via a temporary file and a rename: the temporary file is in ``tmp_dir`` (a
+    folder on the same file system, created if needed: an output folder's scratch folder) or else beside
+    ``path``.
 
     The file gets the permissions a plain ``open(path, "w")`` would give (``0o666`` minus the umask), not
     the ``0o600`` of :func:`tempfile.mkstemp`."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _create_temporary(target.parent, target.name)
+    folder = target.parent
+    if tmp_dir is not None:
+        folder = Path(tmp_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = _create_temporary(folder, target.name)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -70,8 +76,8 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         raise
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: str | os.PathLike[str], text: str, tmp_dir: str | os.PathLike[str] | None = None) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), tmp_dir)
 
 
 def output_name(item_path: str, relative: str, root: str | None) -> str:

@@ -48,7 +48,7 @@ USAGE_ERRORS = [
     (["run", "{image}", "--heatmap"], "--heatmap needs -o/--output DIR"),
     (["run", "{image}", "-o", "{out}", "--resume", "--overwrite"], "exclude each other"),
     (["run", "{image}", "--max-memory", "lots"], "--max-memory: expected a size"),
-    (["run", "{image}", "--batch-size", "0"], "--batch-size and --threads must be >= 1"),
+    (["run", "{image}", "--batch-size", "0"], "--batch-size must be in [1, 4096], got 0"),
     (["run", "{image}", "--engine", "ray", "--actors", "3-1"], "--actors"),
     (["run", "{image}", "-t", "x"], "'x' is not a valid float"),
     (["run", "{image}", "--nms", "median"], "'median' is not one of"),
