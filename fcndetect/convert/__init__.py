@@ -1,6 +1,6 @@
 """Make a classifier fully convolutional: its FC head rewritten as convolutions (OverFeat / FCN / DDFD).
 
-* :mod:`.core`: :func:`make_fully_convolutional`, :class:`DenseNet`, :class:`Split`, the adapter registry
+* :mod:`.core`: :func:`make_fully_convolutional`, :class:`DenseModel`, :class:`Split`, the adapter registry
   (:func:`register_adapter`) and the head conversion;
 * :mod:`.adapters`: the built-in per-family adapters (Sequential, MTCNN, torchvision), with the table of
   what is exact for each family, and :data:`TORCHVISION_ARCHS` / :data:`UNSUPPORTED_ARCHS`;
@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from .adapters import TORCHVISION_ARCHS, UNSUPPORTED_ARCHS
-from .core import ConversionError, DenseNet, Split, make_fully_convolutional, register_adapter
+from .core import ConversionError, DenseModel, Split, make_fully_convolutional, register_adapter
 from .modules import BranchedBlock, ChannelAffine, LocalSqueeze
 
 __all__ = [
@@ -20,7 +20,7 @@ __all__ = [
     "BranchedBlock",
     "ChannelAffine",
     "ConversionError",
-    "DenseNet",
+    "DenseModel",
     "LocalSqueeze",
     "Split",
     "make_fully_convolutional",

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..convert import DenseNet, make_fully_convolutional
+from ..convert import DenseModel, make_fully_convolutional
 from .mtcnn import load_mtcnn, pnet_dense
 
 __all__ = ["ClassGroup", "ModelSpec", "LoadedModel", "register_model", "get_spec", "list_models", "load_model"]
@@ -48,7 +48,7 @@ class ModelSpec:
     preset: str
     source: str
     build: Callable[[], nn.Module] = field(repr=False, compare=False)
-    make_dense: Callable[[nn.Module], DenseNet] | None = field(default=None, repr=False, compare=False)
+    make_dense: Callable[[nn.Module], DenseModel] | None = field(default=None, repr=False, compare=False)
     #: settings over ``preset`` (an exported ONNX file carries those it was exported with)
     preset_values: dict[str, object] | None = field(default=None, repr=False, compare=False)
 
@@ -59,7 +59,7 @@ class LoadedModel:
 
     spec: ModelSpec
     classifier: nn.Module
-    dense: DenseNet
+    dense: DenseModel
     groups: tuple[ClassGroup, ...]
     mean: torch.Tensor  # [3] in 0..255 units
     std: torch.Tensor  # [3]
@@ -183,13 +183,13 @@ def load_model(
     from .torchscript_model import is_torchscript_path
 
     if is_onnx_path(spec.name) or is_torchscript_path(spec.name):
-        from .onnx_model import OnnxDenseNet
-        from .torchscript_model import TorchScriptDenseNet
+        from .onnx_model import OnnxDenseModel
+        from .torchscript_model import TorchScriptDenseModel
 
         if any(v is not None for v in (weights, num_classes, input_size, classes, mean, std)):
             raise ValueError(f"{name}: an exported file carries its weights, classes and preprocessing: "
                              "--weights/--num-classes/--classes/--input-size/--mean/--std do not apply")
-        net = OnnxDenseNet(name) if is_onnx_path(name) else TorchScriptDenseNet(name, device)
+        net = OnnxDenseModel(name) if is_onnx_path(name) else TorchScriptDenseModel(name, device)
         return LoadedModel(spec=spec, classifier=net, dense=net, groups=spec.groups,  # type: ignore[arg-type]
                            mean=torch.tensor(spec.mean, dtype=torch.float32, device=device),
                            std=torch.tensor(spec.std, dtype=torch.float32, device=device))
