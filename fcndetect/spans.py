@@ -357,7 +357,7 @@ def walk_spans(module: nn.Module, start: Span, axis: int,
     arithmetic, concatenation/softmax over channels, channels-last permutes), or a module with an
     ``fcn_span(span, axis)`` hook, which may call this function on its submodules (``BranchedBlock``).
     Anything else raises :class:`GeometryError` naming it. ``on_module(name, submodule, output span)`` is
-    called for every leaf module in execution order (``fcndetect.inspect``'s layer table).
+    called for every leaf module in execution order (``fcndetect.inspect_model``'s layer table).
     """
     graph = _fx_graph(module)
     spans: dict[fx.Node, Span] = {}

@@ -1,6 +1,6 @@
 """Make a classifier fully convolutional: its FC head rewritten as convolutions (OverFeat / FCN / DDFD).
 
-* :mod:`.core`: :func:`make_fully_convolutional`, :class:`DenseNet`, :class:`Split`, the adapter registry
+* :mod:`.core`: :func:`make_fully_convolutional`, :class:`DenseModel`, :class:`Split`, the adapter registry
   (:func:`register_adapter`) and the head conversion;
 * :mod:`.adapters`: the built-in adapters of Sequential classifiers and MTCNN's nets;
 * :mod:`.torchvision_adapters`: those of the torchvision families (registered on first need: it imports
@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import adapters as _adapters  # noqa: F401  (registers the Sequential and MTCNN adapters)
-from .core import ConversionError, DenseNet, Split, make_fully_convolutional, register_adapter
+from .core import ConversionError, DenseModel, Split, make_fully_convolutional, register_adapter
 from .modules import BranchedBlock, ChannelAffine, LocalSqueeze
 
 __all__ = [
@@ -24,7 +24,7 @@ __all__ = [
     "BranchedBlock",
     "ChannelAffine",
     "ConversionError",
-    "DenseNet",
+    "DenseModel",
     "LocalSqueeze",
     "Split",
     "make_fully_convolutional",

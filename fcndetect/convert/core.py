@@ -31,7 +31,7 @@ from ..geometry import Geometry, GeometryError
 from ..spans import compute_geometry
 from .modules import LocalSqueeze, _rebuilt
 
-__all__ = ["ConversionError", "DenseNet", "Split", "make_fully_convolutional", "register_adapter"]
+__all__ = ["ConversionError", "DenseModel", "Split", "make_fully_convolutional", "register_adapter"]
 
 FlattenOrder = Literal["chw", "whc"]
 
@@ -68,7 +68,7 @@ class Split:
     conv_head: list[nn.Module] | None = None
 
 
-class DenseNet(nn.Module):
+class DenseModel(nn.Module):
     """A fully-convolutional classifier: ``[B, 3, H, W]`` images to ``[B, K, H', W']`` class **logits**.
 
     Attributes:
@@ -291,7 +291,7 @@ def _convert_head(
 
 
 @torch.no_grad()
-def make_fully_convolutional(model: nn.Module, input_size: int) -> DenseNet:
+def make_fully_convolutional(model: nn.Module, input_size: int) -> DenseModel:
     """Turn a classifier into a dense network that slides it over larger inputs.
 
     Args:
@@ -305,7 +305,7 @@ def make_fully_convolutional(model: nn.Module, input_size: int) -> DenseNet:
             24 for R-Net, 224 for most torchvision weights; :data:`TORCHVISION_ARCHS` for the others).
 
     Returns:
-        a :class:`DenseNet` mapping ``[B, 3, H, W]`` (``H, W >= N``) to ``[B, K, H', W']`` **logits**
+        a :class:`DenseModel` mapping ``[B, 3, H, W]`` (``H, W >= N``) to ``[B, K, H', W']`` **logits**
         (pre-softmax; any softmax at the end of the head is dropped), with ``.geometry``.
 
     Raises:
@@ -355,7 +355,7 @@ def make_fully_convolutional(model: nn.Module, input_size: int) -> DenseNet:
     if split.regressor:
         regressor = nn.Sequential(*_convert_head(split.regressor, layers[last].in_channels, 1, 1, "chw"))
     try:
-        dense = DenseNet(body, hidden, classifier, input_size, regressor)
+        dense = DenseModel(body, hidden, classifier, input_size, regressor)
     except GeometryError as exc:
         raise ConversionError(f"{type(model).__name__}: {exc}") from exc
     if param is not None:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from ..convert import DenseNet
+    from ..convert import DenseModel
 
 __all__ = ["ClassGroup", "ModelSpec", "LoadedModel", "register_model", "get_spec", "list_models", "load_model"]
 
@@ -58,7 +58,7 @@ class ModelSpec:
     preset: str
     source: str
     build: Callable[[], nn.Module] = field(repr=False, compare=False)
-    make_dense: Callable[[nn.Module], DenseNet] | None = field(default=None, repr=False, compare=False)
+    make_dense: Callable[[nn.Module], DenseModel] | None = field(default=None, repr=False, compare=False)
     #: settings over ``preset`` (an exported ONNX file carries those it was exported with)
     preset_values: dict[str, object] | None = field(default=None, repr=False, compare=False)
     stride: int | None = None
@@ -71,7 +71,7 @@ class LoadedModel:
 
     spec: ModelSpec
     classifier: nn.Module
-    dense: DenseNet
+    dense: DenseModel
     groups: tuple[ClassGroup, ...]
     mean: torch.Tensor  # [3] in 0..255 units
     std: torch.Tensor  # [3]
@@ -99,7 +99,7 @@ def _load_mtcnn(net: str) -> nn.Module:
     return load_mtcnn(net)
 
 
-def _pnet_dense(pnet: nn.Module) -> DenseNet:
+def _pnet_dense(pnet: nn.Module) -> DenseModel:
     from .mtcnn import pnet_dense
 
     return pnet_dense(pnet)  # type: ignore[arg-type, return-value]
@@ -213,13 +213,13 @@ def load_model(
             raise ValueError(f"{name}: an exported file carries its weights, classes and preprocessing: "
                              "--weights/--num-classes/--classes/--input-size/--mean/--std do not apply")
         if known.is_onnx_path(name):
-            from .onnx_model import OnnxDenseNet
+            from .onnx_model import OnnxDenseModel
 
-            net = OnnxDenseNet(name)
+            net = OnnxDenseModel(name)
         else:
-            from .torchscript_model import TorchScriptDenseNet
+            from .torchscript_model import TorchScriptDenseModel
 
-            net = TorchScriptDenseNet(name, device)
+            net = TorchScriptDenseModel(name, device)
         return LoadedModel(spec=spec, classifier=net, dense=net, groups=spec.groups,  # type: ignore[arg-type]
                            mean=torch.tensor(spec.mean, dtype=torch.float32, device=device),
                            std=torch.tensor(spec.std, dtype=torch.float32, device=device))

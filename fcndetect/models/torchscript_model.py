@@ -2,8 +2,8 @@
 
 The file is one written by ``fcndetect export --format torchscript`` (:mod:`fcndetect.export`): a traced dense
 network whose extra file ``fcndetect.json`` gives the geometry, normalisation, class groups and preset, so the
-usual pipeline (pyramid, NMS) runs unchanged around a :class:`TorchScriptDenseNet`, which behaves like a
-``DenseNet`` (``forward``, ``forward_with_regression``, ``geometry``, ``regressor``) but runs the file.
+usual pipeline (pyramid, NMS) runs unchanged around a :class:`TorchScriptDenseModel`, which behaves like a
+``DenseModel`` (``forward``, ``forward_with_regression``, ``geometry``, ``regressor``) but runs the file.
 
 Any other ``.pt``/``.pth`` file (a state dict, a pickled module) is refused in one line that says what to do.
 """
@@ -17,10 +17,10 @@ from typing import Any
 import torch
 
 from .known import TORCHSCRIPT_SUFFIXES, is_torchscript_path
-from .exported import ExportedDenseNet, parse_metadata
+from .exported import ExportedDenseModel, parse_metadata
 from .torchvision_models import ModelLoadError
 
-__all__ = ["TORCHSCRIPT_SUFFIXES", "TorchScriptDenseNet", "is_torchscript_path", "read_torchscript_metadata"]
+__all__ = ["TORCHSCRIPT_SUFFIXES", "TorchScriptDenseModel", "is_torchscript_path", "read_torchscript_metadata"]
 
 _EXTRA = "fcndetect.json"
 
@@ -56,9 +56,9 @@ def read_torchscript_metadata(path: str) -> dict[str, Any]:
     return parse_metadata(raw, path, "unreadable fcndetect metadata: export it again with `fcndetect export`")
 
 
-class TorchScriptDenseNet(ExportedDenseNet):
+class TorchScriptDenseModel(ExportedDenseModel):
     """An exported dense network run by TorchScript: ``[B, 3, H, W]`` normalised float32 to ``[B, K, H', W']``
-    logits (and ``[B, 4 or 14, H', W']`` regression), as the original ``DenseNet``."""
+    logits (and ``[B, 4 or 14, H', W']`` regression), as the original ``DenseModel``."""
 
     def __init__(self, path: str, device: str | torch.device = "cpu") -> None:
         super().__init__(path, read_torchscript_metadata(path))
