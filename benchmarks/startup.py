@@ -89,6 +89,7 @@ def main() -> int:
     p.add_argument("--folder-runs", type=int, default=3)
     p.add_argument("--out", type=Path, default=HERE / "results" / "startup.md")
     p.add_argument("--compare", type=Path, default=None, help="also run the command from this source tree")
+    p.add_argument("--compare-label", default=None, help="what --compare holds, for the table (default: its name)")
     args = p.parse_args()
     sys.path.insert(0, str(HERE))
     from machine_info import machine, versions
@@ -101,7 +102,7 @@ def main() -> int:
         sys.exit(f"startup.py: no photos of 0.4 to 6 Mpx in {args.folder}")
     sources = [("", None)]
     if args.compare is not None:
-        sources.append((f" from `{args.compare.name}`",
+        sources.append((f" from {args.compare_label or args.compare.name}",
                         {**os.environ, "PYTHONPATH": str(args.compare.resolve())}))
     load_before = machine()
     rows = []

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from . import known
-from .registry import ClassGroup, LoadedModel, ModelFamily, ModelOptions, ModelSpec, dense_model, register_family, register_model
+from .registry import (ClassGroup, LoadedModel, ModelFamily, ModelOptions, ModelSpec, dense_model, register_family,
+                       register_model)
 
 if TYPE_CHECKING:
     from pathlib import Path

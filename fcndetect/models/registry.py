@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import known
-
 if TYPE_CHECKING:
     import torch
     from torch import nn

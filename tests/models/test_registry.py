@@ -10,8 +10,7 @@ from torch import nn
 from fcndetect import Detector
 from fcndetect.cli import cli
 from fcndetect.models import (ClassGroup, ModelFamily, ModelSpec, find_family, get_spec, list_models, load_model,
-                              register_family)
-from fcndetect.models import registry
+                              register_family, registry)
 from fcndetect.models.registry import dense_model
 
 
