@@ -131,12 +131,15 @@ def _describe_exported(name: str) -> ModelSpec:
 _EXPORTED_HEADS = {"boxes": "box", "landmarks": "landmarks"}
 
 
-def _build_exported(spec: ModelSpec, device: str | torch.device, o: ModelOptions) -> LoadedModel:
-    import torch
-
+def _check_exported(spec: ModelSpec, o: ModelOptions) -> None:
     if any(v is not None for v in (o.weights, o.num_classes, o.input_size, o.classes, o.mean, o.std)):
         raise ValueError(f"{spec.name}: an exported file carries its weights, classes and preprocessing: "
                          "--weights/--num-classes/--classes/--input-size/--mean/--std do not apply")
+
+
+def _build_exported(spec: ModelSpec, device: str | torch.device, o: ModelOptions) -> LoadedModel:
+    import torch
+
     if known.is_onnx_path(spec.name):
         from .onnx_model import OnnxDenseNet
 
@@ -151,7 +154,7 @@ def _build_exported(spec: ModelSpec, device: str | torch.device, o: ModelOptions
 
 
 register_family(ModelFamily("exported", known.is_exported_path, _describe_exported, _build_exported,
-                            model_file=True))
+                            model_file=True, check=_check_exported))
 
 
 # --- torchvision classifiers ---------------------------------------------------------------------------------

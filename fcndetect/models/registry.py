@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
     from ..convert import DenseNet
 
-__all__ = ["ClassGroup", "LoadedModel", "ModelFamily", "ModelOptions", "ModelSpec", "find_family", "get_spec",
+__all__ = ["ClassGroup", "LoadedModel", "ModelFamily", "ModelOptions", "ModelSpec", "check_options", "find_family",
+           "get_spec",
            "list_models", "load_model", "register_family", "register_model"]
 
 
@@ -103,6 +104,8 @@ class ModelFamily:
             machines send it).
         local_code: the model is Python code of this machine (``module:factory``), which a cluster lacks.
         hub_file: ``(name, weights) -> Path | None``: the torch hub cache file its named weights come from.
+        check: ``(spec, options)``: raises ``ValueError`` (one line) for options the model cannot take, before
+            anything is built or torch imported (settings are refused at once).
     """
 
     name: str
@@ -112,6 +115,7 @@ class ModelFamily:
     model_file: bool = False
     local_code: bool = False
     hub_file: Callable[[str, str | None], Path | None] | None = field(default=None, repr=False)
+    check: Callable[[ModelSpec, ModelOptions], None] | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -198,9 +202,23 @@ def load_model(
         input_size, mean, std: override the preprocessing (``mean``/``std`` in 0..1 units).
     """
     spec = get_spec(name)
-    family = _named_family() if spec.family == "named" else next(f for f in _FAMILIES if f.name == spec.family)
     options = ModelOptions(weights, num_classes, classes, input_size, mean, std)
+    family = _family(spec)
+    if family.check is not None:
+        family.check(spec, options)
     return family.build(spec, device, options)
+
+
+def check_options(spec: ModelSpec, options: ModelOptions) -> None:
+    """Raise ``ValueError`` (one line) where ``options`` do not apply to the model ``spec`` describes (the
+    family's ``check``; nothing is built and torch is not imported)."""
+    family = _family(spec)
+    if family.check is not None:
+        family.check(spec, options)
+
+
+def _family(spec: ModelSpec) -> ModelFamily:
+    return _named_family() if spec.family == "named" else next(f for f in _FAMILIES if f.name == spec.family)
 
 
 def dense_model(spec: ModelSpec, classifier: nn.Module, device: str | torch.device) -> LoadedModel:
@@ -222,14 +240,18 @@ def dense_model(spec: ModelSpec, classifier: nn.Module, device: str | torch.devi
                        std=torch.tensor(spec.std, dtype=torch.float32, device=device))
 
 
-def _build_named(spec: ModelSpec, device: str | torch.device, options: ModelOptions) -> LoadedModel:
+def _check_named(spec: ModelSpec, options: ModelOptions) -> None:
     if options.weights is not None or options.num_classes is not None or options.input_size is not None:
         raise ValueError(f"model '{spec.name}' has built-in weights: --weights/--num-classes/--input-size do not apply")
     names = [g.name for g in spec.groups]
     if options.classes is not None and [c.lower() for c in options.classes] != names:
         raise ValueError(f"model '{spec.name}' detects only {', '.join(repr(n) for n in names)}")
+
+
+def _build_named(spec: ModelSpec, device: str | torch.device, options: ModelOptions) -> LoadedModel:
     return dense_model(spec, spec.build().to(device).eval(), device)
 
 
 def _named_family() -> ModelFamily:
-    return ModelFamily("named", lambda name: name in _NAMED, lambda name: _NAMED[name], _build_named)
+    return ModelFamily("named", lambda name: name in _NAMED, lambda name: _NAMED[name], _build_named,
+                       check=_check_named)
