@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .config import NEUTRAL, ConfigError, DetectorConfig, load_preset, read_config, validate
-from .models import get_spec
+from .models import ModelOptions, check_options, get_spec
 
 __all__ = ["DEFAULT_PRESET", "resolve_config"]
 
@@ -40,4 +40,9 @@ def resolve_config(config: str | None = None, **overrides: Any) -> DetectorConfi
         raise ConfigError(str(exc)) from None
     base = {**NEUTRAL, **load_preset(spec.preset), **(spec.preset_values or {})}
     merged = {**base, **file_values, **explicit, "model": model}
-    return DetectorConfig(**merged)
+    config = DetectorConfig(**merged)
+    try:  # options the model cannot take (--weights for a model with its own): refused before anything loads
+        check_options(spec, ModelOptions(**config.model_options()))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return config

@@ -55,7 +55,7 @@ def test_wrong_value_type_names_the_key_and_file(tmp_path, text, key):
 
 def test_ints_are_fine_where_numbers_are_expected(tmp_path):
     f = tmp_path / "ok.toml"
-    f.write_text("min_size = 30\nthreshold = 1\nclasses = ['cat']\n")
+    f.write_text("min_size = 30\nthreshold = 1\nclasses = ['face']\n")
     cfg = resolve_config(str(f))
     assert cfg.min_size == 30.0 and cfg.threshold == 1.0
 

@@ -93,9 +93,6 @@ The receptive field of SE nets spans thousands of pixels (each :class:`LocalSque
 
 from __future__ import annotations
 
-from typing import Literal
-
-import torch
 import torchvision.models as tvm
 from torch import nn
 from torchvision.models import shufflenetv2 as _tv_shufflenet

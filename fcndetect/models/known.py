@@ -14,8 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
-    "BUILTIN_ARCHS", "Described", "TORCHSCRIPT_SUFFIXES", "TORCHVISION_ARCHS", "TORCHVISION_UNCONVERTIBLE", "hub_checkpoints_dir",
-    "is_exported_path", "is_factory_path", "is_onnx_path", "is_torchscript_path", "is_torchvision_name",
+    "BUILTIN_ARCHS",
+    "TORCHSCRIPT_SUFFIXES",
+    "TORCHVISION_ARCHS",
+    "TORCHVISION_UNCONVERTIBLE",
+    "Described",
+    "hub_checkpoints_dir",
+    "is_exported_path",
+    "is_factory_path",
+    "is_onnx_path",
+    "is_torchscript_path",
+    "is_torchvision_name",
 ]
 
 #: Suffixes under which ``--model FILE`` is taken for an exported TorchScript file.

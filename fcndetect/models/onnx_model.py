@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .known import is_onnx_path
 from .exported import ExportedDenseModel, parse_metadata
+from .known import is_onnx_path
 from .torchvision_models import ModelLoadError
 
 __all__ = ["OnnxDenseModel", "is_onnx_path", "read_onnx_metadata"]

@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from .known import TORCHSCRIPT_SUFFIXES, is_torchscript_path
 from .exported import ExportedDenseModel, parse_metadata
+from .known import TORCHSCRIPT_SUFFIXES, is_torchscript_path
 from .torchvision_models import ModelLoadError
 
 __all__ = ["TORCHSCRIPT_SUFFIXES", "TorchScriptDenseModel", "is_torchscript_path", "read_torchscript_metadata"]

@@ -61,6 +61,7 @@ def test_settings_answers_come_before_torch(samples, tmp_path):
         (["run", image, "--config", str(bad_toml)], 2), (["run", image, "--config", "no-such-preset"], 2),
         (["run", image, "--scale-factor", "1.5"], 2), (["run", image, "--max-memory", "lots"], 2),
         (["run", image, "--heatmap"], 2), (["run", image, "-m", "mobilenet_v2", "--print-config"], 0),
+        (["run", image, "--weights", "x.pth"], 2), (["run", image, "--classes", "cat"], 2),
     ]
     code = ("import json, sys\nfrom click.testing import CliRunner\nfrom fcndetect.cli import cli\nout = []\n"
             "for args in json.loads(sys.argv[1]):\n"

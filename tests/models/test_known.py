@@ -9,8 +9,7 @@ import torch.hub
 import torchvision.models as tvm
 
 from fcndetect.convert import TORCHVISION_ARCHS, UNSUPPORTED_ARCHS
-from fcndetect.models import get_spec, list_models, load_model
-from fcndetect.models import known
+from fcndetect.models import get_spec, known, list_models, load_model
 
 
 def test_torchvision_tables_are_the_installed_torchvisions():
