@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .exported import ExportedDenseNet, parse_metadata
-from .torchvision_models import ModelLoadError
+from .torchvision_models import ModelLoadError, require_regular_file
 
 __all__ = ["OnnxDenseNet", "is_onnx_path", "read_onnx_metadata"]
 
@@ -29,8 +29,7 @@ def _session(path: str) -> Any:
         import onnxruntime as ort
     except ImportError:
         raise ModelLoadError(f"{path}: running an ONNX file needs onnxruntime: pip install 'fcndetect[onnx]'") from None
-    if not Path(path).is_file():
-        raise ModelLoadError(f"{path}: ONNX file not found")
+    require_regular_file(Path(path), "ONNX file")
     try:
         options = ort.SessionOptions()
         options.log_severity_level = 3

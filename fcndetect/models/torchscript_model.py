@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from .exported import ExportedDenseNet, parse_metadata
-from .torchvision_models import ModelLoadError
+from .torchvision_models import ModelLoadError, require_regular_file
 
 __all__ = ["TORCHSCRIPT_SUFFIXES", "TorchScriptDenseNet", "is_torchscript_path", "read_torchscript_metadata"]
 
@@ -50,8 +50,7 @@ def read_torchscript_metadata(path: str) -> dict[str, Any]:
         ModelLoadError: missing file, or a file that is not one ``fcndetect export --format torchscript`` wrote
             (for a state dict it says to use ``--weights``).
     """
-    if not Path(path).is_file():
-        raise ModelLoadError(f"{path}: model file not found")
+    require_regular_file(Path(path), "model file")
     member = _extra_member(path)
     if member is None:
         raise ModelLoadError(
