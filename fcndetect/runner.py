@@ -361,8 +361,12 @@ class BatchRunner:
         progress = Progress(len(items), show and len(items) > 1, tty, self.err)
         stream_jsonl = opt.format == "jsonl" or opt.output is not None
         has_video = any(it.error is None and is_video_path(it.path) for it in items)
-        combined = CombinedOutputs(opt.output, opt.format, list(self.detector.class_names), self.out, has_video) \
-            if opt.output is not None or not stream_jsonl else None
+        try:
+            combined = CombinedOutputs(opt.output, opt.format, list(self.detector.class_names), self.out,
+                                       has_video) if opt.output is not None or not stream_jsonl else None
+        except OSError as exc:  # names the file (CombinedOutputs)
+            raise OutputDirError(f"cannot write {exc.filename or opt.output}: {exc.strerror or error_reason(exc)}") \
+                from None
 
         def emit(k: int, record: dict[str, Any]) -> None:
             """Write input ``k``'s next record (an image's one, a video's frames as they come)."""
