@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .common import EXIT_FAILED, checkpoint_options, err, one_line
+from .common import EXIT_FAILED, bounded, checkpoint_options, err, one_line
 
 
 @click.command("eval")
@@ -16,7 +16,7 @@ from .common import EXIT_FAILED, checkpoint_options, err, one_line
 @click.option("-a", "--annotations", multiple=True, required=True,
               help="Ground truth (repeatable): imglab XML, text, COCO JSON, FDDB, WIDER, VOC XML/folder.")
 @click.option("--format", "gt_format", default=None, help="Ground-truth format (default: detected from the file).")
-@click.option("--iou", "ious", multiple=True, type=float, help="IoU threshold(s) for a match (default 0.5).")
+@click.option("--iou", "ious", multiple=True, type=float, callback=bounded(0, 1), help="IoU threshold(s) for a match (default 0.5).")
 @click.option("--report", type=click.Path(dir_okay=False), default=None, help="Write the JSON report here.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write PR and ROC-style curves (PNG).")
 @click.option("-m", "--model", default=None, help="Model, when INPUTS are images (default: the default preset).")

@@ -126,7 +126,7 @@ def test_a_write_error_of_a_combined_file_names_it(small, tmp_path, monkeypatch)
 
     def full_disk(self, text):
         if str(self.target).endswith("detections.csv"):
-            self.fh.write = None  # noqa: B010 - any later write fails too
+            self.fh.write = None
             raise combined.named(OSError(errno.ENOSPC, "No space left on device"), self.target)
         return real(self, text)
 
@@ -196,3 +196,31 @@ def test_eval_of_detections_made_for_other_images(small, tmp_path):
     gt.write_text("small.png 30 20 60 60\nthird.jpg 1 1 30 30\n")
     r = _run(["eval", tmp_path / "out" / "detections.jsonl", "-a", gt])
     assert r.exit_code == 0 and "warning: 1 of 2 annotated images have no detection record" in r.stderr
+
+
+N_BUSY = 150
+
+
+@pytest.mark.slow
+def test_two_runs_on_one_folder_the_second_is_refused_the_first_completes(samples, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for k in range(N_BUSY):  # long enough for the second run to start while the first works
+        (folder / f"{k:03d}.png").write_bytes((samples / "astronaut.png").read_bytes())
+    out = tmp_path / "out"
+    entry = [sys.executable, "-c", "from fcndetect.cli import main; main()", "run", str(folder), "-o", str(out), "-q"]
+    first = subprocess.Popen(entry, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (out / LOCK_NAME).exists():
+        assert first.poll() is None and time.time() < deadline
+        time.sleep(0.01)
+    second = subprocess.run(entry + ["--resume"], check=False, capture_output=True, text=True, timeout=120)
+    assert first.wait(timeout=300) == 0, first.stderr.read()
+    assert second.returncode == 2
+    _one_error_line(second.stderr, f"{out}: output folder in use by process {first.pid}")
+    assert len((out / "detections.jsonl").read_text().splitlines()) == N_BUSY
+    assert not (out / LOCK_NAME).exists() and not (out / SCRATCH_NAME).exists()

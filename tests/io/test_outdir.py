@@ -9,8 +9,15 @@ import time
 
 import pytest
 
-from fcndetect.io.outdir import (LOCK_NAME, MAX_NAME_BYTES, RUN_FILES, FolderInUse, OutputLock, output_names,
-                                 short_part)
+from fcndetect.io.outdir import (
+    LOCK_NAME,
+    MAX_NAME_BYTES,
+    RUN_FILES,
+    FolderInUse,
+    OutputLock,
+    output_names,
+    short_part,
+)
 
 SUFFIXES = (".json", ".jsonl", ".annotated", ".heatmap", ".anonymized", ".maps", ".crops", ".frames")
 
@@ -69,8 +76,9 @@ def test_a_stale_lock_is_reported_and_taken_over(tmp_path):
 def test_a_live_process_holding_the_lock_is_named(tmp_path):
     out = tmp_path / "out"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from fcndetect.io.outdir import OutputLock; "
-         f"lock = OutputLock({str(out)!r}).acquire(); print('held', flush=True); time.sleep(60)"],
+        [sys.executable, "-c", ("import sys, time; from fcndetect.io.outdir import OutputLock; "
+                                f"lock = OutputLock({str(out)!r}).acquire(); print('held', flush=True); "
+                                "time.sleep(60)")],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
     try:
         assert holder.stdout.readline().strip() == "held"
