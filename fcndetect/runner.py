@@ -12,6 +12,11 @@ name; the image's extension is kept, so ``a/x.jpg`` and ``a/x.png`` never collid
 * ``DIR/detections.jsonl``: every record, in input order; ``--format``: one more combined file;
 * ``DIR/run.json``: version, model, weights hash and effective settings; ``--resume`` refuses other settings.
 
+Names (:mod:`fcndetect.io.outdir`): an input whose outputs would land on a run's own file gets ``~2`` (``run``
+-> ``run~2.json``), as does a second input of the same name; an over-long name part is shortened with a hash.
+Files being written live in ``DIR/.fcndetect.tmp/`` (all a run deletes of what it did not finish), and
+``DIR/.fcndetect.lock`` keeps a second run out (the command line takes it before the model loads).
+
 A video gives one record per processed frame and its own files (:mod:`fcndetect.video_runner`).
 """
 
@@ -361,8 +366,12 @@ class BatchRunner:
         progress = Progress(len(items), show and len(items) > 1, tty, self.err)
         stream_jsonl = opt.format == "jsonl" or opt.output is not None
         has_video = any(it.error is None and is_video_path(it.path) for it in items)
-        combined = CombinedOutputs(opt.output, opt.format, list(self.detector.class_names), self.out, has_video) \
-            if opt.output is not None or not stream_jsonl else None
+        try:
+            combined = CombinedOutputs(opt.output, opt.format, list(self.detector.class_names), self.out,
+                                       has_video) if opt.output is not None or not stream_jsonl else None
+        except OSError as exc:  # names the file (CombinedOutputs)
+            raise OutputDirError(f"cannot write {exc.filename or opt.output}: {exc.strerror or error_reason(exc)}") \
+                from None
 
         def emit(k: int, record: dict[str, Any]) -> None:
             """Write input ``k``'s next record (an image's one, a video's frames as they come)."""

@@ -30,6 +30,20 @@ def os_error_line(exc: OSError) -> str:
     return one_line(str(exc))
 
 
+def bounded(lo: float, hi: float) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A click callback refusing a number (or each of several) that is not finite or not in ``[lo, hi]``:
+    one ``error:`` line naming the option (exit 2)."""
+    import math
+
+    def check(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        for v in value if isinstance(value, tuple) else (value,):
+            if v is not None and not (math.isfinite(v) and lo <= v <= hi):
+                raise click.BadParameter(f"{v:g} is not in [{lo:g}, {hi:g}]", ctx, param)
+        return value
+
+    return check
+
+
 def err(msg: str, quiet: bool = False) -> None:
     """Write ``msg`` as a line on stderr, unless ``quiet``."""
     if not quiet:

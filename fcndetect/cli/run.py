@@ -114,6 +114,7 @@ def run_cmd(sources: tuple[str, ...], config: str | None, output: str | None, he
     except (ConfigError, TypeError) as exc:
         raise click.UsageError(str(exc)) from None
     if print_config:
+        click.echo(f"# models: {cfg.chain}")
         for key, value in cfg.to_dict().items():
             if value is not None:
                 click.echo(f"{key} = {toml_value(value)}")

@@ -23,9 +23,21 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
-__all__ = ["RUN_FILES", "LOCK_NAME", "SCRATCH_NAME", "MAX_NAME_BYTES", "output_names", "short_part", "scratch_dir",
-           "clear_scratch", "OutputLock", "FolderInUse", "OWN_ENTRIES"]
+__all__ = [
+    "LOCK_NAME",
+    "MAX_NAME_BYTES",
+    "OWN_ENTRIES",
+    "RUN_FILES",
+    "SCRATCH_NAME",
+    "FolderInUse",
+    "OutputLock",
+    "clear_scratch",
+    "output_names",
+    "scratch_dir",
+    "short_part",
+]
 
 #: The files (and WIDER FACE's folder) a run writes at the top of its output folder for itself.
 RUN_FILES = ("run.json", "detections.jsonl", "detections.json", "images.json", "detections.csv",
@@ -129,7 +141,7 @@ class OutputLock:
         """Whether this process holds ``root``'s lock."""
         return os.path.realpath(root) in _HELD
 
-    def acquire(self) -> "OutputLock":
+    def acquire(self) -> Self:
         import fcntl
 
         if self.root.exists() and not self.root.is_dir():
@@ -174,7 +186,7 @@ class OutputLock:
             with contextlib.suppress(OSError):
                 self.root.rmdir()
 
-    def __enter__(self) -> "OutputLock":
+    def __enter__(self) -> Self:
         return self.acquire()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -28,9 +28,15 @@ def result_record(
     }
 
 
+#: Characters that JSON may hold raw but that many line readers (Python's ``str.splitlines``, JavaScript)
+#: take as line ends: written escaped, so that a record is always one line whatever its file name holds.
+_LINE_BREAKERS = {c: f"\\u{c:04x}" for c in (0x1c, 0x1d, 0x1e, 0x85, 0x2028, 0x2029)}
+
+
 def dumps_record(record: dict[str, object]) -> str:
-    """One JSON line (no newline), byte-stable: fixed key order and numbers rounded upstream."""
-    return json.dumps(record, ensure_ascii=False, separators=(", ", ": "))
+    """One JSON line (no newline), byte-stable: fixed key order and numbers rounded upstream; every
+    character some reader takes as a line end escaped (:data:`_LINE_BREAKERS`)."""
+    return json.dumps(record, ensure_ascii=False, separators=(", ", ": ")).translate(_LINE_BREAKERS)
 
 
 def _create_temporary(folder: Path, name: str) -> tuple[int, str]:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from ..convert import DenseNet
+    from ..convert import DenseModel
 
 __all__: list[str] = []
 
@@ -33,7 +33,7 @@ def _load_mtcnn(net: str) -> nn.Module:
     return load_mtcnn(net)
 
 
-def _pnet_dense(pnet: nn.Module) -> DenseNet:
+def _pnet_dense(pnet: nn.Module) -> DenseModel:
     from .mtcnn import pnet_dense
 
     return pnet_dense(pnet)  # type: ignore[arg-type, return-value]
@@ -141,13 +141,13 @@ def _build_exported(spec: ModelSpec, device: str | torch.device, o: ModelOptions
     import torch
 
     if known.is_onnx_path(spec.name):
-        from .onnx_model import OnnxDenseNet
+        from .onnx_model import OnnxDenseModel
 
-        net = OnnxDenseNet(spec.name)
+        net = OnnxDenseModel(spec.name)
     else:
-        from .torchscript_model import TorchScriptDenseNet
+        from .torchscript_model import TorchScriptDenseModel
 
-        net = TorchScriptDenseNet(spec.name, device)
+        net = TorchScriptDenseModel(spec.name, device)
     return LoadedModel(spec=spec, classifier=net, dense=net, groups=spec.groups,  # type: ignore[arg-type]
                        mean=torch.tensor(spec.mean, dtype=torch.float32, device=device),
                        std=torch.tensor(spec.std, dtype=torch.float32, device=device))

@@ -16,7 +16,7 @@ import torch
 
 from .exported import ExportedDenseModel, parse_metadata
 from .known import is_onnx_path
-from .torchvision_models import ModelLoadError
+from .torchvision_models import ModelLoadError, require_regular_file
 
 __all__ = ["OnnxDenseModel", "is_onnx_path", "read_onnx_metadata"]
 
@@ -26,8 +26,7 @@ def _session(path: str) -> Any:
         import onnxruntime as ort
     except ImportError:
         raise ModelLoadError(f"{path}: running an ONNX file needs onnxruntime: pip install 'fcndetect[onnx]'") from None
-    if not Path(path).is_file():
-        raise ModelLoadError(f"{path}: ONNX file not found")
+    require_regular_file(Path(path), "ONNX file")
     try:
         options = ort.SessionOptions()
         options.log_severity_level = 3

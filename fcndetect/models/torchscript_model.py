@@ -18,7 +18,7 @@ import torch
 
 from .exported import ExportedDenseModel, parse_metadata
 from .known import TORCHSCRIPT_SUFFIXES, is_torchscript_path
-from .torchvision_models import ModelLoadError
+from .torchvision_models import ModelLoadError, require_regular_file
 
 __all__ = ["TORCHSCRIPT_SUFFIXES", "TorchScriptDenseModel", "is_torchscript_path", "read_torchscript_metadata"]
 
@@ -44,8 +44,7 @@ def read_torchscript_metadata(path: str) -> dict[str, Any]:
         ModelLoadError: missing file, or a file that is not one ``fcndetect export --format torchscript`` wrote
             (for a state dict it says to use ``--weights``).
     """
-    if not Path(path).is_file():
-        raise ModelLoadError(f"{path}: model file not found")
+    require_regular_file(Path(path), "model file")
     member = _extra_member(path)
     if member is None:
         raise ModelLoadError(

@@ -119,6 +119,23 @@ def hub_cache_file(arch: str, weights: str | None) -> Path | None:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(meta_w.url)
 
 
+def require_regular_file(path: Path, what: str) -> None:
+    """Raise :class:`ModelLoadError` (one line naming ``path``) unless it is a regular file: missing, a folder,
+    or a device, pipe or socket (``/dev/zero`` would be read forever) each say so."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ModelLoadError(f"{path}: {what} not found") from None
+    except OSError as exc:
+        raise ModelLoadError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(mode):
+        raise ModelLoadError(f"{path}: is a folder, not a file ({what} expected)")
+    if not stat.S_ISREG(mode):
+        raise ModelLoadError(f"{path}: is a device, pipe or socket, not a regular file ({what} expected)")
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """A state dict from a file, loaded without executing anything.
 
@@ -130,8 +147,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
             ``weights_only=True``: nothing is run), or no state dict inside.
     """
     p = Path(path)
-    if not p.is_file():
-        raise ModelLoadError(f"{p}: weights file not found")
+    require_regular_file(p, "weights file")
     if zipfile.is_zipfile(p):
         with zipfile.ZipFile(p) as zf:
             names = zf.namelist()
