@@ -95,7 +95,7 @@ The receptive field of SE nets spans thousands of pixels (each :class:`LocalSque
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torchvision.models as tvm
@@ -107,9 +107,13 @@ from .modules import BranchedBlock, ChannelAffine, _rebuilt
 
 __all__ = ["TORCHVISION_ARCHS", "UNSUPPORTED_ARCHS"]
 
+# The adapters take ``model: Any``: each reads its family's children by attribute name, which
+# ``nn.Module.__getattr__`` can only type as ``Tensor | Module``; the predicate it is registered with has
+# already recognised the family.
+
 
 @register_adapter(lambda m: isinstance(m, nn.Sequential))
-def _split_sequential(model: nn.Module) -> Split:
+def _split_sequential(model: Any) -> Split:
     layers = list(model.children())
     idx = next((i for i, m in enumerate(layers) if isinstance(m, nn.Flatten)), None)
     if idx is None:
@@ -127,7 +131,7 @@ def _is_mtcnn(m: nn.Module) -> bool:
 
 
 @register_adapter(_is_mtcnn)
-def _split_mtcnn(model: nn.Module) -> Split:
+def _split_mtcnn(model: Any) -> Split:
     names = [n for n, _ in model.named_children()]
     cut = names.index("dense4" if hasattr(model, "dense4") else "dense5")
     children = dict(model.named_children())
@@ -149,12 +153,12 @@ def _stacked(*layers: nn.Linear) -> nn.Linear:
     return out.to(device=layers[0].weight.device, dtype=layers[0].weight.dtype)
 
 
-def _is_alexnet_vgg(m: nn.Module) -> bool:
+def _is_alexnet_vgg(m: Any) -> bool:
     return all(hasattr(m, a) for a in ("features", "avgpool", "classifier")) and _is_adaptive(m.avgpool)
 
 
 @register_adapter(_is_alexnet_vgg)
-def _split_features_avgpool_classifier(model: nn.Module) -> Split:
+def _split_features_avgpool_classifier(model: Any) -> Split:
     pool = _global_kind(model.avgpool)
     extra: dict[str, object] = {}
     if pool is None:
@@ -169,7 +173,7 @@ def _is_resnet(m: nn.Module) -> bool:
 
 
 @register_adapter(_is_resnet)
-def _split_resnet(model: nn.Module) -> Split:
+def _split_resnet(model: Any) -> Split:
     body = nn.Sequential(
         model.conv1, model.bn1, model.relu, model.maxpool,
         model.layer1, model.layer2, model.layer3, model.layer4,
@@ -182,7 +186,7 @@ def _is_mobilenet_v2(m: nn.Module) -> bool:
 
 
 @register_adapter(_is_mobilenet_v2)
-def _split_mobilenet_v2(model: nn.Module) -> Split:
+def _split_mobilenet_v2(model: Any) -> Split:
     # forward(): features -> adaptive_avg_pool2d(1) -> flatten -> classifier (pooling is functional).
     return Split(body=model.features, head=list(model.classifier.children()), pool="avg")
 
@@ -193,20 +197,20 @@ def _split_mobilenet_v2(model: nn.Module) -> Split:
 
 
 @register_adapter(lambda m: isinstance(m, tvm.DenseNet))
-def _split_densenet(model: nn.Module) -> Split:
+def _split_densenet(model: Any) -> Split:
     # forward(): F.relu(features(x)) -> adaptive_avg_pool2d(1) -> flatten -> classifier.
     return Split(body=nn.Sequential(model.features, nn.ReLU()), head=[model.classifier], pool="avg")
 
 
 @register_adapter(lambda m: isinstance(m, tvm.RegNet))
-def _split_regnet(model: nn.Module) -> Split:
+def _split_regnet(model: Any) -> Split:
     # forward(): stem -> trunk_output -> avgpool -> flatten -> fc (RegNetY blocks carry SE layers).
     body = nn.Sequential(model.stem, model.trunk_output)
     return Split(body=body, head=[model.fc], pool=_global_kind(model.avgpool) or "avg")
 
 
 @register_adapter(lambda m: isinstance(m, tvm.ShuffleNetV2))
-def _split_shufflenet(model: nn.Module) -> Split:
+def _split_shufflenet(model: Any) -> Split:
     # forward(): conv1 -> maxpool -> stage2..4 -> conv5 -> x.mean([2, 3]) -> fc.
     body = nn.Sequential(model.conv1, model.maxpool, model.stage2, model.stage3, model.stage4, model.conv5)
 
@@ -219,7 +223,7 @@ def _split_shufflenet(model: nn.Module) -> Split:
 
 
 @register_adapter(lambda m: isinstance(m, tvm.MNASNet))
-def _split_mnasnet(model: nn.Module) -> Split:
+def _split_mnasnet(model: Any) -> Split:
     # forward(): layers -> x.mean([2, 3]) -> classifier (Dropout, Linear).
     return Split(body=model.layers, head=list(model.classifier.children()), pool="avg")
 
@@ -229,7 +233,7 @@ _INCEPTION_SCALE = [0.229 / 0.5, 0.224 / 0.5, 0.225 / 0.5]
 _INCEPTION_SHIFT = [(0.485 - 0.5) / 0.5, (0.456 - 0.5) / 0.5, (0.406 - 0.5) / 0.5]
 
 
-def _inception_body(model: nn.Module, names: list[str]) -> nn.Sequential:
+def _inception_body(model: Any, names: list[str]) -> nn.Sequential:
     layers = [getattr(model, n) for n in names]
     if getattr(model, "transform_input", False):
         layers.insert(0, ChannelAffine(_INCEPTION_SCALE, _INCEPTION_SHIFT))
@@ -237,7 +241,7 @@ def _inception_body(model: nn.Module, names: list[str]) -> nn.Sequential:
 
 
 @register_adapter(lambda m: isinstance(m, tvm.GoogLeNet))
-def _split_googlenet(model: nn.Module) -> Split:
+def _split_googlenet(model: Any) -> Split:
     # Eval-mode forward(): [transform_input] -> trunk -> avgpool -> flatten -> dropout -> fc (aux heads unused).
     names = [
         "conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a", "inception3b", "maxpool3",
@@ -248,7 +252,7 @@ def _split_googlenet(model: nn.Module) -> Split:
 
 
 @register_adapter(lambda m: isinstance(m, tvm.Inception3))
-def _split_inception3(model: nn.Module) -> Split:
+def _split_inception3(model: Any) -> Split:
     # Eval-mode forward(): [transform_input] -> trunk -> avgpool -> dropout -> flatten -> fc (AuxLogits unused).
     names = [
         "Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
@@ -259,7 +263,7 @@ def _split_inception3(model: nn.Module) -> Split:
 
 
 @register_adapter(lambda m: isinstance(m, tvm.SqueezeNet))
-def _split_squeezenet(model: nn.Module) -> Split:
+def _split_squeezenet(model: Any) -> Split:
     # forward(): features -> classifier (Dropout, Conv2d 1x1, ReLU, AdaptiveAvgPool2d(1)) -> flatten.
     layers = list(model.classifier.children())
     conv_head = [m for m in layers[:-1] if not isinstance(m, nn.Dropout)]
@@ -287,7 +291,7 @@ _MAXVIT_REASON = (
 
 
 def _unsupported(reason: str) -> Adapter:
-    def adapter(model: nn.Module) -> Split:
+    def adapter(model: Any) -> Split:
         raise ConversionError(f"{type(model).__name__}: {reason}")
 
     return adapter
