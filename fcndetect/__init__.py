@@ -55,7 +55,35 @@ _EXPORTS = {
 #: old name -> new name; each still works once, with a DeprecationWarning
 _DEPRECATED = {"DenseNet": "DenseModel", "inspect": "inspect_model"}
 
-__all__ = ["__version__", *sorted(_EXPORTS)]
+#: written out, so that tools see the names (tests/test_structure.py checks it against _EXPORTS)
+__all__ = [
+    "__version__",
+    "AnnotationError",
+    "ConfigError",
+    "ConversionError",
+    "DenseModel",
+    "DetectionResult",
+    "Detections",
+    "Detector",
+    "DetectorConfig",
+    "DeviceError",
+    "ExportError",
+    "GeometryError",
+    "ImageLoadError",
+    "ModelLoadError",
+    "OutputDirError",
+    "RayEngineError",
+    "TrainDataError",
+    "TrainError",
+    "WeightsNotFoundError",
+    "anonymize",
+    "draw_detections",
+    "heatmap_overlay",
+    "inspect_model",
+    "load_model",
+    "make_fully_convolutional",
+    "upright_crops",
+]
 
 if TYPE_CHECKING:
     from .config import ConfigError, DetectorConfig

@@ -150,7 +150,7 @@ def sample_crops(
     shrink = side / plan.size
     octave = torch.floor(torch.log2(shrink.clamp_min(1.0)) + 1e-9).long()  # shrink / 2**k in [1, 2)
     out = torch.empty((n, 3, plan.size, plan.size))
-    for k in octave.unique().tolist():
+    for k in torch.unique(octave).tolist():
         x, sx, sy = octaves.get(int(k))
         idx = torch.nonzero(octave == k).flatten()
         rois = torch.stack([torch.zeros(len(idx), dtype=torch.float64), cx0[idx] * sx, cy0[idx] * sy,

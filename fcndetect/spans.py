@@ -249,7 +249,8 @@ def _function_pool_span(node: fx.Node, span: Span, axis: int) -> Span:
     kernel = bound["kernel_size"]
     stride = bound.get("stride") or kernel
     if any(isinstance(v, fx.Node) for v in (kernel, stride, bound.get("padding"), bound.get("dilation"))):
-        raise GeometryError(f"{node.name}: '{node.target.__name__}' with computed arguments has no static geometry")
+        raise GeometryError(f"{node.name}: '{getattr(node.target, '__name__', node.target)}' with computed arguments "
+                            "has no static geometry")
     values = (kernel, stride, bound.get("padding", 0), bound.get("dilation", 1))
     k, s, p, d = (_pair(v)[axis] for v in values)  # type: ignore[arg-type]
     return window_span(span, k, s, p, d, bool(bound.get("ceil_mode", False)), node.name)
@@ -257,10 +258,9 @@ def _function_pool_span(node: fx.Node, span: Span, axis: int) -> Span:
 
 def _permute_span(node: fx.Node, span: Span) -> Span:
     """Track ``[B, C, H, W]`` <-> ``[B, H, W, C]`` permutes; any other permutation is refused."""
-    dims = node.args[1:] if node.op == "call_method" else (_argument(node, 1, "dims", ()),)
-    if len(dims) == 1 and isinstance(dims[0], (list, tuple)):
-        dims = tuple(dims[0])
-    dims = tuple(dims)
+    args: tuple[object, ...] = node.args[1:] if node.op == "call_method" else (_argument(node, 1, "dims", ()),)
+    first = args[0] if len(args) == 1 else None
+    dims = tuple(first) if isinstance(first, (list, tuple)) else tuple(args)
     if dims == (_PERMUTE_TO_FIRST if span.channels_last else _PERMUTE_TO_LAST):
         return replace(span, channels_last=not span.channels_last)
     if dims == (0, 1, 2, 3):
@@ -428,6 +428,8 @@ def compute_geometry(module: nn.Module, window: int) -> Geometry:
 def dense_output_size(module: nn.Module, height: int, width: int) -> tuple[int, int]:
     """Score-map size ``(H', W')`` that ``module`` produces for an ``height x width`` input (a module with an
     ``output_size(height, width)`` method, such as an exported network, answers itself)."""
-    if hasattr(module, "output_size"):
-        return module.output_size(height, width)
+    output_size = getattr(module, "output_size", None)
+    if callable(output_size):
+        h, w = output_size(height, width)
+        return int(h), int(w)
     return (trace_layers(module, height, 0).output_size, trace_layers(module, width, 1).output_size)

@@ -103,9 +103,10 @@ def _bench_pipeline(image: Any, cfg: Any, repeat: int, as_json: bool) -> None:
     from ..bench_report import format_pipeline
     from ..detector import Detector
 
+    errors: tuple[type[Exception], ...] = (*model_errors(), ValueError)
     try:
         detector = Detector(cfg)
-    except (*model_errors(), ValueError) as exc:
+    except errors as exc:
         model_error(cfg.chain, exc)
     times = time_pipeline(detector, image, repeat)
     click.echo(json.dumps(times.to_json()) if as_json

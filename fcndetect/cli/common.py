@@ -62,7 +62,7 @@ class OneLineGroup(click.Group):
     block, and an interrupt (Ctrl-C) as one ``interrupted`` line with exit 130 instead of ``Aborted!`` and
     exit 1. Used alike by the console script and by ``click.testing.CliRunner``."""
 
-    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,  # type: ignore[override]
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
              complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
@@ -132,7 +132,7 @@ def model_errors() -> tuple[type[Exception], ...]:
 
 def model_error(name: str, exc: Exception) -> NoReturn:
     """Report a model that cannot be loaded or converted as one line naming it, and exit 2."""
-    msg = one_line(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc)
+    msg = one_line(str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc))
     fail(msg if msg.startswith(name) else f"{name}: {msg}", EXIT_USAGE)
 
 

@@ -8,7 +8,7 @@ registers on first need. Register adapters of your own with :func:`fcndetect.con
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -17,9 +17,13 @@ from .core import ConversionError, Split, _global_kind, register_builtin_adapter
 
 __all__: list[str] = []
 
+# The adapters take ``model: Any``: each reads its family's children by attribute name, which
+# ``nn.Module.__getattr__`` can only type as ``Tensor | Module``; the predicate it is registered with has
+# already recognised the family.
+
 
 @register_builtin_adapter(lambda m: isinstance(m, nn.Sequential))
-def _split_sequential(model: nn.Module) -> Split:
+def _split_sequential(model: Any) -> Split:
     layers = list(model.children())
     idx = next((i for i, m in enumerate(layers) if isinstance(m, nn.Flatten)), None)
     if idx is None:
@@ -37,7 +41,7 @@ def _is_mtcnn(m: nn.Module) -> bool:
 
 
 @register_builtin_adapter(_is_mtcnn)
-def _split_mtcnn(model: nn.Module) -> Split:
+def _split_mtcnn(model: Any) -> Split:
     names = [n for n, _ in model.named_children()]
     cut = names.index("dense4" if hasattr(model, "dense4") else "dense5")
     children = dict(model.named_children())

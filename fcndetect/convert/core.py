@@ -21,7 +21,7 @@ import importlib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from torch import nn
@@ -196,7 +196,7 @@ def _global_kind(m: nn.Module) -> Literal["avg", "max"] | None:
 
 
 def _as_pair(v: object) -> tuple[object, object]:
-    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # type: ignore[return-value]
+    return (v[0], v[1]) if isinstance(v, (tuple, list)) else (v, v)
 
 
 def _split(model: nn.Module) -> Split:
@@ -228,7 +228,7 @@ def _linear_to_conv(lin: nn.Linear, channels: int, k_h: int, k_w: int, flatten: 
         w4 = w.reshape(lin.out_features, k_w, k_h, channels).permute(0, 3, 2, 1)
     with torch.no_grad():
         conv.weight.copy_(w4)
-        if lin.bias is not None:
+        if lin.bias is not None and conv.bias is not None:
             conv.bias.copy_(lin.bias.detach())
     return conv.to(device=w.device, dtype=w.dtype)
 
@@ -327,8 +327,8 @@ def make_fully_convolutional(model: nn.Module, input_size: int) -> DenseModel:
     _, channels, k_h, k_w = feat.shape
     pre: list[nn.Module] = []
     adaptive = split.extra.get("adaptive")
-    if adaptive is not None:
-        target = tuple(int(v) if v is not None else s for v, s in zip(_as_pair(adaptive.output_size), (k_h, k_w)))
+    if isinstance(adaptive, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
+        target = tuple(int(v) if isinstance(v, int) else s for v, s in zip(_as_pair(adaptive.output_size), (k_h, k_w)))
         if target != (k_h, k_w):
             raise ConversionError(
                 f"{type(adaptive).__name__}{target} changes the {k_h}x{k_w} map of a {input_size}px input: "
@@ -353,7 +353,8 @@ def make_fully_convolutional(model: nn.Module, input_size: int) -> DenseModel:
     hidden, classifier = nn.Sequential(*layers[:last]), nn.Sequential(*layers[last:])
     regressor = None
     if split.regressor:
-        regressor = nn.Sequential(*_convert_head(split.regressor, layers[last].in_channels, 1, 1, "chw"))
+        last_conv = cast(nn.Conv2d, layers[last])  # found by isinstance above
+        regressor = nn.Sequential(*_convert_head(split.regressor, last_conv.in_channels, 1, 1, "chw"))
     try:
         dense = DenseModel(body, hidden, classifier, input_size, regressor)
     except GeometryError as exc:

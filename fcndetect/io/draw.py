@@ -39,7 +39,7 @@ def draw_detections(image: np.ndarray, detections: Detections) -> np.ndarray:
     it; only when neither fits, inside the box's top edge."""
     out = np.ascontiguousarray(image.copy())
     h, w = out.shape[:2]
-    items = []
+    items: list[tuple[tuple[int, int, int, int], int, float, tuple[int, int, int], str]] = []
     for box, score, label in zip(detections.boxes, detections.scores, detections.labels):
         x1, y1, x2, y2 = (int(round(float(v))) for v in box)
         thick, font = label_style(max(1.0, min(x2 - x1, y2 - y1)))
@@ -55,7 +55,7 @@ def draw_detections(image: np.ndarray, detections: Detections) -> np.ndarray:
                 cv2.circle(out, (int(round(float(x))), int(round(float(y)))), thick + 1, color, -1, cv2.LINE_AA)
         items.append(((x1, y1, x2, y2), thick, font, color, f"{detections.class_names[int(label)]} {score:.2f}"))
     # labels after every box, so no box hides a label; the best detection's label is drawn last, on top
-    for (x1, y1, x2, y2), thick, font, color, text in reversed(items):
+    for (x1, y1, _x2, y2), thick, font, color, text in reversed(items):
         text_thick = max(1, int(round(font * 1.5)))
         (tw, th), base = cv2.getTextSize(text, _FONT, font, text_thick)
         bar = th + base + 2
