@@ -43,9 +43,9 @@ def resolve_config(config: str | None = None, **overrides: Any) -> DetectorConfi
         raise ConfigError(str(exc)) from None
     base = {**NEUTRAL, **load_preset(spec.preset), **(spec.preset_values or {})}
     merged = {**base, **file_values, **explicit, "model": model}
-    config = DetectorConfig(**merged)
+    resolved = DetectorConfig(**merged)
     try:  # options the model cannot take (--weights for a model with its own): refused before anything loads
-        check_options(spec, ModelOptions(**config.model_options()))
+        check_options(spec, ModelOptions(**resolved.model_options()))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    return config
+    return resolved

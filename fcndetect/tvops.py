@@ -58,7 +58,7 @@ def _load_library() -> bool:
                 path = os.path.join(folder, lib + suffix)
                 if os.path.isfile(path):
                     try:
-                        torch.ops.load_library(path)
+                        torch.ops.load_library(path)  # type: ignore[no-untyped-call]
                     except (OSError, RuntimeError):
                         continue
                     return True

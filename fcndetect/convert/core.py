@@ -126,12 +126,13 @@ def _localise_squeezes(body: nn.Module, probe: torch.Tensor) -> tuple[nn.Module,
     sizes: dict[int, tuple[int, int]] = {}
     handles = []
     for m in body.modules():
-        if _is_squeeze_excitation(m) and _global_kind(m.avgpool) == "avg":
+        pool = m.avgpool if _is_squeeze_excitation(m) else None
+        if isinstance(pool, nn.Module) and _global_kind(pool) == "avg":
 
             def hook(mod: nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
                 sizes[id(mod)] = (int(args[0].shape[-2]), int(args[0].shape[-1]))
 
-            handles.append(m.avgpool.register_forward_hook(hook))
+            handles.append(pool.register_forward_hook(hook))
     try:
         feat = body(probe)
     finally:

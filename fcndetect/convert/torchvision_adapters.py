@@ -93,6 +93,8 @@ The receptive field of SE nets spans thousands of pixels (each :class:`LocalSque
 
 from __future__ import annotations
 
+from typing import Any
+
 import torchvision.models as tvm
 from torch import nn
 from torchvision.models import shufflenetv2 as _tv_shufflenet
@@ -103,12 +105,12 @@ from .modules import BranchedBlock, ChannelAffine, _rebuilt
 __all__ = ["TORCHVISION_ARCHS", "UNSUPPORTED_ARCHS"]
 
 
-def _is_alexnet_vgg(m: nn.Module) -> bool:
+def _is_alexnet_vgg(m: Any) -> bool:
     return all(hasattr(m, a) for a in ("features", "avgpool", "classifier")) and _is_adaptive(m.avgpool)
 
 
 @register_builtin_adapter(_is_alexnet_vgg)
-def _split_features_avgpool_classifier(model: nn.Module) -> Split:
+def _split_features_avgpool_classifier(model: Any) -> Split:
     pool = _global_kind(model.avgpool)
     extra: dict[str, object] = {}
     if pool is None:
@@ -123,7 +125,7 @@ def _is_resnet(m: nn.Module) -> bool:
 
 
 @register_builtin_adapter(_is_resnet)
-def _split_resnet(model: nn.Module) -> Split:
+def _split_resnet(model: Any) -> Split:
     body = nn.Sequential(
         model.conv1, model.bn1, model.relu, model.maxpool,
         model.layer1, model.layer2, model.layer3, model.layer4,
@@ -136,7 +138,7 @@ def _is_mobilenet_v2(m: nn.Module) -> bool:
 
 
 @register_builtin_adapter(_is_mobilenet_v2)
-def _split_mobilenet_v2(model: nn.Module) -> Split:
+def _split_mobilenet_v2(model: Any) -> Split:
     # forward(): features -> adaptive_avg_pool2d(1) -> flatten -> classifier (pooling is functional).
     return Split(body=model.features, head=list(model.classifier.children()), pool="avg")
 
@@ -147,20 +149,20 @@ def _split_mobilenet_v2(model: nn.Module) -> Split:
 
 
 @register_builtin_adapter(lambda m: isinstance(m, tvm.DenseNet))
-def _split_densenet(model: nn.Module) -> Split:
+def _split_densenet(model: Any) -> Split:
     # forward(): F.relu(features(x)) -> adaptive_avg_pool2d(1) -> flatten -> classifier.
     return Split(body=nn.Sequential(model.features, nn.ReLU()), head=[model.classifier], pool="avg")
 
 
 @register_builtin_adapter(lambda m: isinstance(m, tvm.RegNet))
-def _split_regnet(model: nn.Module) -> Split:
+def _split_regnet(model: Any) -> Split:
     # forward(): stem -> trunk_output -> avgpool -> flatten -> fc (RegNetY blocks carry SE layers).
     body = nn.Sequential(model.stem, model.trunk_output)
     return Split(body=body, head=[model.fc], pool=_global_kind(model.avgpool) or "avg")
 
 
 @register_builtin_adapter(lambda m: isinstance(m, tvm.ShuffleNetV2))
-def _split_shufflenet(model: nn.Module) -> Split:
+def _split_shufflenet(model: Any) -> Split:
     # forward(): conv1 -> maxpool -> stage2..4 -> conv5 -> x.mean([2, 3]) -> fc.
     body = nn.Sequential(model.conv1, model.maxpool, model.stage2, model.stage3, model.stage4, model.conv5)
 
@@ -173,7 +175,7 @@ def _split_shufflenet(model: nn.Module) -> Split:
 
 
 @register_builtin_adapter(lambda m: isinstance(m, tvm.MNASNet))
-def _split_mnasnet(model: nn.Module) -> Split:
+def _split_mnasnet(model: Any) -> Split:
     # forward(): layers -> x.mean([2, 3]) -> classifier (Dropout, Linear).
     return Split(body=model.layers, head=list(model.classifier.children()), pool="avg")
 
@@ -191,7 +193,7 @@ def _inception_body(model: nn.Module, names: list[str]) -> nn.Sequential:
 
 
 @register_builtin_adapter(lambda m: isinstance(m, tvm.GoogLeNet))
-def _split_googlenet(model: nn.Module) -> Split:
+def _split_googlenet(model: Any) -> Split:
     # Eval-mode forward(): [transform_input] -> trunk -> avgpool -> flatten -> dropout -> fc (aux heads unused).
     names = [
         "conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a", "inception3b", "maxpool3",
@@ -202,7 +204,7 @@ def _split_googlenet(model: nn.Module) -> Split:
 
 
 @register_builtin_adapter(lambda m: isinstance(m, tvm.Inception3))
-def _split_inception3(model: nn.Module) -> Split:
+def _split_inception3(model: Any) -> Split:
     # Eval-mode forward(): [transform_input] -> trunk -> avgpool -> dropout -> flatten -> fc (AuxLogits unused).
     names = [
         "Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
@@ -213,7 +215,7 @@ def _split_inception3(model: nn.Module) -> Split:
 
 
 @register_builtin_adapter(lambda m: isinstance(m, tvm.SqueezeNet))
-def _split_squeezenet(model: nn.Module) -> Split:
+def _split_squeezenet(model: Any) -> Split:
     # forward(): features -> classifier (Dropout, Conv2d 1x1, ReLU, AdaptiveAvgPool2d(1)) -> flatten.
     layers = list(model.classifier.children())
     conv_head = [m for m in layers[:-1] if not isinstance(m, nn.Dropout)]
@@ -241,7 +243,7 @@ _MAXVIT_REASON = (
 
 
 def _unsupported(reason: str) -> Adapter:
-    def adapter(model: nn.Module) -> Split:
+    def adapter(model: Any) -> Split:
         raise ConversionError(f"{type(model).__name__}: {reason}")
 
     return adapter

@@ -118,7 +118,7 @@ def _describe_exported(name: str) -> ModelSpec:
     preset = str(meta.get("preset_name", "custom"))
     return ModelSpec(
         name=name, description=f"exported {meta['model']}", window=int(meta["geometry"]["window"]),
-        mean=tuple(meta["mean"]), std=tuple(meta["std"]),  # type: ignore[arg-type]
+        mean=tuple(meta["mean"]), std=tuple(meta["std"]),
         groups=tuple(ClassGroup(g["name"], tuple(g["indices"])) for g in meta["groups"]),
         preset=preset if preset in preset_names() else "custom",
         source=f"{name} ({'ONNX Runtime' if onnx else 'TorchScript'})",
@@ -140,6 +140,9 @@ def _check_exported(spec: ModelSpec, o: ModelOptions) -> None:
 def _build_exported(spec: ModelSpec, device: str | torch.device, o: ModelOptions) -> LoadedModel:
     import torch
 
+    from .exported import ExportedDenseModel
+
+    net: ExportedDenseModel
     if known.is_onnx_path(spec.name):
         from .onnx_model import OnnxDenseModel
 
