@@ -205,11 +205,17 @@ class _Outputs:
         """Frame ``index`` (``[H, W, 3]`` uint8 RGB) with the last processed frame's detections ``dets``."""
         if self.annotated is None:
             raise RuntimeError(f"{self.name}: the outputs are closed")
-        self.annotated.write(draw_detections(image, dets) if dets is not None and len(dets) else image)
+        try:
+            self.annotated.write(draw_detections(image, dets) if dets is not None and len(dets) else image)
+        except OSError as exc:  # named after the video it becomes, not its temporary file
+            raise OSError(exc.errno, exc.strerror, str(self.root / (self.name + ".annotated.mp4"))) from None
         if self.anonymized is not None:
             boxes = dets.boxes if dets is not None else np.zeros((0, 4))
-            self.anonymized.write(anonymize(image, boxes, self.render.anonymize or "blur",
-                                            self.render.anonymize_margin))
+            try:
+                self.anonymized.write(anonymize(image, boxes, self.render.anonymize or "blur",
+                                                self.render.anonymize_margin))
+            except OSError as exc:
+                raise OSError(exc.errno, exc.strerror, str(self.root / (self.name + ".anonymized.mp4"))) from None
         if processed and dets is not None and self.per_frame is not None:
             for suffix, data in render_image_outputs(image, dets, _FRAME_EXT, self.per_frame)[1:]:  # [0]: annotated
                 path = self.root / f"{self.name}.frames" / f"{index:06d}{suffix}"
