@@ -39,7 +39,8 @@ __all__ = [
     "short_part",
 ]
 
-#: The files (and WIDER FACE's folder) a run writes at the top of its output folder for itself.
+#: The files (and WIDER FACE's folder) a run writes at the top of its output folder for itself, with the
+#: built-in formats (:func:`fcndetect.io.sinks.run_files` adds those of every registered format).
 RUN_FILES = ("run.json", "detections.jsonl", "detections.json", "images.json", "detections.csv",
              "detections.fddb.txt", "wider")
 LOCK_NAME = ".fcndetect.lock"
@@ -49,7 +50,6 @@ SCRATCH_NAME = ".fcndetect.tmp"
 MAX_NAME_BYTES = 160
 #: An extension longer than this (bytes) is not kept apart when a name is shortened.
 _MAX_EXT_BYTES = 16
-_RESERVED = tuple(n.lower() for n in (*RUN_FILES, LOCK_NAME, SCRATCH_NAME))
 
 
 def short_part(part: str, limit: int = MAX_NAME_BYTES) -> str:
@@ -72,24 +72,27 @@ def short_part(part: str, limit: int = MAX_NAME_BYTES) -> str:
     return head + tag + ext
 
 
-def _collides(first: str, nested: bool) -> bool:
+def _collides(first: str, nested: bool, reserved: tuple[str, ...]) -> bool:
     """Whether outputs named ``first...`` could land on one of the run's own names: a folder of that name,
     or a file ``first.<suffix>`` for a top-level input."""
     low = first.lower()
-    return low in _RESERVED if nested else any(r.startswith(low + ".") for r in _RESERVED)
+    return low in reserved if nested else any(r.startswith(low + ".") for r in reserved)
 
 
-def output_names(names: Iterable[str]) -> list[str]:
+def output_names(names: Iterable[str], run_files: Iterable[str] = RUN_FILES) -> list[str]:
     """Each input's output name, made safe and unique: every part shortened (:func:`short_part`), a ``~k``
-    suffix (``k`` = 2, 3, ...) before the extension of a name whose outputs would land on a run's own file
-    or on another input's outputs (compared without case, for case-insensitive file systems)."""
+    suffix (``k`` = 2, 3, ...) before the extension of a name whose outputs would land on one of
+    ``run_files`` (the run's own files and folders, and then the lock and scratch folder; none: no output
+    folder) or on another input's outputs (compared without case, for case-insensitive file systems)."""
+    run_files = tuple(run_files)
+    reserved = tuple(n.lower() for n in (*run_files, LOCK_NAME, SCRATCH_NAME)) if run_files else ()
     used: set[str] = set()
     out: list[str] = []
     for name in names:
         parts = [short_part(p) for p in name.split("/")]
         first, nested = parts[0], len(parts) > 1
         candidate, k = "/".join(parts), 1
-        while candidate.lower() in used or _collides(candidate.split("/")[0], nested):
+        while candidate.lower() in used or _collides(candidate.split("/")[0], nested, reserved):
             k += 1
             stem, ext = os.path.splitext(first)
             candidate = "/".join([f"{stem}~{k}{ext}", *parts[1:]])
