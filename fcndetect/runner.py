@@ -42,10 +42,25 @@ from .engines.local import iter_detections
 from .io.anonymize import DEFAULT_MARGIN
 from .io.combined import CombinedOutputs
 from .io.images import DEFAULT_MAX_PIXELS
-from .io.outdir import OWN_ENTRIES, FolderInUse, OutputLock, clear_scratch, output_names, scratch_dir
+from .io.outdir import (
+    OWN_ENTRIES,
+    FolderInUse,
+    OutputLock,
+    clear_scratch,
+    output_names,
+    scratch_dir,
+)
 from .io.progress import Progress, printable
 from .io.render import RenderOptions, render_image_outputs
-from .io.sinks import atomic_write_bytes, atomic_write_text, dumps_record, output_name, result_record
+from .io.sinks import (
+    SINKS,
+    atomic_write_bytes,
+    atomic_write_text,
+    dumps_record,
+    output_name,
+    result_record,
+    run_files,
+)
 from .io.sources import LOCAL_INPUTS, SourceItem, expand_sources
 from .io.video import is_video_path
 from .video_runner import VideoJob, completed_video, input_records, video_refusal
@@ -57,7 +72,7 @@ if TYPE_CHECKING:
 __all__ = ["RunOptions", "RunSummary", "BatchRunner", "OutputDirError", "read_sources", "driver_detector", "maps_info",
            "FORMATS"]
 
-FORMATS = ("jsonl", "coco", "csv", "fddb", "wider")
+FORMATS = tuple(SINKS)  # the built-in formats (fcndetect.io.combined registers them): the registry's names
 
 
 class _WriteError(Exception):
@@ -356,7 +371,8 @@ class BatchRunner:
         opt = self.opt
         summary = RunSummary(n_inputs=len(items))
         start = time.perf_counter()
-        names = output_names([output_name(it.path, it.relative, it.root) for it in items])
+        names = output_names([output_name(it.path, it.relative, it.root) for it in items],
+                             run_files() if opt.output is not None else ())
         resumed = {k for k, (item, name) in enumerate(zip(items, names))
                    if opt.output is not None and opt.resume and item.error is None
                    and self._completed(name) is not None}

@@ -32,9 +32,9 @@ from .engines.base import error_reason
 from .engines.frames import VideoStream
 from .io.anonymize import anonymize
 from .io.draw import draw_detections
+from .io.outdir import scratch_dir
 from .io.progress import Progress
 from .io.render import RenderOptions, render_image_outputs
-from .io.outdir import scratch_dir
 from .io.sinks import atomic_write_bytes, atomic_write_text, dumps_record, result_record
 from .io.sources import SourceItem
 from .io.video import VideoFileWriter, frame_time, is_video_path
@@ -42,7 +42,7 @@ from .io.video import VideoFileWriter, frame_time, is_video_path
 __all__ = ["VideoJob", "frame_record", "video_refusal", "completed_video", "input_records", "FRAME_FORMATS",
            "VIDEO_TEMP_SUFFIX"]
 
-#: ``--format`` values whose files can tell a video's frames apart.
+#: ``--format`` values whose files can tell a video's frames apart (the built-in ones; the registry decides).
 FRAME_FORMATS = ("jsonl", "coco", "csv")
 #: What a video being written is named with at its end (the runner removes leftovers of a killed run).
 VIDEO_TEMP_SUFFIX = ".tmp.mp4"
@@ -73,10 +73,13 @@ def video_refusal(items: Sequence[SourceItem], engine: str, fmt: str) -> str | N
         return None
     if engine == "ray":
         return (f"--engine ray does not read videos ({videos[0]}): run videos with --engine local (the default)")
-    fmt = next((f for f in fmt.split(",") if f not in FRAME_FORMATS), "")
+    from .io.sinks import SINKS, sink_names
+
+    frame_formats = [f for f in sink_names() if SINKS[f].frames]
+    fmt = next((f for f in fmt.split(",") if f in SINKS and not SINKS[f].frames), "")
     if fmt:
-        return (f"--format {fmt} cannot tell a video's frames apart ({videos[0]}): use --format jsonl, coco or csv "
-                "for videos")
+        return (f"--format {fmt} cannot tell a video's frames apart ({videos[0]}): use --format "
+                f"{', '.join(frame_formats[:-1])} or {frame_formats[-1]} for videos")
     return None
 
 
@@ -205,11 +208,17 @@ class _Outputs:
         """Frame ``index`` (``[H, W, 3]`` uint8 RGB) with the last processed frame's detections ``dets``."""
         if self.annotated is None:
             raise RuntimeError(f"{self.name}: the outputs are closed")
-        self.annotated.write(draw_detections(image, dets) if dets is not None and len(dets) else image)
+        try:
+            self.annotated.write(draw_detections(image, dets) if dets is not None and len(dets) else image)
+        except OSError as exc:  # named after the video it becomes, not its temporary file
+            raise OSError(exc.errno, exc.strerror, str(self.root / (self.name + ".annotated.mp4"))) from None
         if self.anonymized is not None:
             boxes = dets.boxes if dets is not None else np.zeros((0, 4))
-            self.anonymized.write(anonymize(image, boxes, self.render.anonymize or "blur",
-                                            self.render.anonymize_margin))
+            try:
+                self.anonymized.write(anonymize(image, boxes, self.render.anonymize or "blur",
+                                                self.render.anonymize_margin))
+            except OSError as exc:
+                raise OSError(exc.errno, exc.strerror, str(self.root / (self.name + ".anonymized.mp4"))) from None
         if processed and dets is not None and self.per_frame is not None:
             for suffix, data in render_image_outputs(image, dets, _FRAME_EXT, self.per_frame)[1:]:  # [0]: annotated
                 path = self.root / f"{self.name}.frames" / f"{index:06d}{suffix}"

@@ -69,7 +69,9 @@ def eval_cmd(inputs: tuple[str, ...], annotations: tuple[str, ...], gt_format: s
         read = _detect(inputs, config, options, quiet)
     try:
         keys = ev.match_images(list(read.detections), list(gt))
-        _check_coverage(gt, keys, inputs[0] if saved else "the detections", allow_missing, quiet)
+        # a fresh run whose every input failed has said so (exit 1); otherwise no match at all is a usage error
+        _check_coverage(gt, keys, inputs[0] if saved else "the detections",
+                        allow_missing or not (saved or read.detections), quiet)
         rep = ev.evaluate(read.detections, gt, iou_thresholds=ious or (0.5,), image_keys=keys, ranking=read.ranking)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

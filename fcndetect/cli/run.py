@@ -120,8 +120,10 @@ def run_cmd(sources: tuple[str, ...], config: str | None, output: str | None, he
                 click.echo(f"{key} = {toml_value(value)}")
         return
     formats = parse_formats(fmt, output is not None)
+    from ..io.sinks import sink_names
+
     for src in sources:  # `--format coco csv`: csv would be read as an input
-        if src in FORMAT_NAMES and not os.path.lexists(src):
+        if src in sink_names() and not os.path.lexists(src):
             raise click.UsageError(f"{src!r} is a format name, not a file: to ask for several formats, write "
                                    f"--format coco,csv or --format coco --format csv")
     if not sources:
@@ -183,19 +185,19 @@ def _locked_run(sources: tuple[str, ...], cfg: Any, opts: Any, threads: int | No
         lock.release()
 
 
-#: The ``--format`` values.
-FORMAT_NAMES = ("jsonl", "coco", "csv", "fddb", "wider")
-
-
 def parse_formats(values: tuple[str, ...], to_folder: bool) -> str:
-    """``--format`` values (repeated, comma-separated) as one canonical string: known names, each once, in
-    :data:`FORMAT_NAMES` order, ``jsonl`` dropped beside others (with ``-o`` it is always written). Without
-    an output folder, stdout takes one format: several are a usage error."""
+    """``--format`` values (repeated, comma-separated) as one canonical string: registered formats
+    (:data:`fcndetect.io.sinks.SINKS`), each once, in registration order, ``jsonl`` dropped beside others
+    (with ``-o`` it is always written). Without an output folder, stdout takes one format: several are a
+    usage error."""
+    from ..io.sinks import sink_names
+
+    known = sink_names()
     names = [v.strip() for value in values for v in value.split(",") if v.strip()] or ["jsonl"]
-    unknown = [n for n in names if n not in FORMAT_NAMES]
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise click.UsageError(f"--format: unknown format {unknown[0]!r}; choose from {', '.join(FORMAT_NAMES)}")
-    chosen = [f for f in FORMAT_NAMES if f in names]
+        raise click.UsageError(f"--format: unknown format {unknown[0]!r}; choose from {', '.join(known)}")
+    chosen = [f for f in known if f in names]
     if len(chosen) > 1 and not to_folder:
         raise click.UsageError(f"--format: stdout takes one format, got {', '.join(chosen)}; several need -o DIR")
     return ",".join(f for f in chosen if f != "jsonl" or len(chosen) == 1)

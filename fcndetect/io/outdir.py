@@ -39,7 +39,8 @@ __all__ = [
     "short_part",
 ]
 
-#: The files (and WIDER FACE's folder) a run writes at the top of its output folder for itself.
+#: The files (and WIDER FACE's folder) a run writes at the top of its output folder for itself, with the
+#: built-in formats (:func:`fcndetect.io.sinks.run_files` adds those of every registered format).
 RUN_FILES = ("run.json", "detections.jsonl", "detections.json", "images.json", "detections.csv",
              "detections.fddb.txt", "wider")
 LOCK_NAME = ".fcndetect.lock"
@@ -49,7 +50,6 @@ SCRATCH_NAME = ".fcndetect.tmp"
 MAX_NAME_BYTES = 160
 #: An extension longer than this (bytes) is not kept apart when a name is shortened.
 _MAX_EXT_BYTES = 16
-_RESERVED = tuple(n.lower() for n in (*RUN_FILES, LOCK_NAME, SCRATCH_NAME))
 
 
 def short_part(part: str, limit: int = MAX_NAME_BYTES) -> str:
@@ -72,24 +72,27 @@ def short_part(part: str, limit: int = MAX_NAME_BYTES) -> str:
     return head + tag + ext
 
 
-def _collides(first: str, nested: bool) -> bool:
+def _collides(first: str, nested: bool, reserved: tuple[str, ...]) -> bool:
     """Whether outputs named ``first...`` could land on one of the run's own names: a folder of that name,
     or a file ``first.<suffix>`` for a top-level input."""
     low = first.lower()
-    return low in _RESERVED if nested else any(r.startswith(low + ".") for r in _RESERVED)
+    return low in reserved if nested else any(r.startswith(low + ".") for r in reserved)
 
 
-def output_names(names: Iterable[str]) -> list[str]:
+def output_names(names: Iterable[str], run_files: Iterable[str] = RUN_FILES) -> list[str]:
     """Each input's output name, made safe and unique: every part shortened (:func:`short_part`), a ``~k``
-    suffix (``k`` = 2, 3, ...) before the extension of a name whose outputs would land on a run's own file
-    or on another input's outputs (compared without case, for case-insensitive file systems)."""
+    suffix (``k`` = 2, 3, ...) before the extension of a name whose outputs would land on one of
+    ``run_files`` (the run's own files and folders, and then the lock and scratch folder; none: no output
+    folder) or on another input's outputs (compared without case, for case-insensitive file systems)."""
+    run_files = tuple(run_files)
+    reserved = tuple(n.lower() for n in (*run_files, LOCK_NAME, SCRATCH_NAME)) if run_files else ()
     used: set[str] = set()
     out: list[str] = []
     for name in names:
         parts = [short_part(p) for p in name.split("/")]
         first, nested = parts[0], len(parts) > 1
         candidate, k = "/".join(parts), 1
-        while candidate.lower() in used or _collides(candidate.split("/")[0], nested):
+        while candidate.lower() in used or _collides(candidate.split("/")[0], nested, reserved):
             k += 1
             stem, ext = os.path.splitext(first)
             candidate = "/".join([f"{stem}~{k}{ext}", *parts[1:]])
@@ -124,8 +127,9 @@ _HELD: set[str] = set()
 class OutputLock:
     """The advisory lock of an output folder (a context manager): ``DIR/.fcndetect.lock`` created if needed,
     locked with ``fcntl.flock`` (released by the kernel when the process dies), the owner's PID written in
-    it, the file removed on release (and the folder, when the lock created it and it is still empty). ``stale`` is the PID a lock file held when it was taken over (its
-    process ended without removing it), else ``None``.
+    it, the file removed on release (and the folder, when the lock created it and it is still empty). Where
+    the file system has no ``flock``, the PID in the file decides: a live process holds it. ``stale`` is the
+    PID a lock file held when it was taken over (its process ended without removing it), else ``None``.
 
     Raises :class:`FolderInUse` when a live process holds it, ``OSError`` when the folder cannot be created."""
 
@@ -141,9 +145,15 @@ class OutputLock:
         """Whether this process holds ``root``'s lock."""
         return os.path.realpath(root) in _HELD
 
-    def acquire(self) -> Self:
-        import fcntl
+    def _in_use(self, owner: str) -> FolderInUse:
+        return FolderInUse(f"{self.root}: output folder in use by process {owner or '(unknown)'} "
+                           f"(lock file {self.path}); wait for it to finish")
 
+    def acquire(self) -> Self:
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): the PID in the file, checked for a live process
+            fcntl = None  # type: ignore[assignment]
         if self.root.exists() and not self.root.is_dir():
             raise NotADirectoryError(errno.ENOTDIR, "exists and is not a folder", str(self.root))
         self._created = not self.root.exists()
@@ -151,24 +161,31 @@ class OutputLock:
         for _ in range(100):
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
             try:
+                if fcntl is None:
+                    raise OSError(errno.ENOSYS, "no flock")
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
                 owner = _read(fd)
-                os.close(fd)
                 if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    raise FolderInUse(f"{self.root}: output folder in use by process {owner or '(unknown)'} "
-                                      f"(lock file {self.path}); wait for it to finish") from None
-                raise
+                    os.close(fd)
+                    raise self._in_use(owner) from None
+                if exc.errno not in (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
+                    os.close(fd)
+                    raise
+                if owner and _alive(owner):  # a file system without flock: the owner's PID decides
+                    os.close(fd)
+                    raise self._in_use(owner) from None
             try:
                 same = os.path.samestat(os.fstat(fd), os.stat(self.path))
-            except FileNotFoundError:
+            except (FileNotFoundError, NotImplementedError):
                 same = False
             if not same:  # its owner removed it between our open and our lock: take the new one
                 os.close(fd)
                 continue
             self.stale = _read(fd) or None
             os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, f"{os.getpid()}\n".encode())
             self._fd = fd
             _HELD.add(os.path.realpath(self.root))
             return self
@@ -197,6 +214,26 @@ class OutputLock:
 def _read(fd: int) -> str:
     """The PID written in a lock file (stripped text; ``""`` when empty or unreadable)."""
     try:
-        return os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+        os.lseek(fd, 0, os.SEEK_SET)
+        return os.read(fd, 64).decode("ascii", "replace").strip()
     except OSError:
         return ""
+
+
+def _alive(owner: str) -> bool:
+    """Whether the process ``owner`` (a PID as text) is running (a file system without ``flock``)."""
+    try:
+        pid = int(owner)
+    except ValueError:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    except OSError:
+        return False
+    return True

@@ -1,4 +1,13 @@
-"""Output sinks: JSON Lines records and atomic file writes (no partial file is ever left behind)."""
+"""Output sinks: the :class:`Sink` of each ``--format`` and their registry, JSON Lines records, and atomic
+file writes (no partial file is ever left behind).
+
+A format is one :class:`Sink` subclass registered with :func:`register_sink`: its name (the ``--format``
+value), the files and folders it writes at the top of an output folder, whether it can hold a video's frames,
+and how it streams records (``__init__`` opens, :meth:`Sink.add` writes one record, :meth:`Sink.finish` closes).
+The command line's format choices, the names no input's outputs may take, and the run's combined outputs
+(:class:`fcndetect.io.combined.CombinedOutputs`) all come from :data:`SINKS`. The built-in formats are
+registered by :mod:`fcndetect.io.combined`.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +16,89 @@ import json
 import os
 import secrets
 from pathlib import Path
+from typing import Any, ClassVar, Protocol
 
 from ..detections import Detections
 
-__all__ = ["result_record", "dumps_record", "atomic_write_bytes", "atomic_write_text", "output_name"]
+__all__ = ["result_record", "dumps_record", "atomic_write_bytes", "atomic_write_text", "output_name", "Sink",
+           "SinkOutput", "SINKS", "register_sink", "sink_names", "run_files"]
+
+
+class TextWriter(Protocol):
+    def write(self, text: str, /) -> int: ...
+
+
+class SinkOutput(Protocol):
+    """Where a sink writes: its run's output folder (``None``: stdout only)."""
+
+    folder: Path | None
+
+    def file(self, rel: str) -> TextWriter:
+        """With a folder: the text file ``rel`` (one of the sink's ``files``), published when the run completes."""
+
+    def stdout(self) -> TextWriter:
+        """Without a folder: the text stdout gets when the run completes."""
+
+    def write_file(self, rel: str, text: str) -> None:
+        """With a folder: write the whole file ``rel`` (inside one of the sink's ``folders``) now."""
+
+
+class Sink:
+    """One output format, streamed by construction: made when a run starts, given every record in input order
+    (:meth:`add`), then :meth:`finish` ed; what it wrote is published only when the run completes.
+
+    Args:
+        out: where it writes.
+        categories: class name -> category id (1, 2, ...), in the detector's order.
+        frames: the run holds a video (the records carry ``frame`` and ``time``).
+    """
+
+    #: the ``--format`` value
+    name: ClassVar[str] = ""
+    #: files it writes at the top of an output folder
+    files: ClassVar[tuple[str, ...]] = ()
+    #: folders it writes into at the top of an output folder
+    folders: ClassVar[tuple[str, ...]] = ()
+    #: whether it can tell a video's frames apart
+    frames: ClassVar[bool] = True
+    #: a short description, for ``--help``
+    help: ClassVar[str] = ""
+
+    def __init__(self, out: SinkOutput, categories: dict[str, int], frames: bool) -> None:
+        self.out, self.categories, self.has_frames = out, categories, frames
+
+    def add(self, record: dict[str, Any], name: str) -> None:
+        """Write one record (the next in input order); ``name`` is its input's output name."""
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        """Every record is written: close what is open (the run then publishes it)."""
+
+
+#: Every registered output format, by ``--format`` value, in registration order.
+SINKS: dict[str, type[Sink]] = {}
+
+
+def register_sink(cls: type[Sink]) -> type[Sink]:
+    """Register an output format (a class decorator); its name must be new."""
+    if not cls.name or cls.name in SINKS:
+        raise ValueError(f"a sink needs a new name, got {cls.name!r}")
+    SINKS[cls.name] = cls
+    return cls
+
+
+def sink_names() -> tuple[str, ...]:
+    """The ``--format`` values (the built-in formats registered)."""
+    from . import combined  # noqa: F401 - registers the built-in formats
+
+    return tuple(SINKS)
+
+
+def run_files() -> tuple[str, ...]:
+    """Every name a run writes at the top of its output folder for itself: ``run.json`` and each format's
+    files and folders (whether asked for or not, so that ``--resume`` with another format cannot collide)."""
+    sink_names()
+    return ("run.json", *dict.fromkeys(n for cls in SINKS.values() for n in (*cls.files, *cls.folders)))
 
 
 def result_record(

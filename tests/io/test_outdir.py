@@ -96,3 +96,19 @@ def test_a_live_process_holding_the_lock_is_named(tmp_path):
         except FolderInUse:
             assert time.time() < deadline
             time.sleep(0.05)
+
+
+def test_without_flock_the_pid_in_the_file_decides(tmp_path, monkeypatch):
+    import fcntl
+
+    def unsupported(fd, op):
+        raise OSError(__import__("errno").ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", unsupported)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / LOCK_NAME).write_text("999999999\n")  # a process that is gone
+    with OutputLock(out) as lock:
+        assert lock.stale == "999999999"
+        with pytest.raises(FolderInUse, match=f"in use by process {os.getpid()}"):
+            OutputLock(out).acquire()
