@@ -124,6 +124,7 @@ def _load_imglab(path):
     return gt
 
 
+@pytest.mark.slow  # accuracy guard on dev_faces
 def test_dev_faces_recall_false_positives_and_distinct_ranking_keys(face_detector, dev_faces):
     """Default preset on dev_faces: all 43 faces at IoU >= 0.4 with <= 3 false positives in total, and the
     written logits (4 decimals) rank the 40 best detections without a tie, where written scores cannot."""

@@ -145,7 +145,7 @@ def commands_markdown() -> str:
            "Every command and option, as `fcndetect COMMAND --help` prints them (this page is generated from",
            "the command line's own definitions: `python tests/test_docs.py`).", "",
            "| command | what it does |", "|---|---|"]
-    group_ctx = click.Context(cli, info_name="fcndetect")
+    group_ctx = cli.make_context("fcndetect", [], resilient_parsing=True, terminal_width=100)
     for name in cli.list_commands(group_ctx):
         cmd = cli.get_command(group_ctx, name)
         assert cmd is not None
@@ -155,7 +155,7 @@ def commands_markdown() -> str:
     for name in cli.list_commands(group_ctx):
         cmd = cli.get_command(group_ctx, name)
         assert cmd is not None
-        ctx = click.Context(cmd, info_name=name, parent=group_ctx)
+        ctx = cmd.make_context(name, [], parent=group_ctx, resilient_parsing=True)
         out += [f"## `fcndetect {name}`", "", "```text", cmd.get_usage(ctx), "```", ""]
         out += [line.strip() for line in (cmd.help or "").replace("\b\n", "").split("\n")] + [""]
         rows = [p.get_help_record(ctx) for p in cmd.get_params(ctx) if isinstance(p, click.Option)]

@@ -42,6 +42,7 @@ def test_rnet_by_hand() -> None:
     assert doc["geometry"]["stride"] == 4
 
 
+@pytest.mark.slow  # VGG-16 (138M parameters)
 def test_vgg16_cli_json() -> None:
     r = CliRunner().invoke(cli, ["inspect", "vgg16", "--weights", "none", "--json", "--image-size", "320x240"])
     assert r.exit_code == 0, r.output

@@ -145,6 +145,7 @@ def test_ray_engine_refuses_videos_in_one_line(clip):
         f"error: --engine ray does not read videos ({clip}): run videos with --engine local (the default)")
 
 
+@pytest.mark.slow  # the console script on a folder of clips
 def test_a_folder_of_images_and_broken_videos(tmp_path, samples, clip):
     folder = tmp_path / "in"
     folder.mkdir()
@@ -200,6 +201,7 @@ def _wait_for(pattern: str, folder: Path, proc: subprocess.Popen, seconds: float
     return False
 
 
+@pytest.mark.slow  # a subprocess killed mid-video, then resumed
 def test_sigkill_mid_video_then_resume_equals_uninterrupted(tmp_path, samples):
     folder = tmp_path / "in"
     folder.mkdir()
@@ -223,6 +225,7 @@ def test_sigkill_mid_video_then_resume_equals_uninterrupted(tmp_path, samples):
     assert _outputs(out) == _outputs(ref)  # the videos' bytes included; no temporary file left
 
 
+@pytest.mark.slow  # a subprocess interrupted mid-video
 def test_ctrl_c_mid_video_leaves_no_partial_video(tmp_path, samples):
     clip = write_clip(tmp_path / "long.mp4", astronaut_frames(samples, 60, side=160, step=2))
     out = tmp_path / "out"
@@ -239,6 +242,7 @@ def test_ctrl_c_mid_video_leaves_no_partial_video(tmp_path, samples):
     assert all(json.loads(line)["error"] is None for line in stdout.splitlines())
 
 
+@pytest.mark.slow  # the console script on a folder with a cut clip
 def test_issue_19_acceptance_folder_with_an_image_and_a_cut_mp4(tmp_path, samples, clip):
     folder = tmp_path / "in"
     folder.mkdir()

@@ -121,6 +121,7 @@ def test_export_overwrite_replaces_an_existing_file(files):
 
 @pytest.mark.parametrize("args", [["run", "--min-size", "1"], ["run", "--threshold", "2"],
                                   ["run", "--config", "nosuch"], ["eval", "-a", "missing.xml"]])
+@pytest.mark.slow  # the console script in a subprocess
 def test_the_console_entry_point_prints_one_line(args, samples):
     """The issue's cases, through the console entry point: exit 2, exactly one stderr line."""
     p = subprocess.run([*ENTRY, *args, str(samples / "astronaut.png")], capture_output=True, text=True)

@@ -17,6 +17,8 @@ from PIL import Image
 
 from fcndetect.cli import cli
 
+pytestmark = pytest.mark.slow  # subprocesses interrupted seconds into their run
+
 ENTRY = [sys.executable, "-c", "from fcndetect.cli import main; main()"]
 
 

@@ -23,6 +23,7 @@ def test_version():
     assert r.exit_code == 0 and __version__ in r.output
 
 
+@pytest.mark.slow  # the console script in a subprocess
 def test_console_script_entry_point(samples):
     exe = shutil.which("fcndetect") or os.path.join(os.path.dirname(sys.executable), "fcndetect")
     if not os.path.exists(exe):
@@ -126,6 +127,7 @@ def test_cli_package_layout():
     assert sorted(pkg.cli.commands) == ["bench", "eval", "export", "inspect", "models", "run", "train"]
 
 
+@pytest.mark.slow  # the console script in a subprocess
 def test_stdout_closed_early_ends_quietly(samples):
     """`fcndetect run ... | head -0`: the reader is gone before the first record (start-up takes seconds);
     exit 1, no error line, no traceback, no Python `Exception ignored` message."""
