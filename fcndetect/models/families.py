@@ -140,6 +140,7 @@ def _check_exported(spec: ModelSpec, o: ModelOptions) -> None:
 def _build_exported(spec: ModelSpec, device: str | torch.device, o: ModelOptions) -> LoadedModel:
     import torch
 
+    net: nn.Module
     if known.is_onnx_path(spec.name):
         from .onnx_model import OnnxDenseNet
 
