@@ -4,6 +4,10 @@ fcndetect). Resolving the effective settings of a run lives in :mod:`fcndetect.p
 Precedence, highest first: explicit options (CLI flags or keyword arguments) > ``--config FILE`` >
 the model's own preset (``configs/<preset>.toml``, shipped with the package) > dataclass defaults.
 A preset or file may only contain the fields of :class:`DetectorConfig`.
+
+Each setting is declared once, as a field of :class:`DetectorConfig`: its type annotation (from which the TOML
+value types follow), its default, and its bounds (:func:`setting`), from which every settings file and every
+``DetectorConfig`` is checked.
 """
 
 from __future__ import annotations
@@ -11,16 +15,60 @@ from __future__ import annotations
 import dataclasses
 import math
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path, PurePath
-from typing import Any, Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 __all__ = ["DetectorConfig", "ConfigError", "NEUTRAL", "load_preset", "read_config", "read_config_file", "preset_names", "toml_value"]
 
 
 class ConfigError(ValueError):
     """A preset or config file is missing or invalid (the message names the file)."""
+
+
+#: The most pyramid levels per octave (halving of the scale) a run may search: ``scale_factor`` is at most
+#: ``2 ** (-1 / MAX_LEVELS_PER_OCTAVE)`` (about 0.9786). Three levels per octave (``2 ** (-1 / 3)``) is usual.
+MAX_LEVELS_PER_OCTAVE = 32
+#: The most rotation angles, and cascade stages, one run may search with.
+MAX_ROTATIONS, MAX_STAGES = 360, 16
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The values a numeric setting accepts: ``lo``..``hi`` (each end open or closed), finite, and for a
+    list, at most ``max_len`` elements each in range. ``why``: what the bound keeps safe (said in the error)."""
+
+    lo: float
+    hi: float
+    lo_open: bool = False
+    hi_open: bool = False
+    max_len: int | None = None
+    why: str = ""
+
+    def contains(self, v: float) -> bool:
+        above = v > self.lo if self.lo_open else v >= self.lo
+        below = v < self.hi if self.hi_open else v <= self.hi
+        return bool(math.isfinite(v) and above and below)
+
+    def text(self) -> str:
+        return f"{'(' if self.lo_open else '['}{_num(self.lo)}, {_num(self.hi)}{')' if self.hi_open else ']'}"
+
+
+def _num(v: float) -> str:
+    """A bound as text: whole numbers in full (``1000000``), others to 6 digits."""
+    return str(int(v)) if float(v).is_integer() else f"{v:.6g}"
+
+
+_PROB = Bounds(0.0, 1.0)
+
+
+def setting(default: Any, bounds: Bounds | None = None, types: tuple[type, ...] | None = None) -> Any:
+    """A setting's declaration beside its type annotation: its default, its bounds (numbers, checked in every
+    settings file and in code), and the TOML value types it accepts when they are not those its annotation
+    says (``str`` -> a string, ``float`` -> a number, ``tuple`` -> a list, ...)."""
+    return field(default=default, metadata={"bounds": bounds, "types": types})
 
 
 @dataclass(frozen=True)
@@ -76,30 +124,31 @@ class DetectorConfig:
     # The defaults are the default preset, ``configs/face-cascade.toml`` (tests/test_presets.py checks that
     # ``DetectorConfig() == resolve_config()``): P-Net > R-Net > O-Net.
     model: str = "face"
-    threshold: float = 0.99
+    threshold: float = setting(0.99, _PROB)
     nms: Literal["max", "avg"] = "avg"
-    nms_iou: float = 0.3
-    min_size: float = 24.0
-    max_size: float | None = None
-    scale_factor: float = 2 ** (-1 / 2)
-    max_det: int = 300
-    min_neighbors: int = 1
+    nms_iou: float = setting(0.3, _PROB)
+    min_size: float = setting(24.0, Bounds(0.0, 1e6, lo_open=True))
+    max_size: float | None = setting(None, Bounds(0.0, 1e6, lo_open=True))
+    scale_factor: float = setting(2 ** (-1 / 2), Bounds(0.0, 2 ** (-1 / MAX_LEVELS_PER_OCTAVE), lo_open=True,
+                                  why=f"at most {MAX_LEVELS_PER_OCTAVE} pyramid levels per octave"))
+    max_det: int = setting(300, Bounds(1, 1_000_000))
+    min_neighbors: int = setting(1, Bounds(1, 1_000_000))
     regress: bool = True
     clip: bool = True
     device: str = "cpu"
-    max_memory_mb: int = 32
-    weights: str | None = None
-    num_classes: int | None = None
+    max_memory_mb: int = setting(32, Bounds(0, 1 << 24, why="0: never tile; at most 16 TiB"))
+    weights: str | None = setting(None, types=(str, PurePath))
+    num_classes: int | None = setting(None, Bounds(1, 1_000_000))
     classes: tuple[str, ...] | None = None
-    input_size: int | None = None
-    mean: tuple[float, float, float] | None = None
-    std: tuple[float, float, float] | None = None
+    input_size: int | None = setting(None, Bounds(1, 16384))
+    mean: tuple[float, float, float] | None = setting(None, Bounds(-1e6, 1e6))
+    std: tuple[float, float, float] | None = setting(None, Bounds(0.0, 1e6, lo_open=True))
     stages: tuple[str, ...] = ("face-pnet", "face-rnet")
-    stage_thresholds: tuple[float, ...] = (0.4, 0.4)
-    stage_nms_iou: float = 0.7
+    stage_thresholds: tuple[float, ...] = setting((0.4, 0.4), Bounds(0.0, 1.0, max_len=MAX_STAGES))
+    stage_nms_iou: float = setting(0.7, _PROB)
     fusion: Literal["last", "sum"] = "last"
-    containment: float | None = 0.8
-    rotations: tuple[float, ...] = (0.0,)
+    containment: float | None = setting(0.8, Bounds(0.0, 1.0, lo_open=True))
+    rotations: tuple[float, ...] = setting((0.0,), Bounds(-360.0, 360.0, max_len=MAX_ROTATIONS, why="degrees"))
     grayscale: bool = False
     flip: bool = True
 
@@ -167,55 +216,10 @@ NEUTRAL: dict[str, Any] = {"threshold": 0.5, "max_det": 100, "stages": (), "stag
                            "scale_factor": 2 ** (-1 / 3)}
 
 
-#: The most pyramid levels per octave (halving of the scale) a run may search: ``scale_factor`` is at most
-#: ``2 ** (-1 / MAX_LEVELS_PER_OCTAVE)`` (about 0.9786). Three levels per octave (``2 ** (-1 / 3)``) is usual.
-MAX_LEVELS_PER_OCTAVE = 32
-#: The most rotation angles, and cascade stages, one run may search with.
-MAX_ROTATIONS, MAX_STAGES = 360, 16
-
-
-@dataclass(frozen=True)
-class Bounds:
-    """The values a numeric setting accepts: ``lo``..``hi`` (each end open or closed), finite, and for a
-    list, at most ``max_len`` elements each in range. ``why``: what the bound keeps safe (said in the error)."""
-
-    lo: float
-    hi: float
-    lo_open: bool = False
-    hi_open: bool = False
-    max_len: int | None = None
-    why: str = ""
-
-    def contains(self, v: float) -> bool:
-        above = v > self.lo if self.lo_open else v >= self.lo
-        below = v < self.hi if self.hi_open else v <= self.hi
-        return bool(math.isfinite(v) and above and below)
-
-    def text(self) -> str:
-        return f"{'(' if self.lo_open else '['}{_num(self.lo)}, {_num(self.hi)}{')' if self.hi_open else ']'}"
-
-
-def _num(v: float) -> str:
-    """A bound as text: whole numbers in full (``1000000``), others to 6 digits."""
-    return str(int(v)) if float(v).is_integer() else f"{v:.6g}"
-
-
-_PROB = Bounds(0.0, 1.0)
-#: Every numeric setting's accepted values: anything outside is refused before any work
-#: (:func:`check_bounds`), so no setting can make a run's work or memory unbounded or its arithmetic overflow.
-_BOUNDS: dict[str, Bounds] = {
-    "threshold": _PROB, "nms_iou": _PROB, "stage_nms_iou": _PROB,
-    "containment": Bounds(0.0, 1.0, lo_open=True),
-    "min_size": Bounds(0.0, 1e6, lo_open=True), "max_size": Bounds(0.0, 1e6, lo_open=True),
-    "scale_factor": Bounds(0.0, 2 ** (-1 / MAX_LEVELS_PER_OCTAVE), lo_open=True,
-                           why=f"at most {MAX_LEVELS_PER_OCTAVE} pyramid levels per octave"),
-    "max_det": Bounds(1, 1_000_000), "min_neighbors": Bounds(1, 1_000_000),
-    "max_memory_mb": Bounds(0, 1 << 24, why="0: never tile; at most 16 TiB"),
-    "num_classes": Bounds(1, 1_000_000), "input_size": Bounds(1, 16384),
-    "mean": Bounds(-1e6, 1e6), "std": Bounds(0.0, 1e6, lo_open=True),
-    "stage_thresholds": Bounds(0.0, 1.0, max_len=MAX_STAGES),
-    "rotations": Bounds(-360.0, 360.0, max_len=MAX_ROTATIONS, why="degrees"),
-}
+#: Every numeric setting's accepted values, from its declaration (``DetectorConfig``'s field ``metadata``):
+#: anything outside is refused before any work (:func:`check_bounds`), so no setting can make a run's work or
+#: memory unbounded or its arithmetic overflow.
+_BOUNDS: dict[str, Bounds] = {f.name: f.metadata["bounds"] for f in fields(DetectorConfig) if f.metadata.get("bounds")}
 
 
 def check_bounds(key: str, value: Any, origin: str | None = None) -> None:
@@ -237,16 +241,28 @@ def check_bounds(key: str, value: Any, origin: str | None = None) -> None:
             raise ConfigError(f"{where}{key} must be in {bounds.text()}{note}, got {v!r}")
 
 
-#: The TOML value types each setting accepts (ints are accepted where floats are).
-_TYPES: dict[str, tuple[type, ...]] = {
-    "model": (str,), "threshold": (float,), "nms": (str,), "nms_iou": (float,), "min_size": (float,),
-    "max_size": (float,), "scale_factor": (float,), "max_det": (int,), "min_neighbors": (int,),
-    "regress": (bool,), "clip": (bool,), "device": (str,), "max_memory_mb": (int,), "weights": (str, PurePath),
-    "num_classes": (int,), "classes": (list, tuple, str), "input_size": (int,), "mean": (list, tuple, str),
-    "std": (list, tuple, str), "stages": (list, tuple, str), "stage_thresholds": (list, tuple, str),
-    "stage_nms_iou": (float,), "fusion": (str,), "containment": (float,), "rotations": (list, tuple, str),
-    "grayscale": (bool,), "flip": (bool,),
-}
+def _toml_types(annotation: Any) -> tuple[type, ...]:
+    """The TOML value types a setting of this annotation accepts (ints are accepted where floats are)."""
+    args = [a for a in get_args(annotation) if a is not type(None)] if get_origin(annotation) in (Union, UnionType) \
+        else [annotation]
+    out: list[type] = []
+    for a in args:
+        origin = get_origin(a)
+        if origin is Literal:
+            out.append(str)
+        elif origin is tuple or a is tuple:
+            out += [list, tuple, str]  # a TOML list, or "a, b" as a flag gives it
+        else:
+            out.append(a)
+    return tuple(dict.fromkeys(out))
+
+
+_HINTS = get_type_hints(DetectorConfig)
+#: The TOML value types each setting accepts, from its declaration (annotation, or ``setting(types=...)``).
+_TYPES: dict[str, tuple[type, ...]] = {f.name: f.metadata.get("types") or _toml_types(_HINTS[f.name])
+                                       for f in fields(DetectorConfig)}
+#: The settings that are numbers (an int in a file becomes a float).
+_FLOATS = tuple(k for k, t in _TYPES.items() if t == (float,))
 _TYPE_NAMES = {str: "a string", float: "a number", int: "an integer", bool: "true or false", list: "a list",
                tuple: "a tuple", PurePath: "a path"}
 
@@ -276,7 +292,7 @@ def validate(data: dict[str, Any], origin: str) -> dict[str, Any]:
                          if isinstance(value, str) and key in ("rotations", "mean", "std", "stage_thresholds")
                          else value, origin)
     out = dict(data)
-    for key in ("threshold", "nms_iou", "min_size", "max_size", "scale_factor", "stage_nms_iou", "containment"):
+    for key in _FLOATS:
         if key in out and isinstance(out[key], int) and not isinstance(out[key], bool):
             out[key] = float(out[key])
     return out

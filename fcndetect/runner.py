@@ -40,27 +40,12 @@ from .detector import Detector, remote_detect_batch
 from .engines.base import EngineOptions, ItemResult, error_reason
 from .engines.local import iter_detections
 from .io.anonymize import DEFAULT_MARGIN
-from .io.combined import CombinedOutputs
+from .io.combined import CombinedOutputs, run_files
 from .io.images import DEFAULT_MAX_PIXELS
-from .io.outdir import (
-    OWN_ENTRIES,
-    FolderInUse,
-    OutputLock,
-    clear_scratch,
-    output_names,
-    scratch_dir,
-)
+from .io.outdir import OWN_ENTRIES, FolderInUse, OutputLock, clear_scratch, output_names, scratch_dir
 from .io.progress import Progress, printable
 from .io.render import RenderOptions, render_image_outputs
-from .io.sinks import (
-    SINKS,
-    atomic_write_bytes,
-    atomic_write_text,
-    dumps_record,
-    output_name,
-    result_record,
-    run_files,
-)
+from .io.sinks import SINKS, atomic_write_bytes, atomic_write_text, dumps_record, output_name, result_record
 from .io.sources import LOCAL_INPUTS, SourceItem, expand_sources
 from .io.video import is_video_path
 from .video_runner import VideoJob, completed_video, input_records, video_refusal

@@ -73,7 +73,8 @@ def video_refusal(items: Sequence[SourceItem], engine: str, fmt: str) -> str | N
         return None
     if engine == "ray":
         return (f"--engine ray does not read videos ({videos[0]}): run videos with --engine local (the default)")
-    from .io.sinks import SINKS, sink_names
+    from .io.combined import sink_names
+    from .io.sinks import SINKS
 
     frame_formats = [f for f in sink_names() if SINKS[f].frames]
     fmt = next((f for f in fmt.split(",") if f in SINKS and not SINKS[f].frames), "")

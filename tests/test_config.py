@@ -132,3 +132,16 @@ def test_every_numeric_setting_is_bounded_in_files_and_in_code(tmp_path, key, va
 
 def test_bounds_accept_their_edges():
     DetectorConfig(rotations=(-360, 0, 360), scale_factor=2 ** (-1 / 32), threshold=1.0, max_det=1_000_000)
+
+
+def test_every_numeric_setting_declares_its_bounds():
+    """A new numeric setting cannot be added without bounds: its declaration (the field) carries them, and
+    files, flags and code are all checked against them."""
+    from dataclasses import fields
+
+    from fcndetect.config import _BOUNDS, _TYPES
+
+    numeric = {f.name for f in fields(DetectorConfig)
+               if (float in _TYPES[f.name] or int in _TYPES[f.name]) and bool not in _TYPES[f.name]}
+    numeric |= {"rotations", "stage_thresholds", "mean", "std"}  # lists of numbers
+    assert numeric == set(_BOUNDS)

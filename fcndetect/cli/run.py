@@ -120,7 +120,7 @@ def run_cmd(sources: tuple[str, ...], config: str | None, output: str | None, he
                 click.echo(f"{key} = {toml_value(value)}")
         return
     formats = parse_formats(fmt, output is not None)
-    from ..io.sinks import sink_names
+    from ..io.combined import sink_names
 
     for src in sources:  # `--format coco csv`: csv would be read as an input
         if src in sink_names() and not os.path.lexists(src):
@@ -190,7 +190,7 @@ def parse_formats(values: tuple[str, ...], to_folder: bool) -> str:
     (:data:`fcndetect.io.sinks.SINKS`), each once, in registration order, ``jsonl`` dropped beside others
     (with ``-o`` it is always written). Without an output folder, stdout takes one format: several are a
     usage error."""
-    from ..io.sinks import sink_names
+    from ..io.combined import sink_names
 
     known = sink_names()
     names = [v.strip() for value in values for v in value.split(",") if v.strip()] or ["jsonl"]

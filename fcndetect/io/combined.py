@@ -35,8 +35,19 @@ from .sinks import (
     register_sink,
 )
 
-__all__ = ["CombinedOutputs", "combined_names", "split_formats", "JsonlSink", "CocoSink", "CsvSink", "FddbSink",
+__all__ = ["sink_names", "run_files", "CombinedOutputs", "combined_names", "split_formats", "JsonlSink", "CocoSink", "CsvSink", "FddbSink",
            "WiderSink"]
+
+
+def sink_names() -> tuple[str, ...]:
+    """The ``--format`` values: every registered format (the built-in ones are registered below)."""
+    return tuple(SINKS)
+
+
+def run_files() -> tuple[str, ...]:
+    """Every name a run writes at the top of its output folder for itself: ``run.json`` and each format's
+    files and folders (whether asked for or not, so that ``--resume`` with another format cannot collide)."""
+    return ("run.json", *dict.fromkeys(n for cls in SINKS.values() for n in (*cls.files, *cls.folders)))
 
 
 def split_formats(fmt: str | Sequence[str]) -> tuple[str, ...]:

@@ -6,7 +6,7 @@ value), the files and folders it writes at the top of an output folder, whether 
 and how it streams records (``__init__`` opens, :meth:`Sink.add` writes one record, :meth:`Sink.finish` closes).
 The command line's format choices, the names no input's outputs may take, and the run's combined outputs
 (:class:`fcndetect.io.combined.CombinedOutputs`) all come from :data:`SINKS`. The built-in formats are
-registered by :mod:`fcndetect.io.combined`.
+registered by :mod:`fcndetect.io.combined` (import it, or use its :func:`~fcndetect.io.combined.sink_names`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Protocol
 from ..detections import Detections
 
 __all__ = ["result_record", "dumps_record", "atomic_write_bytes", "atomic_write_text", "output_name", "Sink",
-           "SinkOutput", "SINKS", "register_sink", "sink_names", "run_files"]
+           "SinkOutput", "SINKS", "register_sink"]
 
 
 class TextWriter(Protocol):
@@ -85,20 +85,6 @@ def register_sink(cls: type[Sink]) -> type[Sink]:
         raise ValueError(f"a sink needs a new name, got {cls.name!r}")
     SINKS[cls.name] = cls
     return cls
-
-
-def sink_names() -> tuple[str, ...]:
-    """The ``--format`` values (the built-in formats registered)."""
-    from . import combined  # noqa: F401 - registers the built-in formats
-
-    return tuple(SINKS)
-
-
-def run_files() -> tuple[str, ...]:
-    """Every name a run writes at the top of its output folder for itself: ``run.json`` and each format's
-    files and folders (whether asked for or not, so that ``--resume`` with another format cannot collide)."""
-    sink_names()
-    return ("run.json", *dict.fromkeys(n for cls in SINKS.values() for n in (*cls.files, *cls.folders)))
 
 
 def result_record(

@@ -46,7 +46,8 @@ def test_a_format_is_one_registered_class(tmp_path, samples):
     from click.testing import CliRunner
 
     from fcndetect.cli import cli
-    from fcndetect.io.sinks import SINKS, Sink, register_sink, run_files, sink_names
+    from fcndetect.io.combined import run_files, sink_names
+    from fcndetect.io.sinks import SINKS, Sink, register_sink
 
     class Summary(Sink):
         name, files = "summary", ("summary.tsv",)
