@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import torch
@@ -23,6 +23,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .models import LoadedModel
 from .pyramid import resize_image
+
+if TYPE_CHECKING:
+    from .detector import Detector
 
 __all__ = ["BenchResult", "bench_dense_vs_crops", "matmul_gflops", "count_flops", "PipelineTimes", "time_pipeline"]
 
@@ -249,7 +252,7 @@ def _best(fn: Callable[[], T], repeat: int) -> tuple[float, T]:
 
 
 @torch.inference_mode()
-def time_pipeline(detector, image: np.ndarray, repeat: int = 3) -> PipelineTimes:  # type: ignore[no-untyped-def]
+def time_pipeline(detector: Detector, image: np.ndarray, repeat: int = 3) -> PipelineTimes:
     """Time each step of ``detector`` on an ``[H, W, 3]`` uint8 RGB image (see :class:`PipelineTimes`)."""
     from .cascade import run_cascade
     from .postprocess import LevelOutput, postprocess

@@ -52,7 +52,7 @@ def _flops(call: _Call, out_channels: int | None = None) -> int:
     """FLOPs (2 per multiply-add) of one leaf-module call at the spans' output size."""
     m, cells = call.module, call.rows.size * call.cols.size
     if isinstance(m, nn.Conv2d):
-        kh, kw = _pair(m.kernel_size)  # type: ignore[misc]
+        kh, kw = _pair(m.kernel_size) or (1, 1)  # a Conv2d always has a kernel size
         return 2 * cells * m.out_channels * (m.in_channels // m.groups) * kh * kw
     if isinstance(m, nn.Linear):  # channels-last linear layers (ConvNeXt blocks)
         return 2 * cells * m.in_features * m.out_features

@@ -77,7 +77,8 @@ def test_every_example_runs_as_written_on_a_fresh_clone(tmp_path: Path) -> None:
     assert ran >= 10, f"only {ran} blocks ran: are the fences tagged bash/python?"
 
 
-def test_the_readme_record_is_what_the_command_prints() -> None:
+def test_the_readme_record_is_what_the_command_prints(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)  # the README's paths are relative to the repository root
     text = (REPO / "README.md").read_text(encoding="utf-8")
     m = re.search(r"<!-- output of: (.+?) -->\s*```json\n(.*?)```", text, re.S)
     assert m, "README.md: the example record (<!-- output of: CMD --> and a json block) is missing"
