@@ -198,9 +198,9 @@ class Tracker:
 
     @property
     def lag(self) -> int:
-        """Frames by which :meth:`regions` must trail :meth:`update`: a gap's end or a track's start this far
-        ahead can still change a frame's cover."""
-        return max(self.config.hold, self.config.max_gap)
+        """Frames by which :meth:`regions` must trail :meth:`update`: a gap's end or a track's start (and the
+        detection after it, which gives its velocity) this far ahead can still change a frame's cover."""
+        return max(self.config.hold + 1, self.config.max_gap)
 
     def update(self, frame: int, time: float, boxes: np.ndarray, scores: np.ndarray) -> np.ndarray:
         """Associate one processed frame's detections with the tracks.

@@ -104,3 +104,31 @@ def test_containers_that_only_estimate_their_count_end_quietly(tmp_path, samples
     with open_video(tmp_path / "cut.mkv") as reader:
         n = sum(1 for _ in reader.frames())
     assert 0 < n < 20 and reader.error is None  # MKV's count is an estimate: an early end is not an error
+
+
+def _blocking_after(reader, n: int):
+    """Make ``reader``'s decoder give ``n`` more frames, then block for good (a stalled network read)."""
+    import threading
+
+    real, forever = reader._decoded, threading.Event()
+
+    def stalled():
+        for _ in range(n):
+            yield next(real)
+        forever.wait()
+
+    reader._decoded = stalled()
+    return reader
+
+
+def test_a_blocked_decoder_is_abandoned_after_the_grace_period(clip):
+    import time
+
+    reader = _blocking_after(open_video(clip), 2)
+    frames = reader.frames()
+    assert [next(frames).index for _ in range(3)] == [0, 1, 2]  # the first frame, then 2 decoded
+    t0 = time.monotonic()
+    reader.close(grace=0.3)
+    assert time.monotonic() - t0 < 2.0 and reader.abandoned
+    reader.close()  # idempotent
+    frames.close()
