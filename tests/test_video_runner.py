@@ -379,3 +379,47 @@ def test_ctrl_c_while_the_decoder_is_blocked_exits_130_without_waiting(tmp_path,
     assert time.monotonic() - t0 < 15  # the grace period, not the decoder
     assert "Traceback" not in stderr
     assert sorted(p.name for p in out.iterdir()) == ["run.json"]  # no video, no temporary file
+
+
+def test_a_face_missing_from_frames_10_and_11_is_still_covered(tmp_path, samples):
+    """The face is erased (grey) in frames 10 and 11 of a 20-frame pan: nothing is detected there, and the
+    track's region, interpolated between frames 9 and 12, still fills where the face is."""
+    frames = astronaut_frames(samples, 20, side=192, step=3)
+    face = (60, 15, 110, 75)  # wider than the face's box at frame 0
+    erased = [f.copy() for f in frames]
+    for k in (10, 11):
+        x1, y1, x2, y2 = face
+        erased[k][y1:y2, (x1 + 3 * k) % 192:(x2 + 3 * k) % 192] = 128
+    clip = write_clip(tmp_path / "gap.mp4", erased)
+    out = tmp_path / "out"
+    r = _invoke(["run", clip, "-o", out, "--anonymize", "solid", "-q"])
+    assert r.exit_code == 0, r.stderr
+    recs = _lines(r.stdout)
+    assert [len(x["detections"]) for x in recs][9:13] == [1, 0, 0, 1]  # erased: no detection there
+    assert {d["track"] for x in recs for d in x["detections"]} == {1}
+    hidden, _, _ = read_clip(out / "gap.mp4.anonymized.mp4")
+    b9, b12 = (np.array(recs[k]["detections"][0]["box"]) for k in (9, 12))
+    for k in (10, 11):
+        box = b9 + (b12 - b9) * (k - 9) / 3
+        x1, y1, x2, y2 = np.round(box).astype(int)
+        assert hidden[k][y1 + 2:y2 - 2, x1 + 2:x2 - 2].max() < 40, k  # the face's place is filled
+    far = (slice(150, 192), slice(0, 40))
+    assert np.abs(hidden[10][far].astype(int) - erased[10][far]).mean() < 8  # not filled (two lossy encodings)
+
+
+def test_variable_frame_rate_and_audio_survive_in_both_videos(tmp_path, samples):
+    from video_clips import av_audio_packets, av_clip, av_codec, av_timestamps
+
+    times = [0, 40, 80, 160, 200, 240, 320, 360]
+    clip = av_clip(tmp_path / "vfr.mp4", astronaut_frames(samples, len(times), side=128), times)
+    out = tmp_path / "out"
+    r = _invoke(["run", clip, "-o", out, "--anonymize", "blur", "--format", "csv"])
+    assert r.exit_code == 0, r.stderr
+    assert [x["time"] for x in _lines(r.stdout)] == [t / 1000 for t in times]  # from the timestamps
+    packets = av_audio_packets(clip)
+    for kind in ("annotated", "anonymized"):
+        video = out / f"vfr.mp4.{kind}.mp4"
+        assert av_codec(video) == ("h264", "yuv420p", len(times))
+        assert av_timestamps(video) == pytest.approx(av_timestamps(clip), abs=1e-6)
+        assert av_audio_packets(video) == packets and packets
+    assert "warning" not in r.stderr
