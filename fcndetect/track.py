@@ -164,7 +164,7 @@ def _similarity(pred: np.ndarray, dets: np.ndarray, cfg: TrackerConfig) -> np.nd
 
 def _greedy(sim: np.ndarray) -> list[tuple[int, int]]:
     """Pairs ``(row, col)`` taken in decreasing similarity, each row and column once; zeros never match."""
-    pairs = []
+    pairs: list[tuple[int, int]] = []
     if sim.size == 0:
         return pairs
     order = np.argsort(-sim, axis=None, kind="stable")
@@ -231,18 +231,18 @@ class Tracker:
             pred = np.stack([self._live[r].predict(time) for r in free])
             taken = []
             for r, c in _greedy(_similarity(pred, boxes[cols], cfg)):
-                track = self._live[free[r]]
-                track.add(frame, time, boxes[cols[c]], cfg.smoothing)
-                ids[cols[c]] = track.id
+                matched = self._live[free[r]]
+                matched.add(frame, time, boxes[cols[c]], cfg.smoothing)
+                ids[cols[c]] = matched.id
                 taken.append(free[r])
             free = [r for r in free if r not in taken]
-        for c in np.flatnonzero((scores >= cfg.high) & (ids == 0)):
+        for new in np.flatnonzero((scores >= cfg.high) & (ids == 0)):
             track = _Track(self._next_id)
             self._next_id += 1
-            track.add(frame, time, boxes[c], cfg.smoothing)
+            track.add(frame, time, boxes[new], cfg.smoothing)
             self._live.append(track)
             self._covering.append(track)
-            ids[c] = track.id
+            ids[new] = track.id
         return ids
 
     def regions(self, frame: int, time: float) -> tuple[np.ndarray, np.ndarray]:

@@ -61,7 +61,7 @@ def _place(box: Rect, size: tuple[int, int], thick: int, wh: tuple[int, int], ta
     """Where a label of ``wh`` goes: just above ``box``, else just below, inside the image, overlapping no
     label in ``taken`` and no box in ``others``; ``None`` when neither place is free."""
     w, h = size
-    x1, y1, x2, y2 = box
+    x1, y1, _x2, y2 = box
     tw, th = wh
     left = min(max(0, x1), max(0, w - tw))
     for top in (y1 - thick - th, y2 + thick):

@@ -92,12 +92,14 @@ def _yuv_frame(rgb: np.ndarray, pix_fmt: str) -> Any:
     FFmpeg's scaler may take another code path for another buffer alignment, and the same frames must give the
     same bytes."""
     if pix_fmt == "yuv420p":
-        return av.VideoFrame.from_ndarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420), format="yuv420p")
+        i420: np.ndarray = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)  # [H * 3 / 2, W]: Y, then U and V
+        return av.VideoFrame.from_ndarray(i420, format="yuv420p")
     ycc = cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb)  # full range: scaled into the limited range below
-    y = (ycc[:, :, 0].astype(np.float32) * (219 / 255) + 16).round().astype(np.uint8)
-    cb = ((ycc[:, :, 2].astype(np.float32) - 128) * (224 / 255) + 128).round().astype(np.uint8)
-    cr = ((ycc[:, :, 1].astype(np.float32) - 128) * (224 / 255) + 128).round().astype(np.uint8)
-    return av.VideoFrame.from_ndarray(np.stack([y, cb, cr]), format="yuv444p")
+    y = (ycc[:, :, 0].astype(np.float32) * (219 / 255) + 16).round()
+    cb = ((ycc[:, :, 2].astype(np.float32) - 128) * (224 / 255) + 128).round()
+    cr = ((ycc[:, :, 1].astype(np.float32) - 128) * (224 / 255) + 128).round()
+    planes: np.ndarray = np.stack([y, cb, cr]).astype(np.uint8)
+    return av.VideoFrame.from_ndarray(planes, format="yuv444p")
 
 
 class VideoFileWriter:
