@@ -81,7 +81,10 @@ class _Audio:
                 break
             packet, self._next = self._next, None
             packet.stream = self._out_stream
-            out.mux(packet)
+            try:
+                out.mux(packet)
+            except Exception:  # noqa: BLE001 - a damaged audio packet (timestamps out of order): the audio ends
+                self._done = True
 
     def close(self) -> None:
         self._src.close()
