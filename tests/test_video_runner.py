@@ -361,6 +361,7 @@ main()
 """
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_the_decoder_is_blocked_exits_130_without_waiting(tmp_path, clip):
     """A decoder stuck in a read (a stalled mount) never holds up an interrupt: the reader's thread is
     abandoned after a short grace period, the run exits 130, and no temporary file is left."""
