@@ -169,12 +169,12 @@ class VideoJob:
         def drain(until: int | None) -> tuple[int, float, str] | None:
             """Write the pending frames up to index ``until`` (``None``: all); a failure as ``(frame, time, why)``."""
             while pending and (until is None or pending[0].frame.index <= until):
-                item = pending.popleft()
+                waiting = pending.popleft()
                 try:
-                    outputs.add(item, tracker)  # type: ignore[union-attr]
+                    outputs.add(waiting, tracker)  # type: ignore[union-attr]
                 except Exception as exc:  # noqa: BLE001 - this video's failure: its record says so
-                    at = item.frame.index
-                    return at, item.frame.time, error_reason(exc, f"cannot write its outputs at frame {at}")
+                    at = waiting.frame.index
+                    return at, waiting.frame.time, error_reason(exc, f"cannot write its outputs at frame {at}")
             return None
 
         try:
