@@ -14,8 +14,9 @@ For a video ``<name>`` (its path inside its source folder, extension kept):
   (a video that broke midway, or whose files could not be written, gets none, so ``--resume`` redoes it).
 
 Frames are written a few frames behind detection (:attr:`fcndetect.track.Tracker.lag`), so that a track found
-later can still cover them. Videos are written under temporary names and renamed at the end, so an interrupted
-run leaves no partial video; the same frames give the same bytes, so a redone video equals an uninterrupted one.
+later can still cover them. Videos are written in the output folder's scratch folder and moved to their names at
+the end, so an interrupted run leaves no partial video; the same frames give the same bytes, so a redone video
+equals an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from .engines.base import error_reason
 from .engines.frames import VideoStream
 from .io.anonymize import anonymize
 from .io.draw import draw_detections
+from .io.outdir import scratch_dir
 from .io.progress import Progress
 from .io.render import RenderOptions, render_image_outputs
 from .io.sinks import atomic_write_bytes, atomic_write_text, dumps_record, result_record
@@ -47,7 +49,7 @@ from .track import Tracker, TrackerConfig
 __all__ = ["VideoJob", "frame_record", "video_refusal", "completed_video", "input_records", "FRAME_FORMATS",
            "VIDEO_TEMP_SUFFIX", "tracker_config"]
 
-#: ``--format`` values whose files can tell a video's frames apart.
+#: ``--format`` values whose files can tell a video's frames apart (the built-in ones; the registry decides).
 FRAME_FORMATS = ("jsonl", "coco", "csv")
 #: What a video being written is named with at its end (the runner removes leftovers of a killed run).
 VIDEO_TEMP_SUFFIX = TEMP_SUFFIX
@@ -96,9 +98,14 @@ def video_refusal(items: Sequence[SourceItem], engine: str, fmt: str) -> str | N
         return None
     if engine == "ray":
         return (f"--engine ray does not read videos ({videos[0]}): run videos with --engine local (the default)")
-    if fmt not in FRAME_FORMATS:
-        return (f"--format {fmt} cannot tell a video's frames apart ({videos[0]}): use --format jsonl, coco or csv "
-                "for videos")
+    from .io.combined import sink_names
+    from .io.sinks import SINKS
+
+    frame_formats = [f for f in sink_names() if SINKS[f].frames]
+    fmt = next((f for f in fmt.split(",") if f in SINKS and not SINKS[f].frames), "")
+    if fmt:
+        return (f"--format {fmt} cannot tell a video's frames apart ({videos[0]}): use --format "
+                f"{', '.join(frame_formats[:-1])} or {frame_formats[-1]} for videos")
     return None
 
 
@@ -239,40 +246,58 @@ class _Outputs:
             else None
         self.written: list[Path] = []  # removed by discard() unless finish() succeeded
         self.finished = False
-        size = (info.width, info.height)
-        self.annotated: VideoFileWriter | None = VideoFileWriter(root / (name + ".annotated.mp4"), info.fps, size,
-                                                                 info.time_base, source)
+        self.source, self.info = source, info
+        self.annotated: VideoFileWriter | None = self._writer(".annotated.mp4")
         #: why the source's audio is not in the videos, or ``None``
         self.note = self.annotated.note
         self.anonymized: VideoFileWriter | None = None
         if render.anonymize is not None:
             try:
-                self.anonymized = VideoFileWriter(root / (name + ".anonymized.mp4"), info.fps, size, info.time_base,
-                                                  source)
+                self.anonymized = self._writer(".anonymized.mp4")
             except BaseException:
                 self.discard()
                 raise
+
+    def _writer(self, suffix: str) -> VideoFileWriter:
+        """A video written in the output folder's scratch folder, renamed to ``<name><suffix>`` by :meth:`finish`:
+        the source's size, timestamps' time base and audio."""
+        scratch = scratch_dir(self.root)
+        scratch.mkdir(parents=True, exist_ok=True)
+        info = self.info
+        return VideoFileWriter(scratch / f"{os.urandom(6).hex()}{suffix}", info.fps, (info.width, info.height),
+                               info.time_base, self.source)
+
+    def _publish(self, writer: VideoFileWriter, suffix: str) -> None:
+        writer.commit()
+        target = self.root / (self.name + suffix)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(writer.path, target)
+        self.written.append(target)
 
     def add(self, item: _Pending, tracker: Tracker) -> None:
         """Write one frame: annotated with the last processed frame's detections and their tracks, anonymised
         where its tracks cover it and where it has detections; a processed frame's per-frame files."""
         if self.annotated is None:
             raise RuntimeError(f"{self.name}: the outputs are closed")
-        frame, dets = item.frame, item.dets
+        frame, dets, shown = item.frame, item.dets, item.shown
         image = frame.image
-        shown = item.shown
-        annotated = draw_detections(image, shown, tracks=item.shown_ids) if shown is not None and len(shown) \
-            else image
-        self.annotated.write(annotated, frame.pts)
+        try:
+            self.annotated.write(draw_detections(image, shown, tracks=item.shown_ids)
+                                 if shown is not None and len(shown) else image, frame.pts)
+        except OSError as exc:  # named after the video it becomes, not its temporary file
+            raise OSError(exc.errno, exc.strerror, str(self.root / (self.name + ".annotated.mp4"))) from None
         if self.anonymized is not None:
             covered, _ids = tracker.regions(frame.index, frame.time)
             boxes = covered if dets is None or not len(dets) else np.concatenate([covered, dets.boxes])
-            self.anonymized.write(anonymize(image, boxes, self.render.anonymize or "blur",
-                                            self.render.anonymize_margin), frame.pts)
+            try:
+                self.anonymized.write(anonymize(image, boxes, self.render.anonymize or "blur",
+                                                self.render.anonymize_margin), frame.pts)
+            except OSError as exc:
+                raise OSError(exc.errno, exc.strerror, str(self.root / (self.name + ".anonymized.mp4"))) from None
         if dets is not None and self.per_frame is not None:
             for suffix, data in render_image_outputs(image, dets, _FRAME_EXT, self.per_frame)[1:]:  # [0]: annotated
                 path = self.root / f"{self.name}.frames" / f"{frame.index:06d}{suffix}"
-                atomic_write_bytes(path, data)
+                atomic_write_bytes(path, data, scratch_dir(self.root))
                 self.written.append(path)
 
     def finish(self, records: list[Record] | None) -> None:
@@ -280,15 +305,14 @@ class _Outputs:
         ``.jsonl``). On failure, the files already written are removed and the error raised."""
         try:
             if self.annotated is not None:
-                self.annotated.commit()
-                self.written.append(self.annotated.path)
+                self._publish(self.annotated, ".annotated.mp4")
                 self.annotated = None
             if self.anonymized is not None:
-                self.anonymized.commit()
-                self.written.append(self.anonymized.path)
+                self._publish(self.anonymized, ".anonymized.mp4")
                 self.anonymized = None
             if records is not None:
-                atomic_write_text(self.root / (self.name + ".jsonl"), "".join(dumps_record(r) + "\n" for r in records))
+                atomic_write_text(self.root / (self.name + ".jsonl"), "".join(dumps_record(r) + "\n" for r in records),
+                                  scratch_dir(self.root))
         except BaseException:
             self.discard()
             raise

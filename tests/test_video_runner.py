@@ -153,6 +153,7 @@ def test_ray_engine_refuses_videos_in_one_line(clip):
         f"error: --engine ray does not read videos ({clip}): run videos with --engine local (the default)")
 
 
+@pytest.mark.slow  # the console script on a folder of clips
 def test_a_folder_of_images_and_broken_videos(tmp_path, samples, clip):
     folder = tmp_path / "in"
     folder.mkdir()
@@ -208,6 +209,7 @@ def _wait_for(pattern: str, folder: Path, proc: subprocess.Popen, seconds: float
     return False
 
 
+@pytest.mark.slow  # a subprocess killed mid-video, then resumed
 def test_sigkill_mid_video_then_resume_equals_uninterrupted(tmp_path, samples):
     folder = tmp_path / "in"
     folder.mkdir()
@@ -220,7 +222,7 @@ def test_sigkill_mid_video_then_resume_equals_uninterrupted(tmp_path, samples):
     assert p.returncode == 0, p.stderr
     out = tmp_path / "out"
     proc = subprocess.Popen(CLI + args + ["-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    started = _wait_for(".b.mp4.annotated.mp4.*.tmp.mp4", out, proc)
+    started = _wait_for(".fcndetect.tmp/.*.annotated.mp4.*.tmp.mp4", out, proc)
     time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -231,12 +233,13 @@ def test_sigkill_mid_video_then_resume_equals_uninterrupted(tmp_path, samples):
     assert _outputs(out) == _outputs(ref)  # the videos' bytes included; no temporary file left
 
 
+@pytest.mark.slow  # a subprocess interrupted mid-video
 def test_ctrl_c_mid_video_leaves_no_partial_video(tmp_path, samples):
     clip = write_clip(tmp_path / "long.mp4", astronaut_frames(samples, 60, side=160, step=2))
     out = tmp_path / "out"
     proc = subprocess.Popen(CLI + ["run", str(clip), "-o", str(out), "--anonymize", "blur"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    started = _wait_for(".long.mp4.annotated.mp4.*.tmp.mp4", out, proc)
+    started = _wait_for(".fcndetect.tmp/.*.annotated.mp4.*.tmp.mp4", out, proc)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
     assert started and proc.returncode == 130, stderr
@@ -247,6 +250,7 @@ def test_ctrl_c_mid_video_leaves_no_partial_video(tmp_path, samples):
     assert all(json.loads(line)["error"] is None for line in stdout.splitlines())
 
 
+@pytest.mark.slow  # the console script on a folder with a cut clip
 def test_issue_19_acceptance_folder_with_an_image_and_a_cut_mp4(tmp_path, samples, clip):
     folder = tmp_path / "in"
     folder.mkdir()

@@ -32,7 +32,7 @@ _BLUR_SIGMA_FRACTION = 0.25
 _PIXEL_CELLS = 8
 
 
-def region_ellipse(box: Sequence[float], margin: float) -> tuple[float, float, float, float]:
+def region_ellipse(box: Sequence[float] | np.ndarray, margin: float) -> tuple[float, float, float, float]:
     """``(cx, cy, a, b)``: the centre and the semi-axes (x, y) of one box's region (see the module docstring).
 
     Args:

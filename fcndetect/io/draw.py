@@ -81,7 +81,7 @@ def draw_detections(image: np.ndarray, detections: Detections, tracks: np.ndarra
     out = np.ascontiguousarray(image.copy())
     h, w = out.shape[:2]
     multi = len(detections.class_names) > 1
-    items = []
+    items: list[tuple[tuple[int, int, int, int], int, float, tuple[int, int, int], str]] = []
     for k, (box, score, label) in enumerate(zip(detections.boxes, detections.scores, detections.labels)):
         x1, y1, x2, y2 = (int(round(float(v))) for v in box)
         thick, font = label_style(max(1.0, min(x2 - x1, y2 - y1)))
