@@ -66,6 +66,9 @@ Exit codes: 0 all inputs processed, 1 some inputs failed, 2 usage error, 130 int
 @click.option("--anonymize-margin", type=float, default=None,
               help="Grow each anonymised region by this fraction of its box on each side (default 0.3: the "
                    "whole face, forehead and ears, for the face presets).")
+@click.option("--anonymize-hold", type=int, default=None,
+              help="Videos: keep each face's region anonymised N frames after its last detection and before its "
+                   "first (default 8; gaps of up to 2N frames are filled; at most 60).")
 @click.option("--vid-stride", type=int, default=1, show_default=True,
               help="Videos: detect in frames 0, N, 2N, ... (the frames between reuse the last detections).")
 @click.option("--format", "fmt", multiple=True, metavar="FORMAT[,FORMAT...]",
@@ -91,8 +94,8 @@ Exit codes: 0 all inputs processed, 1 some inputs failed, 2 usage error, 130 int
 @click.option("--cpus-per-actor", type=float, default=None, help="With --engine ray: CPUs each actor reserves.")
 @click.option("--gpus-per-actor", type=float, default=0.0, help="With --engine ray: GPUs each actor reserves.")
 def run_cmd(sources: tuple[str, ...], config: str | None, output: str | None, heatmap: bool, save_maps: bool,
-            crops: bool, anonymize: str | None, anonymize_margin: float | None, vid_stride: int,
-            fmt: tuple[str, ...], resume: bool, overwrite: bool, fail_fast: bool, workers: int | None,
+            crops: bool, anonymize: str | None, anonymize_margin: float | None, anonymize_hold: int | None,
+            vid_stride: int, fmt: tuple[str, ...], resume: bool, overwrite: bool, fail_fast: bool, workers: int | None,
             threads: int | None, batch_size: int, max_memory: str | None, max_pixels: int | None,
             print_config: bool, quiet: bool, engine: str, ray_address: str | None, actors: str | None,
             cpus_per_actor: float | None, gpus_per_actor: float, **options: Any) -> None:
@@ -140,6 +143,10 @@ def run_cmd(sources: tuple[str, ...], config: str | None, output: str | None, he
                       "--cpus-per-actor": cpus_per_actor, "--gpus-per-actor": gpus_per_actor})
     if anonymize_margin is not None and anonymize is None:
         raise click.UsageError("--anonymize-margin needs --anonymize")
+    if anonymize_hold is not None and anonymize is None:
+        raise click.UsageError("--anonymize-hold needs --anonymize")
+    if anonymize_hold is not None and not 0 <= anonymize_hold <= 60:
+        raise click.UsageError("--anonymize-hold must be between 0 and 60 frames")
     from pathlib import Path
 
     from ..io.images import DEFAULT_MAX_PIXELS
@@ -154,6 +161,8 @@ def run_cmd(sources: tuple[str, ...], config: str | None, output: str | None, he
     )
     if anonymize_margin is not None:
         opts.anonymize_margin = anonymize_margin
+    if anonymize_hold is not None:
+        opts.anonymize_hold = anonymize_hold
     if engine == "ray":
         opts.ray = _ray_options(ray_address, actors, cpus_per_actor, gpus_per_actor, threads)
     sys.exit(_locked_run(sources, cfg, opts, threads))
