@@ -70,7 +70,8 @@ Exit codes: 0 all inputs processed, 1 some inputs failed, 2 usage error, 130 int
               help="Videos: keep each face's region anonymised N frames after its last detection and before its "
                    "first (default 8; gaps of up to 2N frames are filled; at most 60).")
 @click.option("--vid-stride", type=int, default=1, show_default=True,
-              help="Videos: detect in frames 0, N, 2N, ... (the frames between reuse the last detections).")
+              help="Videos: detect in frames 0, N, 2N, ... (the anonymised video covers the frames between where each "
+                   "face's track is).")
 @click.option("--format", "fmt", multiple=True, metavar="FORMAT[,FORMAT...]",
               help="jsonl, coco, csv, fddb or wider: more combined outputs (with -o; repeat the option or separate "
                    "with commas: --format coco,csv), or what stdout gets (without -o: one format). Default: jsonl.")
