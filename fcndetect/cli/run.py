@@ -141,13 +141,12 @@ def run_cmd(sources: tuple[str, ...], config: str | None, output: str | None, he
         raise click.UsageError("--resume and --overwrite exclude each other")
     check_run_limits({"--batch-size": batch_size, "--workers": workers, "--threads": threads,
                       "--vid-stride": vid_stride, "--max-pixels": max_pixels, "--anonymize-margin": anonymize_margin,
-                      "--cpus-per-actor": cpus_per_actor, "--gpus-per-actor": gpus_per_actor})
+                      "--anonymize-hold": anonymize_hold, "--cpus-per-actor": cpus_per_actor,
+                      "--gpus-per-actor": gpus_per_actor})
     if anonymize_margin is not None and anonymize is None:
         raise click.UsageError("--anonymize-margin needs --anonymize")
     if anonymize_hold is not None and anonymize is None:
         raise click.UsageError("--anonymize-hold needs --anonymize")
-    if anonymize_hold is not None and not 0 <= anonymize_hold <= 60:
-        raise click.UsageError("--anonymize-hold must be between 0 and 60 frames")
     from pathlib import Path
 
     from ..io.images import DEFAULT_MAX_PIXELS
@@ -233,7 +232,8 @@ def _ray_options(address: str | None, actors: str | None, cpus: float | None, gp
 #: The run options' accepted values (inclusive): each bounds the threads, memory or work a run may take.
 RUN_LIMITS: dict[str, tuple[float, float]] = {
     "--batch-size": (1, 4096), "--workers": (0, 256), "--threads": (1, 1024), "--vid-stride": (1, 1_000_000),
-    "--max-pixels": (1, 1 << 40), "--anonymize-margin": (0, 10), "--cpus-per-actor": (1e-4, 1 << 16),
+    "--max-pixels": (1, 1 << 40), "--anonymize-margin": (0, 10), "--anonymize-hold": (0, 60),
+    "--cpus-per-actor": (1e-4, 1 << 16),
     "--gpus-per-actor": (0, 1 << 10),
 }
 
