@@ -44,6 +44,11 @@ class TrackerConfig:
             sides per frame from the nearest detection (the motion's uncertainty).
         inertia: the share of the velocity a box held before or after a track follows (0: it stays where the
             track was last seen; a shaking camera makes velocities noisy).
+        hold_after: frames covered after a track's last detection, if not ``hold`` (needs no look-ahead: a run
+            that detects in one frame out of many covers the frames between this way).
+        lookahead: frames by which :meth:`Tracker.regions` trails :meth:`Tracker.update` (the frames a run
+            holds in memory); default: enough for every gap and hold. A gap longer than it is covered by the
+            track's prediction (``hold_after``) instead of interpolated.
     """
 
     high: float = 0.5
@@ -55,12 +60,15 @@ class TrackerConfig:
     smoothing: float = 0.5
     grow: float = 0.12
     inertia: float = 0.5
+    hold_after: int | None = None
+    lookahead: int | None = None
 
     def __post_init__(self) -> None:
         if not (0.0 <= self.low <= self.high <= 1.0):
             raise ValueError(f"track thresholds must satisfy 0 <= low <= high <= 1, got {self.low}, {self.high}")
-        if self.hold < 0 or self.max_gap < 0:
-            raise ValueError(f"hold and max_gap must be >= 0, got {self.hold}, {self.max_gap}")
+        if min(self.hold, self.max_gap, self.hold_after or 0, self.lookahead or 0) < 0:
+            raise ValueError(f"hold, hold_after, max_gap and lookahead must be >= 0, got {self.hold}, "
+                             f"{self.hold_after}, {self.max_gap}, {self.lookahead}")
 
 
 @dataclass
@@ -94,7 +102,8 @@ class _Track:
         """``[4]``: the box at ``time`` after the last detection, along ``inertia`` times the velocity."""
         return self.states[-1] + inertia * self.velocity * (time - self.times[-1])
 
-    def at(self, frame: int, time: float, hold: int, grow: float, inertia: float) -> list[np.ndarray]:
+    def at(self, frame: int, time: float, hold: int, grow: float, inertia: float,
+           hold_after: int) -> list[np.ndarray]:
         """The boxes (``[4]`` each) covering ``frame`` (at ``time``); none when the track does not cover it.
 
         At a detection: the detection and the smoothed box (a face half hidden is detected smaller than it is;
@@ -102,7 +111,7 @@ class _Track:
         grown by ``grow`` of its sides per frame from the nearest detection (the motion's uncertainty)."""
         first, last = self.frames[0], self.frames[-1]
         if frame > last:
-            return [_grown(self.predict(time, inertia), grow * (frame - last))] if frame - last <= hold else []
+            return [_grown(self.predict(time, inertia), grow * (frame - last))] if frame - last <= hold_after else []
         if frame < first:
             if first - frame > hold:
                 return []
@@ -200,7 +209,8 @@ class Tracker:
     def lag(self) -> int:
         """Frames by which :meth:`regions` must trail :meth:`update`: a gap's end or a track's start (and the
         detection after it, which gives its velocity) this far ahead can still change a frame's cover."""
-        return max(self.config.hold + 1, self.config.max_gap)
+        cfg = self.config
+        return cfg.lookahead if cfg.lookahead is not None else max(cfg.hold + 1, cfg.max_gap)
 
     def update(self, frame: int, time: float, boxes: np.ndarray, scores: np.ndarray) -> np.ndarray:
         """Associate one processed frame's detections with the tracks.
@@ -249,11 +259,12 @@ class Tracker:
         """The boxes covering ``frame`` (at ``time``): ``([M, 4] boxes, [M] track ids)``, one or two per track
         that covers it (detected there, interpolated through a gap, or held before or after). Ask for frames in
         increasing order: tracks that cannot cover a later frame are forgotten."""
-        hold, grow = self.config.hold, self.config.grow
-        self._covering = [t for t in self._covering if frame - t.frames[-1] <= hold or t in self._live]
+        cfg = self.config
+        after = cfg.hold if cfg.hold_after is None else cfg.hold_after
+        self._covering = [t for t in self._covering if frame - t.frames[-1] <= after or t in self._live]
         boxes, ids = [], []
         for t in self._covering:
-            for box in t.at(frame, time, hold, grow, self.config.inertia):
+            for box in t.at(frame, time, cfg.hold, cfg.grow, cfg.inertia, after):
                 if box[2] > box[0] and box[3] > box[1]:
                     boxes.append(box)
                     ids.append(t.id)

@@ -58,13 +58,20 @@ _FRAME_EXT = ".jpg"
 
 Record = dict[str, Any]
 
+#: The most decoded frames a video holds back so that tracks found later can still cover them.
+MAX_LOOKAHEAD = 64
+
 
 def tracker_config(hold: int, stride: int = 1) -> TrackerConfig:
     """The tracks of a run whose anonymised regions are held ``hold`` frames (``--anonymize-hold``) and that
     detects in one frame out of ``stride``: a track starts at a score of 0.5 or more (every detection, at the
-    default's threshold), any detection of the run extends one, and a track lives through gaps of up to twice
-    the hold, or two strides."""
-    return TrackerConfig(high=0.5, low=0.0, hold=hold, max_gap=2 * max(hold, stride))
+    default's threshold), any detection of the run extends one, a track lives through gaps of up to twice the
+    hold, or two strides, and covers the frames after its last detection up to the next processed frame. Frames
+    are held back (in memory) for at most :data:`MAX_LOOKAHEAD` frames, whatever the stride: a longer gap is
+    covered by the track's prediction instead of interpolated."""
+    gap = 2 * max(hold, stride)
+    return TrackerConfig(high=0.5, low=0.0, hold=hold, max_gap=gap, hold_after=max(hold, stride - 1),
+                         lookahead=max(hold + 1, min(gap, MAX_LOOKAHEAD)))
 
 
 def frame_record(path: str, index: int, time: float, dets: Detections | None, error: str | None,

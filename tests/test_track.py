@@ -112,3 +112,20 @@ def test_bad_settings_and_order_are_refused():
     tr.update(3, 0.1, np.zeros((0, 4)), np.zeros(0))
     with pytest.raises(ValueError, match="frames must increase"):
         tr.update(3, 0.1, np.zeros((0, 4)), np.zeros(0))
+
+
+def test_a_short_lookahead_covers_long_gaps_by_prediction():
+    """With a look-ahead of 2 frames and detections every 10th frame (a large stride), the frames between are
+    covered by the track's prediction (``hold_after``), never left bare, and the memory stays 2 frames."""
+    cfg = TrackerConfig(hold=2, max_gap=20, hold_after=9, lookahead=2, grow=0.0, inertia=1.0, smoothing=1.0)
+    tr = Tracker(cfg)
+    assert tr.lag == 2
+    got = {}
+    for k in range(31):
+        boxes = np.array([_box(100 + 2 * k, 100)]) if k % 10 == 0 else np.zeros((0, 4))
+        ids = tr.update(k, k * 0.04, boxes, np.full(len(boxes), 0.99))
+        assert set(ids.tolist()) <= {1}
+        if k >= tr.lag:
+            got[k - tr.lag] = tr.regions(k - tr.lag, (k - tr.lag) * 0.04)[0]
+    assert all(len(got[j]) for j in got)  # every frame covered
+    np.testing.assert_allclose(got[15][0], _box(130, 100), atol=1e-6)  # 5 frames on from frame 10's box
