@@ -1,15 +1,15 @@
 """Preset resolution: which settings a run uses.
 
 Precedence, highest first: explicit options (CLI flags or keyword arguments) > ``--config FILE`` or preset
-name > the model's own preset (``configs/<preset>.toml``) > neutral single-stage defaults. The settings of
-:data:`DEFAULT_PRESET` are also :class:`~fcndetect.config.DetectorConfig`'s own defaults.
+name > the model's own preset (``configs/<preset>.toml``) > the neutral single-stage defaults declared in
+:class:`~fcndetect.config.DetectorConfig`. Presets are TOML files only: :data:`DEFAULT_PRESET` too.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .config import NEUTRAL, ConfigError, DetectorConfig, load_preset, read_config, validate
+from .config import ConfigError, DetectorConfig, load_preset, read_config, validate
 from .models import ModelOptions, check_options, get_spec
 
 __all__ = ["DEFAULT_PRESET", "resolve_config"]
@@ -41,7 +41,7 @@ def resolve_config(config: str | None = None, **overrides: Any) -> DetectorConfi
         raise ConfigError(str(exc.args[0])) from None
     except ValueError as exc:  # an exported file that cannot be read (fcndetect.models.ModelLoadError)
         raise ConfigError(str(exc)) from None
-    base = {**NEUTRAL, **load_preset(spec.preset), **(spec.preset_values or {})}
+    base = {**load_preset(spec.preset), **(spec.preset_values or {})}
     merged = {**base, **file_values, **explicit, "model": model}
     resolved = DetectorConfig(**merged)
     try:  # options the model cannot take (--weights for a model with its own): refused before anything loads
