@@ -2,13 +2,13 @@
 fcndetect). Resolving the effective settings of a run lives in :mod:`fcndetect.presets`.
 
 Precedence, highest first: explicit options (CLI flags or keyword arguments) > ``--config FILE`` >
-the model's own preset (``configs/<preset>.toml``, shipped with the package) > dataclass defaults.
+the model's own preset (``configs/<preset>.toml``, shipped with the package) > the declared (neutral) defaults.
 A preset or file may only contain the fields of :class:`DetectorConfig`.
 
-Each setting is declared once, as a field of :class:`DetectorConfig`: its type annotation (from which the TOML
-value types follow), its default, and its bounds (:func:`setting`), from which every settings file and every
-``DetectorConfig`` is checked.
-"""
+Each setting is declared once, as a field of :class:`DetectorConfig` (:func:`setting`): its type annotation,
+default, help, bounds, group and flags. Everything else follows from that declaration (:data:`SETTINGS`): the
+TOML value types a file may give, the checks of every file, flag and ``DetectorConfig``, ``--print-config``'s
+TOML, and the command line's options (:func:`fcndetect.cli.common.setting_options`)."""
 
 from __future__ import annotations
 
@@ -276,28 +276,9 @@ def check_bounds(key: str, value: Any, origin: str | None = None) -> None:
             raise ConfigError(f"{where}{key} must be in {bounds.text()}{note}, got {v!r}")
 
 
-def _toml_types(annotation: Any) -> tuple[type, ...]:
-    """The TOML value types a setting of this annotation accepts (ints are accepted where floats are)."""
-    args = [a for a in get_args(annotation) if a is not type(None)] if get_origin(annotation) in (Union, UnionType) \
-        else [annotation]
-    out: list[type] = []
-    for a in args:
-        origin = get_origin(a)
-        if origin is Literal:
-            out.append(str)
-        elif origin is tuple or a is tuple:
-            out += [list, tuple, str]  # a TOML list, or "a, b" as a flag gives it
-        else:
-            out.append(a)
-    return tuple(dict.fromkeys(out))
-
-
 _HINTS = get_type_hints(DetectorConfig)
-#: The TOML value types each setting accepts, from its declaration (annotation, or ``setting(types=...)``).
-_TYPES: dict[str, tuple[type, ...]] = {f.name: f.metadata.get("types") or _toml_types(_HINTS[f.name])
-                                       for f in fields(DetectorConfig)}
-#: The settings that are numbers (an int in a file becomes a float).
-_FLOATS = tuple(k for k, t in _TYPES.items() if t == (float,))
+
+
 @dataclass(frozen=True)
 class Setting:
     """What one declaration in :class:`DetectorConfig` says about its setting, for every consumer (TOML
@@ -311,6 +292,8 @@ class Setting:
         choices: the values a ``Literal`` setting takes (empty otherwise).
         optional: ``None`` is a valid value.
         length: the number of values of a fixed-length list (``tuple[float, float, float]``: 3), else None.
+        toml_types: the TOML value types a file may give (a TOML list, or ``"a, b"`` as a flag gives it, for
+            a list; ints where floats are expected); ``setting(types=...)`` where they are others.
     """
 
     name: str
@@ -325,9 +308,12 @@ class Setting:
     choices: tuple[str, ...]
     optional: bool
     length: int | None
+    toml_types: tuple[type, ...]
 
 
 def _describe(f: dataclasses.Field[Any]) -> Setting:
+    if "help" not in f.metadata:
+        raise TypeError(f"DetectorConfig.{f.name}: declare a setting with setting(default, help, ...)")
     annotation = _HINTS[f.name]
     args = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (annotation,)
     optional = type(None) in args
@@ -339,13 +325,17 @@ def _describe(f: dataclasses.Field[Any]) -> Setting:
     flags = f.metadata["flags"]
     return Setting(f.name, f.default, f.metadata["help"], f.metadata["group"], f.metadata["bounds"],
                    f.metadata["parse"], ("--" + f.name.replace("_", "-"),) if flags is None else flags,
-                   str if choices else kind, is_list, choices, optional, length)
+                   str if choices else kind, is_list, choices, optional, length,
+                   f.metadata["types"] or ((list, tuple, str) if is_list else (str if choices else kind,)))
 
 
 #: Every setting, in declaration order, as its declaration says.
 SETTINGS: dict[str, Setting] = {f.name: _describe(f) for f in fields(DetectorConfig)}
 
-
+#: The TOML value types each setting accepts, from its declaration.
+_TYPES: dict[str, tuple[type, ...]] = {k: info.toml_types for k, info in SETTINGS.items()}
+#: The settings that are numbers (an int in a file becomes a float).
+_FLOATS = tuple(k for k, t in _TYPES.items() if t == (float,))
 _TYPE_NAMES = {str: "a string", float: "a number", int: "an integer", bool: "true or false", list: "a list",
                tuple: "a tuple", PurePath: "a path"}
 

@@ -240,3 +240,29 @@ print(json.dumps(out))
     assert out["bad"] == f"{tmp_path / 'bad.toml'}: min_box must be in [0, 1000000], got -1"
     assert out["typed"].startswith(f"{tmp_path / 'typed.toml'}: setting 'min_box' must be a number")
     assert out["torch"] is False
+
+
+def test_generated_flags_reach_the_settings():
+    """Flags that existed only in TOML before (stages, fusion, flip, clip, containment) now reach the settings,
+    a list as comma-separated or repeated values."""
+    from click.testing import CliRunner
+
+    from fcndetect.cli import cli
+
+    r = CliRunner().invoke(cli, ["run", "--print-config", "-m", "face", "--stages", "face-pnet", "--stages",
+                                 "face-rnet", "--stage-thresholds", "0.3,0.6", "--fusion", "sum", "--no-flip",
+                                 "--no-clip", "--containment", "0.5", "--max-memory", "1G", "--color"])
+    assert r.exit_code == 0, r.output
+    lines = set(r.output.splitlines())
+    assert {"# models: face-pnet > face-rnet > face", 'stages = ["face-pnet", "face-rnet"]',
+            "stage_thresholds = [0.3, 0.6]", 'fusion = "sum"', "flip = false", "clip = false",
+            "containment = 0.5", "max_memory_mb = 1024", "grayscale = false"} <= lines
+    r = CliRunner().invoke(cli, ["run", "x.png", "--fusion", "max"])
+    assert r.exit_code == 2 and "'max' is not one of 'last', 'sum'" in r.stderr
+
+
+def test_every_setting_is_documented():
+    text = (Path(__file__).parents[1] / "docs" / "settings.md").read_text()
+    from fcndetect.config import SETTINGS
+
+    assert [name for name in SETTINGS if f"`{name}`" not in text] == []
