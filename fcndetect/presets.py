@@ -7,9 +7,9 @@ name > the model's own preset (``configs/<preset>.toml``) > the neutral single-s
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Unpack
 
-from .config import ConfigError, DetectorConfig, load_preset, read_config, validate
+from .config import ConfigError, DetectorConfig, Settings, load_preset, read_config, validate
 from .models import ModelOptions, check_options, get_spec
 
 __all__ = ["DEFAULT_PRESET", "resolve_config"]
@@ -19,7 +19,7 @@ __all__ = ["DEFAULT_PRESET", "resolve_config"]
 DEFAULT_PRESET = "face-cascade"
 
 
-def resolve_config(config: str | None = None, **overrides: Any) -> DetectorConfig:
+def resolve_config(config: str | None = None, **overrides: Unpack[Settings]) -> DetectorConfig:
     """The effective settings: ``overrides`` (non-None) > ``config`` file/preset > model preset > defaults.
 
     With neither ``config`` nor a ``model`` override, ``config`` is :data:`DEFAULT_PRESET`; a ``config`` that
@@ -27,7 +27,7 @@ def resolve_config(config: str | None = None, **overrides: Any) -> DetectorConfi
     taken from ``overrides``, else from the config file; that model's own preset supplies the base values,
     so ``model="X"`` never inherits another model's threshold (``model="face"`` is the single dense O-Net).
     """
-    explicit = {k: v for k, v in overrides.items() if v is not None}
+    explicit: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
     validate(explicit, "options")
     if config is None and "model" not in explicit:
         config = DEFAULT_PRESET
