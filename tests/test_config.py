@@ -171,7 +171,7 @@ def test_detector_keywords_mirror_the_declarations():
     from fcndetect.config import SETTINGS, Settings
 
     hints = get_type_hints(Settings)
-    assert list(hints) == list(SETTINGS)
+    assert list(hints) == list(SETTINGS), "config.Settings must list every setting, in order (Detector's keywords)"
     declared = get_type_hints(DetectorConfig)
     for name, hint in hints.items():
         assert type(None) in get_args(hint), name  # None: "from the preset"
