@@ -2,13 +2,13 @@
 fcndetect). Resolving the effective settings of a run lives in :mod:`fcndetect.presets`.
 
 Precedence, highest first: explicit options (CLI flags or keyword arguments) > ``--config FILE`` >
-the model's own preset (``configs/<preset>.toml``, shipped with the package) > dataclass defaults.
+the model's own preset (``configs/<preset>.toml``, shipped with the package) > the declared (neutral) defaults.
 A preset or file may only contain the fields of :class:`DetectorConfig`.
 
-Each setting is declared once, as a field of :class:`DetectorConfig`: its type annotation (from which the TOML
-value types follow), its default, and its bounds (:func:`setting`), from which every settings file and every
-``DetectorConfig`` is checked.
-"""
+Each setting is declared once, as a field of :class:`DetectorConfig` (:func:`setting`): its type annotation,
+default, help, bounds, group and flags. Everything else follows from that declaration (:data:`SETTINGS`): the
+TOML value types a file may give, the checks of every file, flag and ``DetectorConfig``, ``--print-config``'s
+TOML, and the command line's options (:func:`fcndetect.cli.common.setting_options`)."""
 
 from __future__ import annotations
 
@@ -19,9 +19,11 @@ from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path, PurePath
 from types import UnionType
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, TypedDict, Union, get_args, get_origin, get_type_hints
 
-__all__ = ["DetectorConfig", "ConfigError", "NEUTRAL", "load_preset", "read_config", "read_config_file", "preset_names", "toml_value"]
+__all__ = ["DetectorConfig", "ConfigError", "SETTINGS", "Setting", "Settings", "load_preset", "parse_mib", "read_config",
+           "read_config_file", "preset_names", "setting", "toml_value"]
 
 
 class ConfigError(ValueError):
@@ -63,102 +65,116 @@ def _num(v: float) -> str:
 
 _PROB = Bounds(0.0, 1.0)
 
+#: The groups a setting belongs to: what is detected and how (``detection``), which model and its weights
+#: (``model``: :meth:`DetectorConfig.model_options`), and where and within what budget it runs (``runtime``).
+GROUPS = ("detection", "model", "runtime")
 
-def setting(default: Any, bounds: Bounds | None = None, types: tuple[type, ...] | None = None) -> Any:
-    """A setting's declaration beside its type annotation: its default, its bounds (numbers, checked in every
-    settings file and in code), and the TOML value types it accepts when they are not those its annotation
-    says (``str`` -> a string, ``float`` -> a number, ``tuple`` -> a list, ...)."""
-    return field(default=default, metadata={"bounds": bounds, "types": types})
+
+def setting(default: Any, help: str, bounds: Bounds | None = None, *, group: str = "detection",
+            flags: tuple[str, ...] | None = None, parse: Callable[[str], Any] | None = None,
+            types: tuple[type, ...] | None = None) -> Any:
+    """A setting's one declaration, beside its type annotation in :class:`DetectorConfig`: its default (the
+    neutral value a model's preset starts from), its help (``--help``, docs), its bounds (numbers, checked in
+    every settings file, flag and ``DetectorConfig``), its group (:data:`GROUPS`), its command-line flags
+    when they are not ``--name-with-dashes`` (``("-t", "--threshold")``, ``("--grayscale/--color",)``; ``()``:
+    none), a parser of the flag's text when it is not the annotation's type (``--max-memory 1G``), and the
+    TOML value types it accepts when they are not those its annotation says."""
+    if group not in GROUPS:
+        raise ValueError(f"setting group {group!r} is not one of {GROUPS}")
+    return field(default=default, metadata={"help": help, "bounds": bounds, "group": group, "flags": flags,
+                                            "parse": parse, "types": types})
+
+
+def parse_mib(text: str) -> int:
+    """A memory size as MiB: ``512``, ``512M``, ``2G``, ``2GiB`` (:class:`ConfigError` for anything else, or a
+    negative or non-finite size)."""
+    t = text.strip().upper().removesuffix("IB").removesuffix("B")
+    mult = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}.get(t[-1:], None)
+    try:
+        value = float(t[:-1]) * mult if mult is not None else float(t)
+    except ValueError:
+        raise ConfigError(f"expected a size such as 512M or 2G, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"expected a size >= 0 such as 512M or 2G, got {text!r}")
+    return int(value)
 
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    """All settings of a detection run. ``DetectorConfig()`` is the default preset (what ``fcndetect run``
-    and ``Detector()`` use); build other settings with :func:`fcndetect.presets.resolve_config` (or
-    ``Detector(model=...)``), which starts a named model from neutral single-stage values and its own preset.
+    """All settings of a detection run, each declared once below (:func:`setting`: default, help, bounds,
+    group, flags); ``fcndetect run --help`` and :data:`SETTINGS` show every one.
 
-    Attributes:
-        model: registry name of the model (``fcndetect models``).
-        threshold: minimum class probability for a window to count as a detection, in [0, 1].
-        nms: ``"max"`` (keep the best box of each overlap group) or ``"avg"`` (DDFD: average the group).
-        nms_iou: IoU above which boxes are grouped/suppressed.
-        min_size: smallest object side to find, in image pixels.
-        max_size: largest object side to find (``None``: the image's shorter side).
-        scale_factor: ratio between consecutive pyramid scales, in (0, 1) (``2 ** (-1/3)``: 3 per octave).
-        max_det: keep at most this many detections per image, best first.
-        min_neighbors: with ``nms = "avg"``, drop clusters of fewer windows than this (1 keeps all).
-        regress: refine each window's box with the model's box-regression head, where it has one
-            (MTCNN); ``False`` emits the raw windows.
-        clip: clip boxes to the image.
-        device: torch device, e.g. ``"cpu"`` or ``"cuda"``.
-        max_memory_mb: activation budget per image of one network call, in MiB; larger pyramid levels run
-            in tiles (with identical results). Small tiles stay in the CPU caches: 32 MiB ran O-Net 1.3x
-            (dev photos) to 2.4x (4000x3000 level) faster than untiled on this project's CPU. 0: never tile.
-        weights: torchvision models: ``DEFAULT``, a torchvision weight name, or a state-dict path.
-        num_classes: outputs of a custom checkpoint (default: 1000 ImageNet classes).
-        classes: classes to detect (ImageNet names, indices, groups such as ``cat``); each is one label.
-        input_size: native input side of a custom classifier (default: the weights' crop size).
-        mean, std: RGB normalisation of a custom classifier, in 0..1 units.
-        stages: a cascade's earlier stages, cheapest first (model names); ``model`` is the last stage. The
-            first runs densely over the pyramid; each later one classifies only the candidates the stage
-            before it kept. Empty: a single dense stage.
-        stage_thresholds: one probability per earlier stage that a window must exceed to stay a candidate
-            (``threshold`` is the last stage's).
-        stage_nms_iou: IoU of the NMS-max that thins candidates between stages.
-        rotations: in-plane angles (degrees, counter-clockwise) at which the image is searched; detections
-            from every angle are mapped back and merged by one NMS. ``(0,)``: upright only.
-        containment: after NMS, drop a detection when more than this fraction of its area lies inside a
-            better detection of its label (an eye or cheek box nested in a face, which IoU cannot merge);
-            ``None``: off.
-        grayscale: convert every input image to grayscale (ITU-R 601 luma, repeated on the three channels)
-            before detection, for models trained on grayscale windows (``fcndetect train --grayscale``).
-            Outputs (annotated images, crops) keep the original colours.
-        fusion: the logit a cascade detection gets: ``"last"`` (the last stage's) or ``"sum"`` (the sum of
-            every stage's logit at that window); ``threshold`` compares ``sigmoid`` of it.
-        flip: a cascade's last stage also classifies the mirror image of each candidate's crop, and its
-            logit for the candidate is the mean of both (the crops are already made, so the pass costs one
-            more batch of the last network, on candidates only); for turned faces, which one net scores
-            unevenly left and right. Box regression and landmarks stay the unmirrored crop's.
+    The defaults are neutral single-stage values: ``DetectorConfig(model="mobilenet_v2")`` is a valid setting
+    of any model. The presets (``configs/*.toml``, the default ``face-cascade`` included) are TOML files on top
+    of them; :func:`fcndetect.presets.resolve_config` and ``Detector(...)`` apply a model's own preset.
     """
 
-    # The defaults are the default preset, ``configs/face-cascade.toml`` (tests/test_presets.py checks that
-    # ``DetectorConfig() == resolve_config()``): P-Net > R-Net > O-Net.
-    model: str = "face"
-    threshold: float = setting(0.99, _PROB)
-    nms: Literal["max", "avg"] = "avg"
-    nms_iou: float = setting(0.3, _PROB)
-    min_size: float = setting(24.0, Bounds(0.0, 1e6, lo_open=True))
-    max_size: float | None = setting(None, Bounds(0.0, 1e6, lo_open=True))
-    scale_factor: float = setting(2 ** (-1 / 2), Bounds(0.0, 2 ** (-1 / MAX_LEVELS_PER_OCTAVE), lo_open=True,
-                                  why=f"at most {MAX_LEVELS_PER_OCTAVE} pyramid levels per octave"))
-    max_det: int = setting(300, Bounds(1, 1_000_000))
-    min_neighbors: int = setting(1, Bounds(1, 1_000_000))
-    regress: bool = True
-    clip: bool = True
-    device: str = "cpu"
-    max_memory_mb: int = setting(32, Bounds(0, 1 << 24, why="0: never tile; at most 16 TiB"))
-    weights: str | None = setting(None, types=(str, PurePath))
-    num_classes: int | None = setting(None, Bounds(1, 1_000_000))
-    classes: tuple[str, ...] | None = None
-    input_size: int | None = setting(None, Bounds(1, 16384))
-    mean: tuple[float, float, float] | None = setting(None, Bounds(-1e6, 1e6))
-    std: tuple[float, float, float] | None = setting(None, Bounds(0.0, 1e6, lo_open=True))
-    stages: tuple[str, ...] = ("face-pnet", "face-rnet")
-    stage_thresholds: tuple[float, ...] = setting((0.4, 0.4), Bounds(0.0, 1.0, max_len=MAX_STAGES))
-    stage_nms_iou: float = setting(0.7, _PROB)
-    fusion: Literal["last", "sum"] = "last"
-    containment: float | None = setting(0.8, Bounds(0.0, 1.0, lo_open=True))
-    rotations: tuple[float, ...] = setting((0.0,), Bounds(-360.0, 360.0, max_len=MAX_ROTATIONS, why="degrees"))
-    grayscale: bool = False
-    flip: bool = True
+    # model: which classifier, and how it is loaded (DetectorConfig.model_options)
+    model: str = setting("face", "Model name (see `fcndetect models`). Default: the three-stage face cascade "
+                         "preset face-cascade (face-pnet > face-rnet > face); `face` is the dense O-Net alone.",
+                         group="model", flags=("-m", "--model"))
+    weights: str | None = setting(None, "torchvision models: DEFAULT, a weight name, or a state-dict PATH "
+                                  "(none: random).", group="model", types=(str, PurePath))
+    num_classes: int | None = setting(None, "Outputs of a custom checkpoint (default 1000).", Bounds(1, 1_000_000),
+                                      group="model")
+    classes: tuple[str, ...] | None = setting(None, "Classes to detect: ImageNet names, indices or groups (cat, "
+                                              "dog); each is one label.", group="model")
+    input_size: int | None = setting(None, "Native input side of a custom classifier (default: the weights' "
+                                     "crop size).", Bounds(1, 16384), group="model")
+    mean: tuple[float, float, float] | None = setting(None, "R,G,B mean of a custom classifier (0..1 units).",
+                                                      Bounds(-1e6, 1e6), group="model")
+    std: tuple[float, float, float] | None = setting(None, "R,G,B std of a custom classifier (0..1 units).",
+                                                     Bounds(0.0, 1e6, lo_open=True), group="model")
+    # detection: what counts as a detection, and how windows are searched and merged
+    threshold: float = setting(0.5, "Minimum class probability of a window (the last stage's, in a "
+                               "cascade).", _PROB, flags=("-t", "--threshold"))
+    nms: Literal["max", "avg"] = setting("avg", "NMS-max (keep the best box of each overlapping group) or "
+                                         "NMS-avg (DDFD: average the group).")
+    nms_iou: float = setting(0.3, "IoU that groups/suppresses boxes.", _PROB)
+    min_size: float = setting(24.0, "Smallest object side in pixels.", Bounds(0.0, 1e6, lo_open=True))
+    max_size: float | None = setting(None, "Largest object side in pixels (default: the image's shorter side).",
+                                     Bounds(0.0, 1e6, lo_open=True))
+    scale_factor: float = setting(2 ** (-1 / 3), "Ratio between pyramid scales (0..1; 2^(-1/3): three per "
+                                  "octave).", Bounds(0.0, 2 ** (-1 / MAX_LEVELS_PER_OCTAVE), lo_open=True,
+                                                     why=f"at most {MAX_LEVELS_PER_OCTAVE} pyramid levels per octave"))
+    max_det: int = setting(100, "At most this many detections per image, best first.", Bounds(1, 1_000_000))
+    min_neighbors: int = setting(1, "NMS-avg: drop clusters of fewer windows (1 keeps all).", Bounds(1, 1_000_000))
+    regress: bool = setting(True, "Refine boxes with the model's box-regression head, where it has one (MTCNN).")
+    clip: bool = setting(True, "Clip boxes to the image.")
+    stages: tuple[str, ...] = setting((), "A cascade's earlier stages, cheapest first (model names); the model is "
+                                      "the last. The first runs densely, each later one on the candidates the "
+                                      "one before kept. Empty: a single dense stage.")
+    stage_thresholds: tuple[float, ...] = setting((), "One probability per earlier stage that a window must "
+                                                  "exceed to stay a candidate.", Bounds(0.0, 1.0, max_len=MAX_STAGES))
+    stage_nms_iou: float = setting(0.7, "IoU of the NMS-max that thins candidates between stages.", _PROB)
+    fusion: Literal["last", "sum"] = setting("last", "A cascade detection's logit: the last stage's, or the sum "
+                                             "of every stage's logit at that window.")
+    containment: float | None = setting(None, "After NMS, drop a detection lying more than this fraction inside "
+                                        "a better one of its label (an eye nested in a face); unset: off.",
+                                        Bounds(0.0, 1.0, lo_open=True))
+    rotations: tuple[float, ...] = setting((0.0,), "Also search rotated copies: angles in degrees, "
+                                           "counter-clockwise, e.g. 0,90,180,270 (0: upright only).",
+                                           Bounds(-360.0, 360.0, max_len=MAX_ROTATIONS, why="degrees"))
+    grayscale: bool = setting(False, "Convert every image to grayscale before detection (models trained on gray "
+                              "windows; outputs keep the colours).", flags=("--grayscale/--color",))
+    flip: bool = setting(False, "A cascade's last stage also scores each candidate's mirror image; the logit is "
+                         "the mean of both.")
+    # runtime: where it runs and within what memory (never changes a detection)
+    device: str = setting("cpu", "Torch device: cpu, cuda, cuda:1, mps.", group="runtime")
+    max_memory_mb: int = setting(32, "Activation budget per image and network call, e.g. 32M, 1G; larger pyramid "
+                                 "levels run in tiles (default: the preset's, 32 MiB for the face presets, 1 GiB "
+                                 "for torchvision presets).", Bounds(0, 1 << 24, why="0: never tile; at most 16 TiB"),
+                                 group="runtime", flags=("--max-memory",), parse=parse_mib)
 
     def __post_init__(self) -> None:
-        for key in ("classes", "mean", "std", "stages", "stage_thresholds", "rotations"):
+        for key, info in SETTINGS.items():
             value = getattr(self, key)
+            if not info.is_list:
+                continue
             if isinstance(value, str):
                 value = [v.strip() for v in value.split(",") if v.strip()]
             if value is not None:
-                as_str = key in ("classes", "stages")
+                as_str = info.kind is str
                 try:
                     object.__setattr__(self, key, tuple(str(v) if as_str else float(v) for v in value))
                 except (TypeError, ValueError, OverflowError):
@@ -172,23 +188,15 @@ class DetectorConfig:
         if len(self.stage_thresholds) != len(self.stages):
             raise ConfigError(f"stage_thresholds needs one value per earlier stage ({len(self.stages)}: "
                               f"{', '.join(self.stages) or 'none'}), got {len(self.stage_thresholds)}")
-        if self.fusion not in ("last", "sum"):
-            raise ConfigError(f"fusion must be 'last' or 'sum', got {self.fusion!r}")
-        for key in ("mean", "std"):
+        for key, info in SETTINGS.items():
+            if info.choices and getattr(self, key) not in info.choices:
+                raise ConfigError(f"{key} must be {' or '.join(map(repr, info.choices))}, got {getattr(self, key)!r}")
+        for key, info in SETTINGS.items():
             value = getattr(self, key)
-            if value is not None and len(value) != 3:
-                raise ConfigError(f"{key} needs 3 values (R, G, B), got {len(value)}")
-        if self.nms not in ("max", "avg"):
-            raise ConfigError(f"nms must be 'max' or 'avg', got {self.nms!r}")
+            if info.length is not None and value is not None and len(value) != info.length:
+                raise ConfigError(f"{key} needs {info.length} values, got {len(value)}")
         if self.max_size is not None and self.max_size < self.min_size:
             raise ConfigError(f"max_size ({self.max_size}) is smaller than min_size ({self.min_size})")
-
-    @classmethod
-    def single(cls, **changes: Any) -> "DetectorConfig":
-        """Settings of a single dense stage: :data:`NEUTRAL` values (no cascade stages, no containment,
-        threshold 0.5, 100 detections) with ``changes`` on top, where ``DetectorConfig(**changes)`` would
-        start from the default cascade."""
-        return cls(**{**NEUTRAL, **changes})
 
     def replace(self, **changes: Any) -> "DetectorConfig":
         return dataclasses.replace(self, **changes)
@@ -202,19 +210,46 @@ class DetectorConfig:
         return " > ".join([*self.stages, self.model])
 
     def model_options(self) -> dict[str, Any]:
-        """Keyword arguments of :func:`fcndetect.models.load_model` besides name and device."""
-        return {k: getattr(self, k) for k in ("weights", "num_classes", "classes", "input_size", "mean", "std")}
+        """Keyword arguments of :func:`fcndetect.models.load_model` besides name and device: the ``model``
+        group's settings."""
+        return {k: getattr(self, k) for k, info in SETTINGS.items() if info.group == "model" and k != "model"}
+
+
+class Settings(TypedDict, total=False):
+    """The keywords of ``Detector(...)`` and :func:`fcndetect.presets.resolve_config`, typed for editors and
+    type checkers: every :class:`DetectorConfig` setting, ``None`` meaning "from the preset". It only mirrors
+    the declarations (a test checks that names and types agree, so a new setting cannot be missed here)."""
+
+    model: str | None
+    weights: str | None
+    num_classes: int | None
+    classes: Sequence[str] | str | None
+    input_size: int | None
+    mean: Sequence[float] | str | None
+    std: Sequence[float] | str | None
+    threshold: float | None
+    nms: Literal["max", "avg"] | None
+    nms_iou: float | None
+    min_size: float | None
+    max_size: float | None
+    scale_factor: float | None
+    max_det: int | None
+    min_neighbors: int | None
+    regress: bool | None
+    clip: bool | None
+    stages: Sequence[str] | str | None
+    stage_thresholds: Sequence[float] | str | None
+    stage_nms_iou: float | None
+    fusion: Literal["last", "sum"] | None
+    containment: float | None
+    rotations: Sequence[float] | str | None
+    grayscale: bool | None
+    flip: bool | None
+    device: str | None
+    max_memory_mb: int | None
 
 
 _FIELDS = {f.name: f for f in fields(DetectorConfig)}
-
-#: What a model's own preset starts from (``resolve_config``, :meth:`DetectorConfig.single`): a single dense
-#: stage, no containment, no flip pass, threshold 0.5, 100 detections, three pyramid scales per octave; the
-#: dataclass's own defaults are the default cascade.
-NEUTRAL: dict[str, Any] = {"threshold": 0.5, "max_det": 100, "stages": (), "stage_thresholds": (),
-                           "stage_nms_iou": 0.7, "fusion": "last", "containment": None, "flip": False,
-                           "scale_factor": 2 ** (-1 / 3)}
-
 
 #: Every numeric setting's accepted values, from its declaration (``DetectorConfig``'s field ``metadata``):
 #: anything outside is refused before any work (:func:`check_bounds`), so no setting can make a run's work or
@@ -241,26 +276,64 @@ def check_bounds(key: str, value: Any, origin: str | None = None) -> None:
             raise ConfigError(f"{where}{key} must be in {bounds.text()}{note}, got {v!r}")
 
 
-def _toml_types(annotation: Any) -> tuple[type, ...]:
-    """The TOML value types a setting of this annotation accepts (ints are accepted where floats are)."""
-    args = [a for a in get_args(annotation) if a is not type(None)] if get_origin(annotation) in (Union, UnionType) \
-        else [annotation]
-    out: list[type] = []
-    for a in args:
-        origin = get_origin(a)
-        if origin is Literal:
-            out.append(str)
-        elif origin is tuple or a is tuple:
-            out += [list, tuple, str]  # a TOML list, or "a, b" as a flag gives it
-        else:
-            out.append(a)
-    return tuple(dict.fromkeys(out))
-
-
 _HINTS = get_type_hints(DetectorConfig)
-#: The TOML value types each setting accepts, from its declaration (annotation, or ``setting(types=...)``).
-_TYPES: dict[str, tuple[type, ...]] = {f.name: f.metadata.get("types") or _toml_types(_HINTS[f.name])
-                                       for f in fields(DetectorConfig)}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What one declaration in :class:`DetectorConfig` says about its setting, for every consumer (TOML
+    reading and writing, validation, the command line's options, the docs).
+
+    Attributes:
+        name, default, help, group, bounds, parse: as declared (:func:`setting`).
+        flags: the command-line declarations (``("--nms-iou",)``; ``()``: no flag).
+        kind: the type of the value, or of each element of a list (``str``, ``float``, ``int``, ``bool``).
+        is_list: a list of ``kind`` (a TOML list; on the command line comma-separated or repeated).
+        choices: the values a ``Literal`` setting takes (empty otherwise).
+        optional: ``None`` is a valid value.
+        length: the number of values of a fixed-length list (``tuple[float, float, float]``: 3), else None.
+        toml_types: the TOML value types a file may give (a TOML list, or ``"a, b"`` as a flag gives it, for
+            a list; ints where floats are expected); ``setting(types=...)`` where they are others.
+    """
+
+    name: str
+    default: Any
+    help: str
+    group: str
+    bounds: Bounds | None
+    parse: Callable[[str], Any] | None
+    flags: tuple[str, ...]
+    kind: type
+    is_list: bool
+    choices: tuple[str, ...]
+    optional: bool
+    length: int | None
+    toml_types: tuple[type, ...]
+
+
+def _describe(f: dataclasses.Field[Any]) -> Setting:
+    if "help" not in f.metadata:
+        raise TypeError(f"DetectorConfig.{f.name}: declare a setting with setting(default, help, ...)")
+    annotation = _HINTS[f.name]
+    args = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (annotation,)
+    optional = type(None) in args
+    (core,) = [a for a in args if a is not type(None)]
+    is_list = get_origin(core) is tuple
+    kind = get_args(core)[0] if is_list else core
+    length = len(get_args(core)) if is_list and Ellipsis not in get_args(core) else None
+    choices = tuple(get_args(kind)) if get_origin(kind) is Literal else ()
+    flags = f.metadata["flags"]
+    return Setting(f.name, f.default, f.metadata["help"], f.metadata["group"], f.metadata["bounds"],
+                   f.metadata["parse"], ("--" + f.name.replace("_", "-"),) if flags is None else flags,
+                   str if choices else kind, is_list, choices, optional, length,
+                   f.metadata["types"] or ((list, tuple, str) if is_list else (str if choices else kind,)))
+
+
+#: Every setting, in declaration order, as its declaration says.
+SETTINGS: dict[str, Setting] = {f.name: _describe(f) for f in fields(DetectorConfig)}
+
+#: The TOML value types each setting accepts, from its declaration.
+_TYPES: dict[str, tuple[type, ...]] = {k: info.toml_types for k, info in SETTINGS.items()}
 #: The settings that are numbers (an int in a file becomes a float).
 _FLOATS = tuple(k for k, t in _TYPES.items() if t == (float,))
 _TYPE_NAMES = {str: "a string", float: "a number", int: "an integer", bool: "true or false", list: "a list",
@@ -289,7 +362,7 @@ def validate(data: dict[str, Any], origin: str) -> dict[str, Any]:
         _check_type(key, value, origin)
         if origin != "options":  # a flag's value is checked by DetectorConfig itself, without an origin
             check_bounds(key, [x.strip() for x in value.split(",") if x.strip()]
-                         if isinstance(value, str) and key in ("rotations", "mean", "std", "stage_thresholds")
+                         if isinstance(value, str) and SETTINGS[key].is_list and SETTINGS[key].kind is not str
                          else value, origin)
     out = dict(data)
     for key in _FLOATS:

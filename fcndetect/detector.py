@@ -11,12 +11,12 @@ import hashlib
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 import torch
 
-from .config import ConfigError, DetectorConfig
+from .config import ConfigError, DetectorConfig, Settings
 
 from .presets import resolve_config
 from .detections import Detections, ScoreMap
@@ -94,10 +94,11 @@ class Detector:
 
     Args:
         config: a preset name or TOML path (``--config``), or a ready :class:`DetectorConfig`.
-        **overrides: any :class:`DetectorConfig` field; ``None`` values are ignored.
+        **overrides: any setting (:class:`~fcndetect.config.Settings`, typed: an editor completes them);
+            ``None`` values are ignored.
     """
 
-    def __init__(self, config: str | DetectorConfig | None = None, **overrides: Any) -> None:
+    def __init__(self, config: str | DetectorConfig | None = None, **overrides: Unpack[Settings]) -> None:
         warn_if_late()  # torch was imported before fcndetect: the OpenMP wait policy could not act (once)
         if isinstance(config, DetectorConfig):
             cfg = config.replace(**{k: v for k, v in overrides.items() if v is not None})

@@ -1,15 +1,15 @@
 """Preset resolution: which settings a run uses.
 
 Precedence, highest first: explicit options (CLI flags or keyword arguments) > ``--config FILE`` or preset
-name > the model's own preset (``configs/<preset>.toml``) > neutral single-stage defaults. The settings of
-:data:`DEFAULT_PRESET` are also :class:`~fcndetect.config.DetectorConfig`'s own defaults.
+name > the model's own preset (``configs/<preset>.toml``) > the neutral single-stage defaults declared in
+:class:`~fcndetect.config.DetectorConfig`. Presets are TOML files only: :data:`DEFAULT_PRESET` too.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Unpack
 
-from .config import NEUTRAL, ConfigError, DetectorConfig, load_preset, read_config, validate
+from .config import ConfigError, DetectorConfig, Settings, load_preset, read_config, validate
 from .models import ModelOptions, check_options, get_spec
 
 __all__ = ["DEFAULT_PRESET", "resolve_config"]
@@ -19,7 +19,7 @@ __all__ = ["DEFAULT_PRESET", "resolve_config"]
 DEFAULT_PRESET = "face-cascade"
 
 
-def resolve_config(config: str | None = None, **overrides: Any) -> DetectorConfig:
+def resolve_config(config: str | None = None, **overrides: Unpack[Settings]) -> DetectorConfig:
     """The effective settings: ``overrides`` (non-None) > ``config`` file/preset > model preset > defaults.
 
     With neither ``config`` nor a ``model`` override, ``config`` is :data:`DEFAULT_PRESET`; a ``config`` that
@@ -27,7 +27,7 @@ def resolve_config(config: str | None = None, **overrides: Any) -> DetectorConfi
     taken from ``overrides``, else from the config file; that model's own preset supplies the base values,
     so ``model="X"`` never inherits another model's threshold (``model="face"`` is the single dense O-Net).
     """
-    explicit = {k: v for k, v in overrides.items() if v is not None}
+    explicit: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
     validate(explicit, "options")
     if config is None and "model" not in explicit:
         config = DEFAULT_PRESET
@@ -41,7 +41,7 @@ def resolve_config(config: str | None = None, **overrides: Any) -> DetectorConfi
         raise ConfigError(str(exc.args[0])) from None
     except ValueError as exc:  # an exported file that cannot be read (fcndetect.models.ModelLoadError)
         raise ConfigError(str(exc)) from None
-    base = {**NEUTRAL, **load_preset(spec.preset), **(spec.preset_values or {})}
+    base = {**load_preset(spec.preset), **(spec.preset_values or {})}
     merged = {**base, **file_values, **explicit, "model": model}
     resolved = DetectorConfig(**merged)
     try:  # options the model cannot take (--weights for a model with its own): refused before anything loads

@@ -87,15 +87,18 @@ def test_grayscale_is_a_typed_setting(tmp_path):
     assert resolve_config("face").grayscale is False
 
 
-def test_default_config_is_the_default_preset():
-    """``DetectorConfig()`` and ``Detector()`` (via resolve_config) are the same default preset."""
+def test_default_preset_is_a_toml_file_and_the_defaults_are_neutral():
+    """The default preset lives in its TOML file only; ``DetectorConfig``'s declared defaults are neutral
+    single-stage values, so a named model needs no special constructor."""
     from fcndetect.presets import DEFAULT_PRESET, resolve_config
 
-    assert DetectorConfig() == resolve_config()
-    assert DetectorConfig() == resolve_config(DEFAULT_PRESET)
-    # a named model still starts from neutral single-stage values, not the cascade's
+    assert resolve_config() == resolve_config(DEFAULT_PRESET) == DetectorConfig(**load_preset(DEFAULT_PRESET))
+    assert resolve_config().chain == "face-pnet > face-rnet > face"
+    plain = DetectorConfig(model="mobilenet_v2")
+    assert plain.stages == () and plain.stage_thresholds == () and plain.containment is None and not plain.flip
+    # a named model starts from the neutral values and its own preset, not the cascade's
     single = resolve_config(model="face")
-    assert single.stages == () and single.model == "face"
+    assert single.stages == () and single.model == "face" and single.threshold == load_preset("face")["threshold"]
     assert resolve_config(model="face-rnet").containment is None
 
 
@@ -145,3 +148,121 @@ def test_every_numeric_setting_declares_its_bounds():
                if (float in _TYPES[f.name] or int in _TYPES[f.name]) and bool not in _TYPES[f.name]}
     numeric |= {"rotations", "stage_thresholds", "mean", "std"}  # lists of numbers
     assert numeric == set(_BOUNDS)
+
+
+def test_every_setting_is_a_run_option_with_its_declared_help():
+    from fcndetect.cli import cli
+    from fcndetect.config import SETTINGS
+
+    params = {p.name: p for p in cli.commands["run"].params}
+    for name, info in SETTINGS.items():
+        assert info.help.strip(), name
+        assert name in params, f"setting {name} has no run option"
+        assert params[name].default is None and params[name].help.startswith(info.help)
+        declared = {flag for decl in info.flags for flag in decl.split("/")}
+        assert declared <= {*params[name].opts, *params[name].secondary_opts}, name
+
+
+def test_detector_keywords_mirror_the_declarations():
+    """``Detector(...)``'s typed keywords (``Settings``) name every setting, with its declared type or None."""
+    from collections.abc import Sequence
+    from typing import get_args, get_type_hints
+
+    from fcndetect.config import SETTINGS, Settings
+
+    hints = get_type_hints(Settings)
+    assert list(hints) == list(SETTINGS), "config.Settings must list every setting, in order (Detector's keywords)"
+    declared = get_type_hints(DetectorConfig)
+    for name, hint in hints.items():
+        assert type(None) in get_args(hint), name  # None: "from the preset"
+        if SETTINGS[name].is_list:  # a sequence of the declared element type, or "a, b" as a flag gives it
+            assert Sequence[SETTINGS[name].kind] in get_args(hint) and str in get_args(hint), name
+        else:
+            assert hint == declared[name] | None, name
+
+
+NEW_SETTING = '    min_box: float = setting(0.0, "Drop detections whose shorter side is below this.", Bounds(0.0, 1e6))\n'
+
+
+def test_a_setting_is_one_declaration(tmp_path):
+    """One line added to ``DetectorConfig`` (in a copy of the package) is a TOML setting, written by
+    --print-config and read back, validated in files and flags, a `run` option with its help, and a keyword."""
+    import subprocess
+    import sys
+
+    import fcndetect
+
+    src = Path(fcndetect.__file__).parent
+    pkg = tmp_path / "fcndetect"
+    pkg.mkdir()
+    for entry in src.iterdir():
+        if entry.name not in ("config.py", "__pycache__"):
+            (pkg / entry.name).symlink_to(entry)
+    text = (src / "config.py").read_text()
+    anchor = "    # runtime: where it runs"
+    assert anchor in text
+    (pkg / "config.py").write_text(text.replace(anchor, NEW_SETTING + anchor, 1))
+    (tmp_path / "bad.toml").write_text("min_box = -1\n")
+    (tmp_path / "typed.toml").write_text("min_box = 'big'\n")
+    code = f"""
+import json, sys
+from click.testing import CliRunner
+from fcndetect.cli import cli
+from fcndetect.config import ConfigError
+from fcndetect.presets import resolve_config
+out = {{}}
+r = CliRunner().invoke(cli, ["run", "--help"])
+out["help"] = " ".join(r.output.split())
+r = CliRunner().invoke(cli, ["run", "--print-config", "--min-box", "2.5"])
+out["printed"] = r.output
+open({str(tmp_path / "printed.toml")!r}, "w").write(r.output)
+out["reread"] = resolve_config({str(tmp_path / "printed.toml")!r}).min_box
+out["keyword"] = resolve_config(min_box=3).min_box
+r = CliRunner().invoke(cli, ["run", "x.png", "--min-box", "-3"])
+out["flag_error"] = [r.exit_code, r.stderr]
+for name in ("bad", "typed"):
+    try:
+        resolve_config({str(tmp_path)!r} + "/" + name + ".toml")
+    except ConfigError as exc:
+        out[name] = str(exc)
+out["torch"] = "torch" in sys.modules
+print(json.dumps(out))
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                       env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)})
+    assert p.returncode == 0, p.stderr
+    import json
+
+    out = json.loads(p.stdout)
+    assert "--min-box FLOAT Drop detections whose shorter side is below this." in out["help"]
+    assert "min_box = 2.5\n" in out["printed"] and out["reread"] == 2.5 and out["keyword"] == 3.0
+    assert out["flag_error"] == [2, "error: min_box must be in [0, 1000000], got -3.0\n"]
+    assert out["bad"] == f"{tmp_path / 'bad.toml'}: min_box must be in [0, 1000000], got -1"
+    assert out["typed"].startswith(f"{tmp_path / 'typed.toml'}: setting 'min_box' must be a number")
+    assert out["torch"] is False
+
+
+def test_generated_flags_reach_the_settings():
+    """Flags that existed only in TOML before (stages, fusion, flip, clip, containment) now reach the settings,
+    a list as comma-separated or repeated values."""
+    from click.testing import CliRunner
+
+    from fcndetect.cli import cli
+
+    r = CliRunner().invoke(cli, ["run", "--print-config", "-m", "face", "--stages", "face-pnet", "--stages",
+                                 "face-rnet", "--stage-thresholds", "0.3,0.6", "--fusion", "sum", "--no-flip",
+                                 "--no-clip", "--containment", "0.5", "--max-memory", "1G", "--color"])
+    assert r.exit_code == 0, r.output
+    lines = set(r.output.splitlines())
+    assert {"# models: face-pnet > face-rnet > face", 'stages = ["face-pnet", "face-rnet"]',
+            "stage_thresholds = [0.3, 0.6]", 'fusion = "sum"', "flip = false", "clip = false",
+            "containment = 0.5", "max_memory_mb = 1024", "grayscale = false"} <= lines
+    r = CliRunner().invoke(cli, ["run", "x.png", "--fusion", "max"])
+    assert r.exit_code == 2 and "'max' is not one of 'last', 'sum'" in r.stderr
+
+
+def test_every_setting_is_documented():
+    text = (Path(__file__).parents[1] / "docs" / "settings.md").read_text()
+    from fcndetect.config import SETTINGS
+
+    assert [name for name in SETTINGS if f"`{name}`" not in text] == []

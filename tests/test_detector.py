@@ -194,3 +194,26 @@ def test_default_detector_imports_only_what_it_uses(samples):
     after_import, after_build, after_detect, n = json.loads(p.stdout)
     assert after_import == [] and after_build == [] and after_detect == []
     assert n >= 1  # the cascade ran (crops and NMS through torchvision's operators)
+
+
+def test_detector_keywords_and_the_default_preset_on_an_rgb_array(face_detector, samples):
+    """``Detector()`` is the default preset; ``Detector(None, threshold=0.5)`` the same with another
+    threshold; a named model starts from its own preset (no cascade); each is callable on an RGB uint8
+    ``[H, W, 3]`` array and returns boxes, scores and logits that agree."""
+    from fcndetect.presets import resolve_config
+
+    rgb = np.asarray(Image.open(samples / "astronaut.png").convert("RGB").reduce(2))
+    assert rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3
+    low = Detector(None, threshold=0.5)
+    assert face_detector.config == resolve_config() and face_detector.config.stages == ("face-pnet", "face-rnet")
+    assert low.config == resolve_config().replace(threshold=0.5)
+    assert Detector(model="face", min_size=40).config.stages == ()
+    found = []
+    for det in (face_detector, low):
+        dets = det(rgb)
+        n = len(dets.scores)
+        assert n >= 1 and dets.boxes.shape == (n, 4) and dets.logits.shape == (n,)
+        np.testing.assert_allclose(dets.scores, 1 / (1 + np.exp(-dets.logits.astype(np.float64))), rtol=1e-5)
+        assert (dets.scores >= det.config.threshold).all()
+        found.append(n)
+    assert found[1] >= found[0]

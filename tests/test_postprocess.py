@@ -93,7 +93,7 @@ def _reference(outputs, cfg, image_size):
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("nms,min_neighbors", [("avg", 1), ("avg", 3), ("max", 1)])
 def test_postprocess_matches_plain_reference(seed, nms, min_neighbors):
-    cfg = DetectorConfig.single(threshold=0.9, nms=nms, nms_iou=0.3, min_neighbors=min_neighbors, max_det=15)
+    cfg = DetectorConfig(threshold=0.9, nms=nms, nms_iou=0.3, min_neighbors=min_neighbors, max_det=15)
     outs = _outputs(seed)
     dets = postprocess(outs, GEOM, cfg, ("a", "b"), (100, 80))
     ref = _reference(outs, cfg, (100, 80))
@@ -111,7 +111,7 @@ def test_nms_avg_really_averages_windows():
     logits = torch.full((1, 3, 3), -5.0)
     logits[0, 1, 1], logits[0, 1, 2] = 6.0, 5.0
     out = LevelOutput(_level(1.0, 20, 20), logits)
-    dets = postprocess([out], GEOM, DetectorConfig.single(threshold=0.5, nms="avg", nms_iou=0.3), ("x",), (20, 20))
+    dets = postprocess([out], GEOM, DetectorConfig(threshold=0.5, nms="avg", nms_iou=0.3), ("x",), (20, 20))
     a, b = cells_to_boxes(torch.tensor([1, 1]), torch.tensor([1, 2]), GEOM).tolist()
     assert len(dets) == 1
     assert dets.boxes[0].tolist() == pytest.approx([(u + v) / 2 for u, v in zip(a, b)])
@@ -120,7 +120,7 @@ def test_nms_avg_really_averages_windows():
 
 def test_score_maps_carry_geometry_and_logits():
     outs = _outputs(0, 2)
-    dets = postprocess(outs, GEOM, DetectorConfig.single(threshold=0.99), ("a", "b"), (100, 80), return_maps=True)
+    dets = postprocess(outs, GEOM, DetectorConfig(threshold=0.99), ("a", "b"), (100, 80), return_maps=True)
     assert dets.score_maps is not None and len(dets.score_maps) == 2
     for sm, out in zip(dets.score_maps, outs):
         assert sm.geometry == GEOM
@@ -130,7 +130,7 @@ def test_score_maps_carry_geometry_and_logits():
 
 def test_nothing_above_threshold_gives_empty_detections():
     out = LevelOutput(_level(1.0, 20, 20), torch.full((2, 3, 3), -3.0))
-    dets = postprocess([out], GEOM, DetectorConfig.single(threshold=0.5), ("a", "b"), (20, 20))
+    dets = postprocess([out], GEOM, DetectorConfig(threshold=0.5), ("a", "b"), (20, 20))
     assert len(dets) == 0 and dets.logits.shape == (0,)
 
 
@@ -141,7 +141,7 @@ def test_containment_drops_a_window_nested_in_a_better_one():
     big.logits[0, 0, 0] = 8.0  # window [0, 0, 48, 48] in the image
     small = LevelOutput(_level(1.0, 60, 60), torch.full((1, 13, 13), -9.0))
     small.logits[0, 3, 3] = 5.0  # window [12, 12, 24, 24], inside it
-    cfg = DetectorConfig.single(threshold=0.5, nms="avg", nms_iou=0.3)
+    cfg = DetectorConfig(threshold=0.5, nms="avg", nms_iou=0.3)
     assert len(postprocess([big, small], GEOM, cfg, ("x",), (60, 60))) == 2
     dets = postprocess([big, small], GEOM, cfg.replace(containment=0.8), ("x",), (60, 60))
     assert len(dets) == 1 and dets.logits.tolist() == [8.0]

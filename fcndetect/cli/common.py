@@ -8,11 +8,13 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def one_line(text: str) -> str:
@@ -136,21 +138,71 @@ def model_error(name: str, exc: Exception) -> NoReturn:
     fail(msg if msg.startswith(name) else f"{name}: {msg}", EXIT_USAGE)
 
 
-def checkpoint_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """The options of a model given by name: weights, input size, outputs, classes, normalisation."""
-    for opt in reversed([
-        click.option("--weights", default=None, help="Weights: DEFAULT, a weight name, a state-dict PATH, or none."),
-        click.option("--input-size", type=int, default=None, help="The classifier's native input side."),
-        click.option("--num-classes", type=int, default=None, help="Outputs of a custom checkpoint."),
-        click.option("--classes", multiple=True, help="Classes to detect, or the name of every output."),
-        click.option("--mean", default=None, help="R,G,B mean (0..1 units)."),
-        click.option("--std", default=None, help="R,G,B std (0..1 units)."),
-    ]):
-        f = opt(f)
-    return f
+def setting_options(*groups: str, exclude: tuple[str, ...] = ()) -> Callable[[F], F]:
+    """The command-line options of every setting of ``groups`` (``"detection"``, ``"model"``, ``"runtime"``)
+    but ``exclude``, generated from the settings' declarations (:data:`fcndetect.config.SETTINGS`): flags,
+    type (choices for a ``Literal``, ``--x/--no-x`` for a bool, comma-separated or repeated values for a
+    list), help. Each defaults to ``None``: "the preset's value"; the command hands them to
+    :func:`fcndetect.presets.resolve_config` under the settings' names, which validates them."""
+    from ..config import SETTINGS
+
+    chosen = [s for s in SETTINGS.values() if s.group in groups and s.name not in exclude and s.flags]
+
+    def decorate(f: F) -> F:
+        for info in reversed(chosen):
+            f = _setting_option(info)(f)
+        return f
+
+    return decorate
 
 
-def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
+def _setting_option(info: Any) -> Callable[[F], F]:
+    """One setting's click option (``info``: a :class:`fcndetect.config.Setting`)."""
+    decls = list(info.flags)
+    if info.kind is bool and not any("/" in d for d in decls):
+        decls[-1] = f"{decls[-1]}/--no-{decls[-1].lstrip('-')}"
+    kw: dict[str, Any] = {"default": None, "help": info.help}
+    if info.parse is not None:
+        kw.update(type=str, callback=_parsed(info.parse), metavar="TEXT")
+    elif info.is_list:
+        each = "NUMBER" if info.kind in (int, float) else "NAME"
+        kw.update(multiple=True, callback=_list_value, metavar=f"{each}[,{each}...]",
+                  help=f"{info.help} Comma-separated or repeated.")
+    elif info.choices:
+        kw.update(type=click.Choice(info.choices))
+    elif info.kind is not bool:
+        kw.update(type=info.kind)
+    return click.option(*decls, info.name, **kw)
+
+
+def _list_value(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...] | None:
+    """A list setting's values as typed (``--rotations 0,90`` or ``--classes cat --classes dog``); ``None``
+    when the option is not given."""
+    return tuple(v.strip() for item in value for v in item.split(",") if v.strip()) or None
+
+
+def _parsed(parse: Callable[[str], Any]) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A callback parsing a flag's text with the setting's own parser (one usage line naming the flag)."""
+    def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+        from ..config import ConfigError
+
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except ConfigError as exc:
+            raise click.UsageError(f"{param.opts[-1]}: {exc}", ctx) from None
+
+    return callback
+
+
+def checkpoint_options(f: F) -> F:
+    """The options of the model given by name: the ``model`` group's settings but ``model`` (weights, input
+    size, outputs, classes, normalisation)."""
+    return setting_options("model", exclude=("model",))(f)
+
+
+def model_options(f: F) -> F:
     """``-c/--config`` and :func:`checkpoint_options`."""
     return click.option("-c", "--config", default=None, help="A preset name or TOML file instead of MODEL.")(
         checkpoint_options(f))

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, err, one_line, os_error_line
+from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, err, one_line, os_error_line, setting_options
 
 RUN_EPILOG = """\b
 Output: one JSON line per image (a video: per processed frame, with "frame" and "time") on stdout:
@@ -29,32 +29,11 @@ Exit codes: 0 all inputs processed, 1 some inputs failed, 2 usage error, 130 int
 
 @click.command("run", epilog=RUN_EPILOG)
 @click.argument("sources", nargs=-1)
-@click.option("-m", "--model", default=None,
-              help="Model name (see `fcndetect models`). Default: the three-stage face cascade preset "
-                   "face-cascade (face-pnet > face-rnet > face); `face` is the dense O-Net alone.")
-@click.option("-c", "--config", "config", default=None, help="Preset name or TOML file; flags override it.")
-@click.option("-t", "--threshold", type=float, default=None, help="Minimum class probability of a window.")
-@click.option("--nms", type=click.Choice(["max", "avg"]), default=None, help="NMS-max or NMS-avg (DDFD).")
-@click.option("--nms-iou", type=float, default=None, help="IoU that groups/suppresses boxes.")
-@click.option("--min-size", type=float, default=None, help="Smallest object side in pixels.")
-@click.option("--max-size", type=float, default=None, help="Largest object side in pixels (default: image).")
-@click.option("--scale-factor", type=float, default=None, help="Ratio between pyramid scales (0..1).")
-@click.option("--max-det", type=int, default=None, help="At most this many detections per image.")
-@click.option("--min-neighbors", type=int, default=None, help="NMS-avg: drop clusters of fewer windows.")
-@click.option("--rotations", default=None,
-              help="Also search rotated copies: angles in degrees, counter-clockwise, e.g. 0,90,180,270.")
-@click.option("--regress/--no-regress", default=None, help="Refine boxes with the model's regression head.")
-@click.option("--grayscale/--color", "grayscale", default=None,
-              help="Convert every image to grayscale before detection (models trained on gray windows).")
-@click.option("--device", default=None, help="Torch device: cpu, cuda, cuda:1, mps.")
+@setting_options("model")
 @click.option("--arch", default=None, help="Alias of --model for a torchvision architecture.")
-@click.option("--weights", default=None, help="torchvision models: DEFAULT, a weight name, or a state-dict PATH.")
-@click.option("--num-classes", type=int, default=None, help="Outputs of a custom checkpoint (default 1000).")
-@click.option("--classes", multiple=True, help="Classes to detect: ImageNet names, indices or groups (cat, dog).")
 @click.option("--positive", multiple=True, help="Class index (or indices, comma-separated) to detect.")
-@click.option("--input-size", type=int, default=None, help="Native input side of a custom classifier.")
-@click.option("--mean", default=None, help="R,G,B mean of a custom classifier (0..1 units).")
-@click.option("--std", default=None, help="R,G,B std of a custom classifier (0..1 units).")
+@click.option("-c", "--config", "config", default=None, help="Preset name or TOML file; flags override it.")
+@setting_options("detection", "runtime")
 @click.option("-o", "--output", "output", type=click.Path(file_okay=False), default=None,
               help="Write <name>.json, an annotated image, detections.jsonl and run.json into DIR.")
 @click.option("--heatmap", is_flag=True, help="With -o: also write the score map overlaid on each image.")
@@ -81,9 +60,6 @@ Exit codes: 0 all inputs processed, 1 some inputs failed, 2 usage error, 130 int
 @click.option("--workers", type=int, default=None, help="Background image-decoding threads (default 1).")
 @click.option("--threads", type=int, default=None, help="torch intra-op threads (default: cores / workers).")
 @click.option("--batch-size", type=int, default=1, show_default=True, help="Same-size images per network call.")
-@click.option("--max-memory", type=str, default=None,
-              help="Activation budget per image and network call, e.g. 32M, 1G; larger pyramid levels run in "
-                   "tiles (default: the preset's, 32 MiB for the face presets, 1 GiB for torchvision presets).")
 @click.option("--max-pixels", type=int, default=None, help="Refuse larger images (decompression-bomb guard).")
 @click.option("--print-config", is_flag=True, help="Print the effective settings (TOML) and exit.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress, errors or summary on stderr.")
@@ -97,7 +73,7 @@ Exit codes: 0 all inputs processed, 1 some inputs failed, 2 usage error, 130 int
 def run_cmd(sources: tuple[str, ...], config: str | None, output: str | None, heatmap: bool, save_maps: bool,
             crops: bool, anonymize: str | None, anonymize_margin: float | None, anonymize_hold: int | None,
             vid_stride: int, fmt: tuple[str, ...], resume: bool, overwrite: bool, fail_fast: bool, workers: int | None,
-            threads: int | None, batch_size: int, max_memory: str | None, max_pixels: int | None,
+            threads: int | None, batch_size: int, max_pixels: int | None,
             print_config: bool, quiet: bool, engine: str, ray_address: str | None, actors: str | None,
             cpus_per_actor: float | None, gpus_per_actor: float, **options: Any) -> None:
     """Detect objects in images and videos: files, folders (recursive), glob patterns, @list.txt, or - (stdin)."""
@@ -109,10 +85,8 @@ def run_cmd(sources: tuple[str, ...], config: str | None, output: str | None, he
         if options["model"] is not None and options["model"] != arch:
             raise click.UsageError("--arch and --model name different models")
         options["model"] = arch
-    classes = [c for c in options.pop("classes")] + [p for p in options.pop("positive")]
+    classes = [*(options.pop("classes") or ()), *options.pop("positive")]
     options["classes"] = classes or None
-    if max_memory is not None:
-        options["max_memory_mb"] = parse_mib(max_memory)
     try:
         cfg = resolve_config(config, **options)
     except (ConfigError, TypeError) as exc:
@@ -252,22 +226,6 @@ def check_run_limits(values: dict[str, float | None]) -> None:
 
 def _num(v: float) -> str:
     return str(int(v)) if float(v).is_integer() else f"{v:g}"
-
-
-def parse_mib(text: str) -> int:
-    """``512``, ``512M``, ``2G``, ``2GiB`` -> MiB (a usage error for anything else, or a negative or
-    non-finite size)."""
-    import math
-
-    t = text.strip().upper().removesuffix("IB").removesuffix("B")
-    mult = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}.get(t[-1:], None)
-    try:
-        value = float(t[:-1]) * mult if mult is not None else float(t)
-    except ValueError:
-        raise click.UsageError(f"--max-memory: expected a size such as 512M or 2G, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise click.UsageError(f"--max-memory: expected a size >= 0 such as 512M or 2G, got {text!r}")
-    return int(value)
 
 
 def _engine_detector(cfg: Any, engine: str) -> Any:

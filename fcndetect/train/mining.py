@@ -17,8 +17,8 @@ def detector_config(arch: str, weights: str, input_size: int, mean: tuple[float,
 
     base = load_preset("custom")
     base.update(settings)
-    return DetectorConfig.single(model=arch, weights=weights, input_size=input_size, mean=tuple(mean), std=tuple(std),
-                                 num_classes=2, classes=("background", label), grayscale=grayscale, **base)
+    return DetectorConfig(model=arch, weights=weights, input_size=input_size, mean=tuple(mean), std=tuple(std),
+                          num_classes=2, classes=("background", label), grayscale=grayscale, **base)
 
 
 def scan(config, photos: list[Photo], size: int, per_image: int) -> tuple[np.ndarray, np.ndarray]:

@@ -84,7 +84,6 @@ def test_settings_answers_come_before_torch(samples, tmp_path):
 def test_help_tells_the_truth():
     """-m's default is the cascade preset, --max-memory names the presets' real budgets, and the epilog's
     schema lists every field a record can carry."""
-    from fcndetect.config import DetectorConfig
     from fcndetect.presets import DEFAULT_PRESET, resolve_config
 
     def squashed(text: str) -> str:  # help is wrapped at any width, also after a hyphen
@@ -93,7 +92,7 @@ def test_help_tells_the_truth():
     text = squashed(_run(["run", "--help"]).output)
     assert DEFAULT_PRESET == "face-cascade" and resolve_config().chain == "face-pnet > face-rnet > face"
     assert squashed("Default: the three-stage face cascade preset face-cascade") in text
-    assert squashed("`face` is the dense O-Net alone") in text and DetectorConfig().chain == resolve_config().chain
+    assert squashed("`face` is the dense O-Net alone") in text and resolve_config(model="face").chain == "face"
     assert resolve_config(model="face").max_memory_mb == 32 and resolve_config(model="vgg16").max_memory_mb == 1024
     assert squashed("32 MiB for the face presets, 1 GiB for torchvision presets") in text
     for field in ('"logit"', '"landmarks"', '"angle"', '"quad"', '"error"'):
