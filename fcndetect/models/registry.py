@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..convert import DenseNet, make_fully_convolutional
-from .mtcnn import load_mtcnn, pnet_dense
+from .mtcnn import load_mtcnn, pnet_dense, read_mtcnn_state, shipped_weights_path
 
 __all__ = ["ClassGroup", "ModelSpec", "LoadedModel", "register_model", "get_spec", "list_models", "load_model"]
 
@@ -90,12 +90,37 @@ def _mtcnn_spec(name: str, net: str, window: int, description: str, **extra: obj
     )
 
 
+_WINDOWS = {"pnet": 12, "rnet": 24, "onet": 48}
+_MTCNN_PRESETS = {"pnet": "face-pnet", "rnet": "face-rnet", "onet": "face"}
+
+
+def _trained_mtcnn_spec(name: str, net: str, path: str, preset: str, source: str) -> ModelSpec:
+    """A face model from one of MTCNN's nets with fine-tuned weights (a state dict ``fcndetect train`` wrote)."""
+    return ModelSpec(
+        name=name, description=f"MTCNN {net} architecture, weights {source}", window=_WINDOWS[net],
+        mean=_MTCNN_SCALE[0], std=_MTCNN_SCALE[1], groups=_FACE, preset=preset, source=source,
+        build=lambda: load_mtcnn(net, path), make_dense=pnet_dense if net == "pnet" else None,
+    )
+
+
+def _register_shipped() -> None:
+    """The face nets fine-tuned by ``fcndetect train --recipe configs/train/face.toml`` and shipped in
+    ``fcndetect/weights/`` (WIDER FACE training photos: non-commercial research use)."""
+    for name, net in (("face-wider-pnet", "pnet"), ("face-wider-rnet", "rnet"), ("face-wider", "onet")):
+        path = shipped_weights_path(name)
+        if path.is_file():
+            register_model(_trained_mtcnn_spec(
+                name, net, str(path), name,
+                f"fine-tuned on WIDER FACE train photos (fcndetect/weights/{path.name}; non-commercial research)"))
+
+
 register_model(_mtcnn_spec("face", "onet", 48, "MTCNN O-Net face classifier (48 px window) made fully convolutional"))
 register_model(_mtcnn_spec("face-rnet", "rnet", 24,
                            "MTCNN R-Net face classifier (24 px window, cheaper) made fully convolutional"))
 register_model(_mtcnn_spec("face-pnet", "pnet", 12,
                            "MTCNN P-Net face classifier (12 px window, stride 2; fully convolutional already)",
                            make_dense=pnet_dense))
+_register_shipped()
 
 
 def get_spec(name: str) -> ModelSpec:
@@ -117,6 +142,9 @@ def get_spec(name: str) -> ModelSpec:
             source="torchvision weights (torch hub cache) or --weights PATH",
             build=lambda: (_ for _ in ()).throw(RuntimeError("use load_model")),
         )
+    net = read_mtcnn_state(name)
+    if net is not None:  # a P-, R- or O-Net state dict (an `fcndetect train --recipe` output)
+        return _trained_mtcnn_spec(name, net, name, _MTCNN_PRESETS[net], f"{name} (MTCNN {net} state dict)")
     from .custom import BUILTIN_ARCHS, is_factory_path
     from .onnx_model import is_onnx_path, read_onnx_metadata
 
@@ -182,7 +210,8 @@ def load_model(
     from .onnx_model import is_onnx_path
     from .torchscript_model import is_torchscript_path
 
-    if is_onnx_path(spec.name) or is_torchscript_path(spec.name):
+    trained_mtcnn = read_mtcnn_state(name) is not None
+    if (is_onnx_path(spec.name) or is_torchscript_path(spec.name)) and not trained_mtcnn:
         from .onnx_model import OnnxDenseNet
         from .torchscript_model import TorchScriptDenseNet
 
@@ -193,7 +222,7 @@ def load_model(
         return LoadedModel(spec=spec, classifier=net, dense=net, groups=spec.groups,  # type: ignore[arg-type]
                            mean=torch.tensor(spec.mean, dtype=torch.float32, device=device),
                            std=torch.tensor(spec.std, dtype=torch.float32, device=device))
-    if name in _REGISTRY:
+    if name in _REGISTRY or trained_mtcnn:
         if weights is not None or num_classes is not None or input_size is not None:
             raise ValueError(f"model '{name}' has built-in weights: --weights/--num-classes/--input-size do not apply")
         if classes is not None and [c.lower() for c in classes] != ["face"]:
