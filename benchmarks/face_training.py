@@ -75,7 +75,8 @@ def load_set(name: str):
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--configs", nargs="+", default=["face-wider", "face-mtcnn"],
-                   help="presets or preset files, each run as Detector(config, threshold=0.5)")
+                   help="presets or preset files, each run as Detector(config, threshold=0.5); "
+                        "'NAME|key=value, ...' adds Detector keyword arguments (Python syntax)")
     p.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--limit", type=int, help="first N images of each set only")
@@ -96,7 +97,11 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
-    detectors = [Detector(c, threshold=0.5) for c in args.configs]
+    def build(spec: str) -> Detector:
+        name, _, extra = spec.partition("|")
+        return Detector(name, **{"threshold": 0.5, **eval(f"dict({extra})")})  # noqa: S307 - the user's own flags
+
+    detectors = [build(c) for c in args.configs]
     mtcnn = MTCNN(keep_all=True, device="cpu", min_face_size=20, thresholds=[0.6, 0.7, 0.5])
     command = shlex.join(["python", "benchmarks/face_training.py", *(sys.argv[1:] if argv is None else argv)])
     lines = [f"# {datetime.now(timezone.utc).isoformat(timespec='seconds')} | {machine()} | {versions()}",

@@ -106,11 +106,12 @@ def _trained_mtcnn_spec(name: str, net: str, path: str, preset: str, source: str
 def _register_shipped() -> None:
     """The face nets fine-tuned by ``fcndetect train --recipe configs/train/face.toml`` and shipped in
     ``fcndetect/weights/`` (WIDER FACE training photos: non-commercial research use)."""
-    for name, net in (("face-wider-pnet", "pnet"), ("face-wider-rnet", "rnet"), ("face-wider", "onet")):
+    for name, net, preset in (("face-wider-pnet", "pnet", "face-pnet"), ("face-wider-rnet", "rnet", "face-rnet"),
+                              ("face-wider", "onet", "face-wider")):
         path = shipped_weights_path(name)
         if path.is_file():
             register_model(_trained_mtcnn_spec(
-                name, net, str(path), name,
+                name, net, str(path), preset,
                 f"fine-tuned on WIDER FACE train photos (fcndetect/weights/{path.name}; non-commercial research)"))
 
 

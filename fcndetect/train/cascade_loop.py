@@ -180,6 +180,9 @@ def _train_stage(k: int, stage: StageSpec, recipe: Recipe, out: Path, settings: 
     for part, photos, scene_list in (("train", train_photos, scenes[n_scenes_val:]),
                                      ("val", val_photos, scenes[:n_scenes_val])):
         rng = np.random.default_rng([recipe.seed, k, 0 if part == "train" else 1])
+        if part == "val" and not photos and not scene_list:
+            sets[part] = StageWindows.empty(stage.size)
+            continue
         bar = _bar(progress, len(photos) + len(scene_list), f"stage {stage.name}: {part} windows", log)
         if bar is not None:
             bar.__enter__()
@@ -188,7 +191,7 @@ def _train_stage(k: int, stage: StageSpec, recipe: Recipe, out: Path, settings: 
                 photos, scene_list, load_image, mine, stage.size, rng,
                 positives_per_face=stage.positives_per_face, negatives=stage.negatives_per_photo,
                 min_side=float(settings["min_size"]), mined=stage.mined_per_photo,
-                scene_count=stage.scene_negatives_per_photo, tick=(lambda: bar.update(1)) if bar else None)
+                scene_count=stage.scene_negatives_per_photo, tick=(lambda b=bar: b.update(1)) if bar else None)
         finally:
             if bar is not None:
                 bar.__exit__(None, None, None)
@@ -258,10 +261,10 @@ def _train_stage(k: int, stage: StageSpec, recipe: Recipe, out: Path, settings: 
             _atomic_save({"stage": stage.name, "epoch": ep + 1, "model": net.state_dict(),
                           "optimizer": opt.state_dict(), "generator": gen.get_state()}, out / "checkpoint.pt")
             _atomic_text("".join(json.dumps(m) + "\n" for m in metrics), out / "metrics.jsonl")
+        held = (f"; held out: recall {row['val_recall']:.4f} at {threshold:g}, negatives passed "
+                f"{row['val_negatives_passed']:.4f}, box mse {row['val_box_mse']:.4f}" if "val_recall" in row else "")
         _say(log, f"stage {stage.name} epoch {ep + 1}/{stage.epochs}: loss {row['loss_class']:.4f} box "
-             f"{row['loss_box']:.4f}; held out: recall {row.get('val_recall', float('nan')):.4f} at "
-             f"{threshold:g}, negatives passed {row.get('val_negatives_passed', float('nan')):.4f}, box mse "
-             f"{row.get('val_box_mse', 0):.4f} ({row['seconds']:.0f} s)")
+             f"{row['loss_box']:.4f}{held} ({row['seconds']:.0f} s)")
     seconds = time.perf_counter() - t0
     with _deferred_interrupt():
         _atomic_save(net.state_dict(), out / f"{stage.name}.pt")

@@ -11,7 +11,7 @@ import numpy as np
 from .data import box_iou
 from .faces import FacePhoto, ignore_mask
 
-__all__ = ["drop_ignored", "fold_ground_truth", "fold_ap", "EVAL_MIN_FACE", "EVAL_IOU"]
+__all__ = ["EVAL_IOU", "EVAL_MIN_FACE", "ap_of", "drop_ignored", "fold_ap", "fold_ground_truth"]
 
 #: faces smaller than this (either side) are ignored when measuring, as on WIDER FACE's hard-set practice
 EVAL_MIN_FACE = 20.0
@@ -48,8 +48,6 @@ def fold_ap(detect: Callable[[str], tuple[np.ndarray, np.ndarray]], photos: Sequ
             min_face: float = EVAL_MIN_FACE, iou: float = EVAL_IOU) -> dict[str, float]:
     """AP, max recall and detection count of ``detect`` (a photo path -> ``(boxes [D, 4], ranking keys [D])``)
     on ``photos`` at IoU ``iou``, with :func:`drop_ignored`."""
-    from ..evaluate import evaluate
-
     gt = fold_ground_truth(photos, min_face)
     dets: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for path, (valid, ignored) in gt.items():
@@ -64,5 +62,6 @@ def ap_of(dets: Mapping[str, tuple[np.ndarray, np.ndarray]], gt: Mapping[str, np
     from ..evaluate import evaluate
 
     r = evaluate(dets, gt, iou_thresholds=(iou,)).to_json()["results"][0]
-    return {"ap": float(r["ap"]), "max_recall": float(r["max_recall"]), "detections": int(r["n_det"]),
+    num = lambda v: float("nan") if v is None else float(v)  # noqa: E731 - JSON writes NaN as null
+    return {"ap": num(r["ap"]), "max_recall": num(r["max_recall"]), "detections": int(r["n_det"]),
             "faces": int(sum(len(v) for v in gt.values()))}

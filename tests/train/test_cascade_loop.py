@@ -53,7 +53,7 @@ name = "p"
 net = "pnet"
 epochs = 2
 batch_size = 64
-positives_per_face = 8
+positives_per_face = 4
 negatives_per_photo = 10
 mined_per_photo = 10
 scene_negatives_per_photo = 10
@@ -62,7 +62,7 @@ name = "r"
 net = "rnet"
 epochs = 2
 batch_size = 64
-positives_per_face = 8
+positives_per_face = 4
 negatives_per_photo = 10
 mined_per_photo = 10
 scene_negatives_per_photo = 10
@@ -150,10 +150,10 @@ def test_bad_recipes_are_one_line(tmp_path: Path, text: str, message: str) -> No
 
 
 def test_cli_reports_a_bad_recipe_in_one_line(tmp_path: Path) -> None:
-    from fcndetect.cli import main
+    from fcndetect.cli import cli
 
-    result = CliRunner().invoke(main, ["train", "--recipe", str(tmp_path / "missing.toml"), "-o", str(tmp_path / "o")])
+    result = CliRunner().invoke(cli, ["train", "--recipe", str(tmp_path / "missing.toml"), "-o", str(tmp_path / "o")])
     assert result.exit_code == 2
     assert "recipe not found" in result.output and "Traceback" not in result.output
-    result = CliRunner().invoke(main, ["train", "-o", str(tmp_path / "o")])
+    result = CliRunner().invoke(cli, ["train", "-o", str(tmp_path / "o")])
     assert result.exit_code == 2 and "--positives is required" in result.output
