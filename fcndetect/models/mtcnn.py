@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 __all__ = ["ONet", "RNet", "PNet", "pnet_dense", "mtcnn_weights_path", "WeightsNotFoundError", "load_mtcnn",
-           "MTCNN_NETS", "mtcnn_net_kind", "mtcnn_heads", "read_mtcnn_state", "shipped_weights_path"]
+           "CLASS_HEADS", "MTCNN_NETS", "mtcnn_net_kind", "mtcnn_heads", "read_mtcnn_state", "shipped_weights_path"]
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -166,6 +166,8 @@ class ONet(nn.Module):
 
 #: the three nets by name
 MTCNN_NETS: dict[str, type[nn.Module]] = {"pnet": PNet, "rnet": RNet, "onet": ONet}
+#: the layer whose two outputs are each net's background and face logits
+CLASS_HEADS = {"pnet": "conv4_1", "rnet": "dense5_1", "onet": "dense6_1"}
 #: a state-dict key only each net has
 _MARKERS = {"pnet": "conv4_1.weight", "rnet": "dense5_1.weight", "onet": "dense6_3.weight"}
 

@@ -131,6 +131,30 @@ def _val_metrics(net: torch.nn.Module, val: StageWindows, threshold: float) -> d
             "val_box_mse": round(float(((reg[box] - val.targets[box]) ** 2).mean()), 6) if box.any() else 0.0}
 
 
+@torch.inference_mode()
+def calibrate_bias(net: torch.nn.Module, kind: str, val: StageWindows, probability: float, recall: float) -> float:
+    """Raise ``net``'s face logit (the class head's bias: face ``+ shift / 2``, background ``- shift / 2``) so that
+    at least ``recall`` of the held-out positive windows score above ``probability``; returns the logit
+    ``shift`` (0 when they already do, or when there is no positive window). The ranking is unchanged."""
+    from ..models.mtcnn import CLASS_HEADS
+    from .augment import to_float
+
+    pos = torch.nonzero(val.labels == POSITIVE).flatten()
+    if not len(pos):
+        return 0.0
+    net.eval()
+    z = torch.cat([(lambda lg: lg[:, 1] - lg[:, 0])(_heads(net, to_float(val.windows[pos[a:a + 1024]]))[0])
+                   for a in range(0, len(pos), 1024)]).double()
+    target = math.log(probability / (1 - probability))
+    # the (1 - recall) quantile must rise above the target logit (strictly: ties stay below)
+    shift = max(0.0, target - float(torch.quantile(z, 1.0 - recall)) + 1e-3)
+    if shift > 0:
+        bias = getattr(net, CLASS_HEADS[kind]).bias
+        bias[1] += shift / 2
+        bias[0] -= shift / 2
+    return shift
+
+
 def _check_output(out: Path, recipe: Recipe, resume: bool, overwrite: bool) -> dict[str, Any] | None:
     if out.exists() and not out.is_dir():
         raise TrainError(f"{out}: output exists and is not a folder")
@@ -265,8 +289,15 @@ def _train_stage(k: int, stage: StageSpec, recipe: Recipe, out: Path, settings: 
                 f"{row['val_negatives_passed']:.4f}, box mse {row['val_box_mse']:.4f}" if "val_recall" in row else "")
         _say(log, f"stage {stage.name} epoch {ep + 1}/{stage.epochs}: loss {row['loss_class']:.4f} box "
              f"{row['loss_box']:.4f}{held} ({row['seconds']:.0f} s)")
+    last = k == len(recipe.stages) - 1
+    shift = 0.0
+    if stage.calibrate_recall > 0:
+        shift = calibrate_bias(net, stage.net, val, 0.5 if last else threshold, stage.calibrate_recall)
+        _say(log, f"stage {stage.name}: face logit raised by {shift:.3f} (held-out positive windows above "
+                  f"{0.5 if last else threshold:g}: at least {stage.calibrate_recall:g})")
     seconds = time.perf_counter() - t0
     with _deferred_interrupt():
+        state["logit_shift"] = {**state.get("logit_shift", {}), stage.name: round(shift, 6)}
         _atomic_save(net.state_dict(), out / f"{stage.name}.pt")
         state["stages_done"] = [*state.get("stages_done", []), stage.name]
         state["stage_seconds"] = {**state.get("stage_seconds", {}), stage.name: round(seconds, 1)}
@@ -339,6 +370,10 @@ def train_recipe(recipe: Recipe, output: str | Path, *, resume: bool = False, ov
         _train_stage(k, stage, recipe, out, settings, train_photos, val_photos, scenes, state, log, progress,
                      metrics)
     result = RecipeResult(out, dict(state.get("stage_seconds", {})))
+    last_shift = float(state.get("logit_shift", {}).get(recipe.stages[-1].name, 0.0))
+    if last_shift:  # the written threshold keeps the operating point of the uncalibrated last stage
+        t = float(settings["threshold"])
+        settings["threshold"] = round(1 / (1 + math.exp(-(math.log(t / (1 - t)) + last_shift))), 9)
     summary = (f"trained by `fcndetect train --recipe` (seed {recipe.seed}): stages "
                f"{', '.join(f'{s.name} ({s.net}, {s.epochs} epochs)' for s in recipe.stages)}\n"
                f"annotations: {', '.join(recipe.data.annotations)}; held-out photos in validation.txt")

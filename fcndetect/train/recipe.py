@@ -60,6 +60,10 @@ class StageSpec:
         scene_negatives_per_photo: at most this many windows the stage before passes per photo without faces.
         box_weight: weight of the box-regression loss beside the classification loss.
         landmark_weight: O-Net only: keep its landmark head close to the initial net's (distillation).
+        calibrate_recall: if > 0, after training the face logit's bias is raised (never lowered) until at least
+            this share of the held-out positive windows scores above the stage's threshold (the last stage:
+            probability 0.5); the ranking is unchanged, and the last stage's preset ``threshold`` moves by the
+            same logit, so the written preset keeps its operating point.
     """
 
     name: str
@@ -75,6 +79,7 @@ class StageSpec:
     scene_negatives_per_photo: int = 20
     box_weight: float = 0.5
     landmark_weight: float = 0.5
+    calibrate_recall: float = 0.0
 
     @property
     def size(self) -> int:
@@ -148,6 +153,8 @@ def read_recipe(path: str | Path) -> Recipe:
         for key in ("epochs", "batch_size", "positives_per_face"):
             if getattr(st, key) < 1:
                 raise TrainError(f"{where}: {key} must be >= 1")
+        if not 0.0 <= st.calibrate_recall < 1.0:
+            raise TrainError(f"{where}: calibrate_recall must be in [0, 1)")
         if not st.lr > 0 or min(st.negatives_per_photo, st.mined_per_photo, st.scene_negatives_per_photo) < 0:
             raise TrainError(f"{where}: lr must be > 0 and window counts >= 0")
         stages.append(st)

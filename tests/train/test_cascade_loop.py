@@ -157,3 +157,28 @@ def test_cli_reports_a_bad_recipe_in_one_line(tmp_path: Path) -> None:
     assert "recipe not found" in result.output and "Traceback" not in result.output
     result = CliRunner().invoke(cli, ["train", "-o", str(tmp_path / "o")])
     assert result.exit_code == 2 and "--positives is required" in result.output
+
+
+@pytest.mark.parametrize("net, size", [("rnet", 24), ("onet", 48)])
+def test_calibration_raises_recall_to_the_target_and_keeps_the_ranking(net: str, size: int) -> None:
+    from fcndetect.models.mtcnn import load_mtcnn
+    from fcndetect.train.augment import to_float
+    from fcndetect.train.cascade_loop import calibrate_bias
+    from fcndetect.train.windows import StageWindows
+
+    gen = torch.Generator().manual_seed(0)
+    windows = torch.randint(0, 256, (200, size, size, 3), dtype=torch.uint8, generator=gen)
+    val = StageWindows(windows, torch.ones(200, dtype=torch.long), torch.zeros(200, 4))
+    model = load_mtcnn(net)
+
+    def logits() -> torch.Tensor:
+        with torch.no_grad():
+            lg = model.heads((to_float(windows) - 127.5) / 128)[0]
+        return lg[:, 1] - lg[:, 0]
+
+    before = logits()
+    shift = calibrate_bias(model, net, val, 0.5, 0.9)
+    after = logits()
+    assert shift > 0 and int((after > 0).sum()) >= 180
+    torch.testing.assert_close(after - before, torch.full_like(before, shift), atol=1e-4, rtol=0)
+    assert calibrate_bias(model, net, val, 0.5, 0.5) == 0.0  # already above the target: unchanged
