@@ -53,7 +53,7 @@ def train_cmd(recipe: str | None, positives: tuple[str, ...], negatives: tuple[s
         _train_recipe(recipe, output, resume, overwrite)
         return
     if not positives:
-        fail("--positives is required (or --recipe FILE)", EXIT_USAGE)
+        fail("Missing option '--positives' (or --recipe FILE)", EXIT_USAGE)
     opts = TrainOptions(
         positives=list(positives), negatives=list(negatives), output=output, arch=arch, input_size=input_size,
         weights=weights, epochs=epochs, batch_size=batch_size, lr=lr, hard_negative_rounds=hard_negative_rounds,

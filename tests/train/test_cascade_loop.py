@@ -156,7 +156,7 @@ def test_cli_reports_a_bad_recipe_in_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "recipe not found" in result.output and "Traceback" not in result.output
     result = CliRunner().invoke(cli, ["train", "-o", str(tmp_path / "o")])
-    assert result.exit_code == 2 and "--positives is required" in result.output
+    assert result.exit_code == 2 and "Missing option '--positives'" in result.output
 
 
 @pytest.mark.parametrize("net, size", [("rnet", 24), ("onet", 48)])
