@@ -87,4 +87,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    from record import recorded
+
+    raise SystemExit(recorded(__file__, lambda: main(sys.argv[1:])))

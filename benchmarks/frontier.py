@@ -116,4 +116,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from record import recorded
+
+    raise SystemExit(recorded(__file__, main))

@@ -38,4 +38,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from record import recorded
+
+    raise SystemExit(recorded(__file__, main))

@@ -1,6 +1,6 @@
 """The headline as users meet it: ``fcndetect run FOLDER`` as a whole process against an MTCNN equivalent.
 
-    python benchmarks/whole_process.py [FOLDER ...] [--runs 3] [--threads N]
+    python benchmarks/whole_process.py [FOLDER ...] [--runs 3] [--threads N] [--out FILE]
 
 For each folder (default: ``../shared/data/dev_faces`` and ``../shared/data/afw_dev``), two commands run
 ``--runs`` times each, interleaved (fcndetect, MTCNN, fcndetect, MTCNN, ...), and the median wall time of
@@ -14,12 +14,16 @@ model loading, decoding, detection and output.
   (its defaults), and for every image of the folder in name order decodes it with PIL (RGB, EXIF-upright
   as fcndetect does), runs ``mtcnn.detect`` and prints its boxes and probabilities as one JSON line
   (``torch.set_num_threads(N)`` when ``--threads N`` is given).
+
+The table goes to stdout and to ``benchmarks/results/whole_process.md`` (``--out``) with the machine, its load
+and the command line. ``benchmarks/startup.py`` compares the same command with fcndetect's own library loop.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -63,13 +67,19 @@ def main() -> int:
     p.add_argument("folders", nargs="*", type=Path, default=[DATA / "dev_faces", DATA / "afw_dev"])
     p.add_argument("--runs", type=int, default=3, help="runs of each command, interleaved; the median counts")
     p.add_argument("--threads", type=int, default=0, help="torch threads for both (0: each one's default)")
+    p.add_argument("--out", type=Path, default=HERE / "results" / "whole_process.md")
     args = p.parse_args()
+    sys.path.insert(0, str(HERE))
+    from machine_info import machine, versions
+
+    lines = ["# `fcndetect run FOLDER` against an MTCNN process, as whole processes", "",
+             f"Machine: {machine()} (before).", f"Versions: {versions()}.",
+             f"Command: `{shlex.join(['python', 'benchmarks/' + Path(__file__).name, *sys.argv[1:]])}`", ""]
     script = Path(sys.executable).parent / "fcndetect"  # the console script of this environment
     fcn = [str(script)] if script.is_file() else [sys.executable, "-m", "fcndetect.cli"]
-    print(f"# {args.runs} interleaved runs each, median wall time; threads {args.threads or 'default'}; "
-          f"load average {os.getloadavg()[0]:.2f}")
-    print("| folder | images | fcndetect run (s) | MTCNN process (s) | x MTCNN |")
-    print("|---|---:|---:|---:|---:|")
+    lines += [f"{args.runs} interleaved runs each, median wall time; threads {args.threads or 'default'}.", "",
+              "| folder | images | fcndetect run (s) | MTCNN process (s) | x MTCNN |", "|---|---:|---:|---:|---:|"]
+    print("\n".join(lines), flush=True)
     for folder in args.folders:
         if not folder.is_dir():
             sys.exit(f"whole_process.py: {folder} is not a folder")
@@ -81,9 +91,16 @@ def main() -> int:
             t_ours.append(timed(ours))
             t_theirs.append(timed(theirs))
         a, b = statistics.median(t_ours), statistics.median(t_theirs)
-        print(f"| {folder.name} | {n} | {a:.2f} | {b:.2f} | {a / b:.2f}x |", flush=True)
+        lines.append(f"| {folder.name} | {n} | {a:.2f} | {b:.2f} | {a / b:.2f}x |")
+        print(lines[-1], flush=True)
+    lines += ["", f"Load average after: {os.getloadavg()[0]:.2f}."]
+    print(lines[-1])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines) + "\n")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from record import recorded
+
+    raise SystemExit(recorded(__file__, main))

@@ -12,6 +12,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import torch
@@ -22,7 +24,12 @@ from torch.utils.flop_counter import FlopCounterMode
 from .models import LoadedModel
 from .pyramid import resize_image
 
+if TYPE_CHECKING:
+    from .detector import Detector
+
 __all__ = ["BenchResult", "bench_dense_vs_crops", "matmul_gflops", "count_flops", "PipelineTimes", "time_pipeline"]
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -232,9 +239,12 @@ class PipelineTimes:
                 "total_ms": round(self.total * 1e3, 3), "candidates": dict(self.candidates)}
 
 
-def _best(fn: Callable[[], object], repeat: int) -> tuple[float, object]:
-    best, out = float("inf"), None
-    for _ in range(max(1, repeat)):
+def _best(fn: Callable[[], T], repeat: int) -> tuple[float, T]:
+    """The best time of ``repeat`` calls (at least one), and the last call's result."""
+    t = time.perf_counter()
+    out = fn()
+    best = time.perf_counter() - t
+    for _ in range(repeat - 1):
         t = time.perf_counter()
         out = fn()
         best = min(best, time.perf_counter() - t)
@@ -242,7 +252,7 @@ def _best(fn: Callable[[], object], repeat: int) -> tuple[float, object]:
 
 
 @torch.inference_mode()
-def time_pipeline(detector, image: np.ndarray, repeat: int = 3) -> PipelineTimes:  # type: ignore[no-untyped-def]
+def time_pipeline(detector: Detector, image: np.ndarray, repeat: int = 3) -> PipelineTimes:
     """Time each step of ``detector`` on an ``[H, W, 3]`` uint8 RGB image (see :class:`PipelineTimes`)."""
     from .cascade import run_cascade
     from .postprocess import LevelOutput, postprocess
@@ -254,12 +264,12 @@ def time_pipeline(detector, image: np.ndarray, repeat: int = 3) -> PipelineTimes
     first = detector.dense_model
     outputs = []
     prev = image
-    for k, level in enumerate(levels):  # type: ignore[union-attr]
+    for k, level in enumerate(levels):
         # each level from the one before it, as the detector does (fcndetect.pyramid.pyramid_images)
-        t_resize, resized = _best(lambda: resize_image(prev, level.width, level.height), repeat)
+        t_resize, resized = _best(partial(resize_image, prev, level.width, level.height), repeat)
         prev = resized
         steps.append((f"resize L{k} {level.width}x{level.height}", t_resize))
-        t_net, (logits, reg) = _best(lambda: detector.score_level(resized, level), repeat)  # type: ignore[misc]
+        t_net, (logits, reg) = _best(partial(detector.score_level, resized, level), repeat)
         steps.append((f"network L{k} ({first.spec.name})", t_net))
         outputs.append(LevelOutput(level, logits[0], reg[0] if reg is not None else None))
     candidates: list[tuple[str, int]] = []

@@ -15,7 +15,8 @@ from __future__ import annotations
 import math
 
 import torch
-from torchvision.ops import box_iou, clip_boxes_to_image, nms
+
+from .tvops import torchvision_op
 
 __all__ = ["MIN_SIDE", "nms_max", "nms_avg", "nms_avg_indexed", "cluster_mean", "suppress_contained", "clip_boxes", "refine_boxes", "box_iou"]
 
@@ -44,7 +45,7 @@ def _stable_order(scores: torch.Tensor) -> torch.Tensor:
 def _nms_sorted(b: torch.Tensor, iou_threshold: float) -> torch.Tensor:
     """Greedy NMS over boxes already in rank order; returns kept positions, increasing."""
     rank = torch.arange(b.shape[0], 0, -1, dtype=torch.float64, device=b.device)  # distinct, decreasing
-    return torch.sort(nms(b, rank, iou_threshold)).values
+    return torch.sort(torchvision_op("nms")(b, rank, iou_threshold)).values  # torchvision.ops.nms's operator
 
 
 def nms_max(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, iou_threshold: float) -> torch.Tensor:
@@ -241,8 +242,23 @@ def cluster_mean(
 
 
 def clip_boxes(boxes: torch.Tensor, width: int, height: int) -> torch.Tensor:
-    """Clip ``[N, 4]`` xyxy boxes to ``[0, 0, width, height]``."""
-    return clip_boxes_to_image(boxes, (height, width))
+    """Clip ``[N, 4]`` xyxy boxes to ``[0, 0, width, height]`` (as ``torchvision.ops.clip_boxes_to_image``)."""
+    out = boxes.clone()
+    out[..., 0::2] = boxes[..., 0::2].clamp(min=0, max=width)
+    out[..., 1::2] = boxes[..., 1::2].clamp(min=0, max=height)
+    return out
+
+
+def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
+    """IoU of ``[N, 4]`` and ``[M, 4]`` float xyxy boxes: ``[N, M]``, with ``torchvision.ops.box_iou``'s
+    arithmetic (0/0 is NaN for two zero-area boxes)."""
+    area1 = (boxes1[:, 2] - boxes1[:, 0]) * (boxes1[:, 3] - boxes1[:, 1])
+    area2 = (boxes2[:, 2] - boxes2[:, 0]) * (boxes2[:, 3] - boxes2[:, 1])
+    lt = torch.max(boxes1[:, None, :2], boxes2[None, :, :2])
+    rb = torch.min(boxes1[:, None, 2:], boxes2[None, :, 2:])
+    wh = (rb - lt).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    return inter / (area1[:, None] + area2[None, :] - inter)
 
 
 def refine_boxes(boxes: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,7 @@ import torch
 from .boxes import nms_max
 from .detections import Detections
 from .geometry import Geometry
+from .tvops import torchvision_op
 from .postprocess import LevelOutput, apply_regression, finalize, group_logits, level_windows, score_maps
 
 if TYPE_CHECKING:
@@ -113,7 +114,7 @@ def sample_crops(
     image: np.ndarray | Octaves, boxes: torch.Tensor, window: int, plan: CropPlan
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Crops that make each (square) box the network's window, and the boxes actually sampled: a few batched
-    resamples (:func:`torchvision.ops.roi_align`, one per octave and sampling ratio) for all boxes.
+    resamples (torchvision's ``roi_align`` operator, one per octave and sampling ratio) for all boxes.
 
     For a box of side ``S`` the scale is ``s = window / S``; the crop covers ``plan.size / s`` image pixels
     starting ``plan.lead / s`` before the box, rounded to whole pixels, resampled to ``plan.size`` pixels.
@@ -133,8 +134,7 @@ def sample_crops(
         ``(crops [N, 3, size, size] float32 in 0..255, windows [N, 4] float64)``: the windows the crops really
         hold after rounding, in image pixels (the boxes to refine with the stage's regression).
     """
-    from torchvision.ops import roi_align
-
+    roi_align = torchvision_op("roi_align")  # torchvision.ops.roi_align's operator, without its import
     octaves = Octaves(image) if isinstance(image, np.ndarray) else image
     n = boxes.shape[0]
     if n == 0:
@@ -150,12 +150,12 @@ def sample_crops(
     shrink = side / plan.size
     octave = torch.floor(torch.log2(shrink.clamp_min(1.0)) + 1e-9).long()  # shrink / 2**k in [1, 2)
     out = torch.empty((n, 3, plan.size, plan.size))
-    for k in octave.unique().tolist():
+    for k in torch.unique(octave).tolist():
         x, sx, sy = octaves.get(int(k))
         idx = torch.nonzero(octave == k).flatten()
         rois = torch.stack([torch.zeros(len(idx), dtype=torch.float64), cx0[idx] * sx, cy0[idx] * sy,
                             (cx0[idx] + side[idx]) * sx, (cy0[idx] + side[idx]) * sy], dim=1).float()
-        out[idx] = roi_align(x, rois, plan.size, spatial_scale=1.0, sampling_ratio=CROP_SAMPLES, aligned=True)
+        out[idx] = roi_align(x, rois, 1.0, plan.size, plan.size, CROP_SAMPLES, True)
     return torch.floor(out + 0.5), windows
 
 

@@ -4,22 +4,71 @@ fcndetect). Resolving the effective settings of a run lives in :mod:`fcndetect.p
 Precedence, highest first: explicit options (CLI flags or keyword arguments) > ``--config FILE`` >
 the model's own preset (``configs/<preset>.toml``, shipped with the package) > dataclass defaults.
 A preset or file may only contain the fields of :class:`DetectorConfig`.
+
+Each setting is declared once, as a field of :class:`DetectorConfig`: its type annotation (from which the TOML
+value types follow), its default, and its bounds (:func:`setting`), from which every settings file and every
+``DetectorConfig`` is checked.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path, PurePath
-from typing import Any, Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 __all__ = ["DetectorConfig", "ConfigError", "NEUTRAL", "load_preset", "read_config", "read_config_file", "preset_names", "toml_value"]
 
 
 class ConfigError(ValueError):
     """A preset or config file is missing or invalid (the message names the file)."""
+
+
+#: The most pyramid levels per octave (halving of the scale) a run may search: ``scale_factor`` is at most
+#: ``2 ** (-1 / MAX_LEVELS_PER_OCTAVE)`` (about 0.9786). Three levels per octave (``2 ** (-1 / 3)``) is usual.
+MAX_LEVELS_PER_OCTAVE = 32
+#: The most rotation angles, and cascade stages, one run may search with.
+MAX_ROTATIONS, MAX_STAGES = 360, 16
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The values a numeric setting accepts: ``lo``..``hi`` (each end open or closed), finite, and for a
+    list, at most ``max_len`` elements each in range. ``why``: what the bound keeps safe (said in the error)."""
+
+    lo: float
+    hi: float
+    lo_open: bool = False
+    hi_open: bool = False
+    max_len: int | None = None
+    why: str = ""
+
+    def contains(self, v: float) -> bool:
+        above = v > self.lo if self.lo_open else v >= self.lo
+        below = v < self.hi if self.hi_open else v <= self.hi
+        return bool(math.isfinite(v) and above and below)
+
+    def text(self) -> str:
+        return f"{'(' if self.lo_open else '['}{_num(self.lo)}, {_num(self.hi)}{')' if self.hi_open else ']'}"
+
+
+def _num(v: float) -> str:
+    """A bound as text: whole numbers in full (``1000000``), others to 6 digits."""
+    return str(int(v)) if float(v).is_integer() else f"{v:.6g}"
+
+
+_PROB = Bounds(0.0, 1.0)
+
+
+def setting(default: Any, bounds: Bounds | None = None, types: tuple[type, ...] | None = None) -> Any:
+    """A setting's declaration beside its type annotation: its default, its bounds (numbers, checked in every
+    settings file and in code), and the TOML value types it accepts when they are not those its annotation
+    says (``str`` -> a string, ``float`` -> a number, ``tuple`` -> a list, ...)."""
+    return field(default=default, metadata={"bounds": bounds, "types": types})
 
 
 @dataclass(frozen=True)
@@ -75,30 +124,31 @@ class DetectorConfig:
     # The defaults are the default preset, ``configs/face-cascade.toml`` (tests/test_presets.py checks that
     # ``DetectorConfig() == resolve_config()``): P-Net > R-Net > O-Net.
     model: str = "face"
-    threshold: float = 0.99
+    threshold: float = setting(0.99, _PROB)
     nms: Literal["max", "avg"] = "avg"
-    nms_iou: float = 0.3
-    min_size: float = 24.0
-    max_size: float | None = None
-    scale_factor: float = 2 ** (-1 / 2)
-    max_det: int = 300
-    min_neighbors: int = 1
+    nms_iou: float = setting(0.3, _PROB)
+    min_size: float = setting(24.0, Bounds(0.0, 1e6, lo_open=True))
+    max_size: float | None = setting(None, Bounds(0.0, 1e6, lo_open=True))
+    scale_factor: float = setting(2 ** (-1 / 2), Bounds(0.0, 2 ** (-1 / MAX_LEVELS_PER_OCTAVE), lo_open=True,
+                                  why=f"at most {MAX_LEVELS_PER_OCTAVE} pyramid levels per octave"))
+    max_det: int = setting(300, Bounds(1, 1_000_000))
+    min_neighbors: int = setting(1, Bounds(1, 1_000_000))
     regress: bool = True
     clip: bool = True
     device: str = "cpu"
-    max_memory_mb: int = 32
-    weights: str | None = None
-    num_classes: int | None = None
+    max_memory_mb: int = setting(32, Bounds(0, 1 << 24, why="0: never tile; at most 16 TiB"))
+    weights: str | None = setting(None, types=(str, PurePath))
+    num_classes: int | None = setting(None, Bounds(1, 1_000_000))
     classes: tuple[str, ...] | None = None
-    input_size: int | None = None
-    mean: tuple[float, float, float] | None = None
-    std: tuple[float, float, float] | None = None
+    input_size: int | None = setting(None, Bounds(1, 16384))
+    mean: tuple[float, float, float] | None = setting(None, Bounds(-1e6, 1e6))
+    std: tuple[float, float, float] | None = setting(None, Bounds(0.0, 1e6, lo_open=True))
     stages: tuple[str, ...] = ("face-pnet", "face-rnet")
-    stage_thresholds: tuple[float, ...] = (0.4, 0.4)
-    stage_nms_iou: float = 0.7
+    stage_thresholds: tuple[float, ...] = setting((0.4, 0.4), Bounds(0.0, 1.0, max_len=MAX_STAGES))
+    stage_nms_iou: float = setting(0.7, _PROB)
     fusion: Literal["last", "sum"] = "last"
-    containment: float | None = 0.8
-    rotations: tuple[float, ...] = (0.0,)
+    containment: float | None = setting(0.8, Bounds(0.0, 1.0, lo_open=True))
+    rotations: tuple[float, ...] = setting((0.0,), Bounds(-360.0, 360.0, max_len=MAX_ROTATIONS, why="degrees"))
     grayscale: bool = False
     flip: bool = True
 
@@ -111,49 +161,27 @@ class DetectorConfig:
                 as_str = key in ("classes", "stages")
                 try:
                     object.__setattr__(self, key, tuple(str(v) if as_str else float(v) for v in value))
-                except (TypeError, ValueError):
+                except (TypeError, ValueError, OverflowError):
                     raise ConfigError(f"{key} must be a list of numbers, got {value!r}") from None
+        for key in _BOUNDS:
+            check_bounds(key, getattr(self, key))
+        if len(self.stages) > MAX_STAGES:
+            raise ConfigError(f"stages takes at most {MAX_STAGES} models, got {len(self.stages)}")
         if not self.rotations:
             raise ConfigError("rotations needs at least one angle (0 is upright)")
         if len(self.stage_thresholds) != len(self.stages):
             raise ConfigError(f"stage_thresholds needs one value per earlier stage ({len(self.stages)}: "
                               f"{', '.join(self.stages) or 'none'}), got {len(self.stage_thresholds)}")
-        if any(not 0.0 <= t <= 1.0 for t in self.stage_thresholds):
-            raise ConfigError(f"stage_thresholds must be in [0, 1], got {list(self.stage_thresholds)}")
-        if not 0.0 <= self.stage_nms_iou <= 1.0:
-            raise ConfigError(f"stage_nms_iou must be in [0, 1], got {self.stage_nms_iou}")
-        if self.containment is not None and not 0.0 < self.containment <= 1.0:
-            raise ConfigError(f"containment must be in (0, 1], got {self.containment}")
         if self.fusion not in ("last", "sum"):
             raise ConfigError(f"fusion must be 'last' or 'sum', got {self.fusion!r}")
         for key in ("mean", "std"):
             value = getattr(self, key)
             if value is not None and len(value) != 3:
                 raise ConfigError(f"{key} needs 3 values (R, G, B), got {len(value)}")
-        if self.std is not None and min(self.std) <= 0:
-            raise ConfigError("std values must be > 0")
-        if self.num_classes is not None and self.num_classes < 1:
-            raise ConfigError(f"num_classes must be >= 1, got {self.num_classes}")
-        if self.input_size is not None and self.input_size < 1:
-            raise ConfigError(f"input_size must be >= 1, got {self.input_size}")
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ConfigError(f"threshold must be in [0, 1], got {self.threshold}")
         if self.nms not in ("max", "avg"):
             raise ConfigError(f"nms must be 'max' or 'avg', got {self.nms!r}")
-        if not 0.0 <= self.nms_iou <= 1.0:
-            raise ConfigError(f"nms_iou must be in [0, 1], got {self.nms_iou}")
-        if not self.min_size > 0:
-            raise ConfigError(f"min_size must be > 0, got {self.min_size}")
         if self.max_size is not None and self.max_size < self.min_size:
             raise ConfigError(f"max_size ({self.max_size}) is smaller than min_size ({self.min_size})")
-        if not 0.0 < self.scale_factor < 1.0:
-            raise ConfigError(f"scale_factor must be in (0, 1), got {self.scale_factor}")
-        if self.max_det < 1:
-            raise ConfigError(f"max_det must be >= 1, got {self.max_det}")
-        if self.max_memory_mb < 0:
-            raise ConfigError(f"max_memory_mb must be >= 0, got {self.max_memory_mb}")
-        if self.min_neighbors < 1:
-            raise ConfigError(f"min_neighbors must be >= 1, got {self.min_neighbors}")
 
     @classmethod
     def single(cls, **changes: Any) -> "DetectorConfig":
@@ -188,16 +216,53 @@ NEUTRAL: dict[str, Any] = {"threshold": 0.5, "max_det": 100, "stages": (), "stag
                            "scale_factor": 2 ** (-1 / 3)}
 
 
-#: The TOML value types each setting accepts (ints are accepted where floats are).
-_TYPES: dict[str, tuple[type, ...]] = {
-    "model": (str,), "threshold": (float,), "nms": (str,), "nms_iou": (float,), "min_size": (float,),
-    "max_size": (float,), "scale_factor": (float,), "max_det": (int,), "min_neighbors": (int,),
-    "regress": (bool,), "clip": (bool,), "device": (str,), "max_memory_mb": (int,), "weights": (str, PurePath),
-    "num_classes": (int,), "classes": (list, tuple, str), "input_size": (int,), "mean": (list, tuple, str),
-    "std": (list, tuple, str), "stages": (list, tuple, str), "stage_thresholds": (list, tuple, str),
-    "stage_nms_iou": (float,), "fusion": (str,), "containment": (float,), "rotations": (list, tuple, str),
-    "grayscale": (bool,), "flip": (bool,),
-}
+#: Every numeric setting's accepted values, from its declaration (``DetectorConfig``'s field ``metadata``):
+#: anything outside is refused before any work (:func:`check_bounds`), so no setting can make a run's work or
+#: memory unbounded or its arithmetic overflow.
+_BOUNDS: dict[str, Bounds] = {f.name: f.metadata["bounds"] for f in fields(DetectorConfig) if f.metadata.get("bounds")}
+
+
+def check_bounds(key: str, value: Any, origin: str | None = None) -> None:
+    """Raise :class:`ConfigError` (one line naming the setting) when ``value`` is outside ``key``'s bounds."""
+    bounds = _BOUNDS.get(key)
+    if bounds is None or value is None:
+        return
+    where = f"{origin}: " if origin else ""
+    note = f" ({bounds.why})" if bounds.why else ""
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    if bounds.max_len is not None and len(items) > bounds.max_len:
+        raise ConfigError(f"{where}{key} takes at most {bounds.max_len} values, got {len(items)}")
+    for v in items:
+        try:
+            number = float(v)
+        except (TypeError, ValueError, OverflowError):
+            continue  # the type check's error
+        if not bounds.contains(number):
+            raise ConfigError(f"{where}{key} must be in {bounds.text()}{note}, got {v!r}")
+
+
+def _toml_types(annotation: Any) -> tuple[type, ...]:
+    """The TOML value types a setting of this annotation accepts (ints are accepted where floats are)."""
+    args = [a for a in get_args(annotation) if a is not type(None)] if get_origin(annotation) in (Union, UnionType) \
+        else [annotation]
+    out: list[type] = []
+    for a in args:
+        origin = get_origin(a)
+        if origin is Literal:
+            out.append(str)
+        elif origin is tuple or a is tuple:
+            out += [list, tuple, str]  # a TOML list, or "a, b" as a flag gives it
+        else:
+            out.append(a)
+    return tuple(dict.fromkeys(out))
+
+
+_HINTS = get_type_hints(DetectorConfig)
+#: The TOML value types each setting accepts, from its declaration (annotation, or ``setting(types=...)``).
+_TYPES: dict[str, tuple[type, ...]] = {f.name: f.metadata.get("types") or _toml_types(_HINTS[f.name])
+                                       for f in fields(DetectorConfig)}
+#: The settings that are numbers (an int in a file becomes a float).
+_FLOATS = tuple(k for k, t in _TYPES.items() if t == (float,))
 _TYPE_NAMES = {str: "a string", float: "a number", int: "an integer", bool: "true or false", list: "a list",
                tuple: "a tuple", PurePath: "a path"}
 
@@ -222,8 +287,12 @@ def validate(data: dict[str, Any], origin: str) -> dict[str, Any]:
         raise ConfigError(f"{origin}: unknown setting(s) {', '.join(unknown)}; valid: {', '.join(_FIELDS)}")
     for key, value in data.items():
         _check_type(key, value, origin)
+        if origin != "options":  # a flag's value is checked by DetectorConfig itself, without an origin
+            check_bounds(key, [x.strip() for x in value.split(",") if x.strip()]
+                         if isinstance(value, str) and key in ("rotations", "mean", "std", "stage_thresholds")
+                         else value, origin)
     out = dict(data)
-    for key in ("threshold", "nms_iou", "min_size", "max_size", "scale_factor", "stage_nms_iou", "containment"):
+    for key in _FLOATS:
         if key in out and isinstance(out[key], int) and not isinstance(out[key], bool):
             out[key] = float(out[key])
     return out

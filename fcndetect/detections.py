@@ -157,8 +157,10 @@ class Detections:
             labels=np.concatenate([p.labels for p in parts]),
             class_names=first.class_names,
             image_size=first.image_size,
-            logits=np.concatenate([p.logits for p in parts]),  # type: ignore[misc]
-            **{name: _concat_optional(parts, name) for name in ("landmarks", "angles", "quads")},
+            logits=np.concatenate([p.logits for p in parts]),
+            landmarks=_concat_optional(parts, "landmarks"),
+            angles=_concat_optional(parts, "angles"),
+            quads=_concat_optional(parts, "quads"),
         )
 
     @classmethod

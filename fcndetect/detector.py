@@ -323,8 +323,9 @@ class Detector:
             landmarks_all.append(map_points(points.double(), m, inverse=True).float() if points is not None else None)
         boxes, logits, labels, angles, quads = (torch.cat([p[k] for p in parts]) for k in range(5))
         landmarks = None
-        if all(x is not None for x in landmarks_all) and any(x.shape[0] for x in landmarks_all):  # type: ignore[union-attr]
-            landmarks = torch.cat(landmarks_all)  # type: ignore[arg-type]
+        found = [x for x in landmarks_all if x is not None]
+        if len(found) == len(landmarks_all) and any(x.shape[0] for x in found):
+            landmarks = torch.cat(found)
         return finalize(boxes, logits, labels, self.config, self.class_names, (width, height), maps, landmarks,
                         angles, quads)
 

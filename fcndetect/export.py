@@ -35,7 +35,7 @@ class _Outputs(nn.Module):
 
     def __init__(self, dense: nn.Module, split: tuple[int, ...]) -> None:
         super().__init__()
-        self.dense = dense
+        self.dense: Any = dense  # a DenseModel, or an exported network that behaves like one
         self.split = split
 
     def forward(self, x: torch.Tensor) -> Any:
@@ -98,7 +98,7 @@ def export_model(loaded: Any, path: str | os.PathLike[str], fmt: str, preset: di
                 _export_onnx(module, probe, tmp, meta)
             else:
                 with torch.no_grad():
-                    traced = torch.jit.trace(module, probe, check_trace=False)
+                    traced = torch.jit.trace(module, probe, check_trace=False)  # type: ignore[no-untyped-call]
                 torch.jit.save(traced, str(tmp), _extra_files={"fcndetect.json": json.dumps(meta)})
         os.replace(tmp, out)
     except ExportError:

@@ -1,6 +1,6 @@
 """What a classifier becomes as a dense network: layer table, converted head, geometry and pyramid cost.
 
-:func:`inspect` (exported as ``fcndetect.inspect``) answers what a user otherwise settles by simulating a
+:func:`inspect_model` (exported as ``fcndetect.inspect_model``) answers what a user otherwise settles by simulating a
 forward pass: the ``in_features`` of each fully-connected layer at the native input, the convolution it became,
 each layer's cumulative stride, receptive field and first-cell offset, and what the pyramid of a photo costs.
 
@@ -20,7 +20,7 @@ from torch import nn
 from .spans import Span, walk_spans
 
 __all__ = [
-    "dense_flops", "format_report", "head_table", "inspect", "inspect_config", "inspect_loaded", "layer_table",
+    "dense_flops", "inspect_model", "format_report", "head_table", "inspect_config", "inspect_loaded", "layer_table",
     "pyramid_table",
 ]
 
@@ -52,7 +52,7 @@ def _flops(call: _Call, out_channels: int | None = None) -> int:
     """FLOPs (2 per multiply-add) of one leaf-module call at the spans' output size."""
     m, cells = call.module, call.rows.size * call.cols.size
     if isinstance(m, nn.Conv2d):
-        kh, kw = _pair(m.kernel_size)  # type: ignore[misc]
+        kh, kw = _pair(m.kernel_size) or (1, 1)  # a Conv2d always has a kernel size
         return 2 * cells * m.out_channels * (m.in_channels // m.groups) * kh * kw
     if isinstance(m, nn.Linear):  # channels-last linear layers (ConvNeXt blocks)
         return 2 * cells * m.in_features * m.out_features
@@ -181,14 +181,14 @@ def pyramid_table(dense: nn.Module, levels: list[Any], window_flops: int) -> dic
             "flop_ratio": round(crops / total, 3) if total else None}
 
 
-def inspect(model: nn.Module, input_size: int, *, image_size: tuple[int, int] | None = (640, 480),
+def inspect_model(model: nn.Module, input_size: int, *, image_size: tuple[int, int] | None = (640, 480),
             min_size: float | None = None, scale_factor: float = 2 ** (-1 / 3), name: str | None = None
             ) -> dict[str, Any]:
     """Inspect a classifier (any ``nn.Module`` mapping ``[B, 3, N, N]`` to ``[B, K]``) as a dense network.
 
     Args:
         model: the classifier (converted here with :func:`fcndetect.make_fully_convolutional`), or a
-            ``DenseNet`` already converted (then without ``head``).
+            ``DenseModel`` already converted (then without ``head``).
         input_size: its native input side ``N``.
         image_size: ``(width, height)`` of the photo whose pyramid is costed (``None``: no pyramid).
         min_size, scale_factor: the pyramid's smallest object (default: the window) and scale step.
@@ -201,10 +201,10 @@ def inspect(model: nn.Module, input_size: int, *, image_size: tuple[int, int] | 
     Raises:
         fcndetect.convert.ConversionError: the classifier cannot be made fully convolutional (names why).
     """
-    from .convert import DenseNet, make_fully_convolutional
+    from .convert import DenseModel, make_fully_convolutional
     from .pyramid import pyramid_levels
 
-    if isinstance(model, DenseNet):
+    if isinstance(model, DenseModel):
         dense, head, names = model, [], None
     else:
         dense = make_fully_convolutional(model, input_size)
@@ -239,7 +239,7 @@ def _document(dense: Any, head: list[dict[str, Any]], input_size: int, name: str
 
 
 def inspect_loaded(loaded: Any, image_size: tuple[int, int] | None, levels: Any) -> dict[str, Any]:
-    """:func:`inspect` for a ``fcndetect.models.LoadedModel`` (its name, window and dense network as loaded)."""
+    """:func:`inspect_model` for a ``fcndetect.models.LoadedModel`` (its name, window and dense network as loaded)."""
     head = head_table(loaded.classifier, loaded.window) if not _already_dense(loaded) else []
     names = {id(m): n for n, m in loaded.classifier.named_modules()}
     return _document(loaded.dense, head, loaded.window, loaded.spec.name, image_size, levels, names)
@@ -270,7 +270,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def format_report(doc: dict[str, Any]) -> str:
-    """The aligned text form of an :func:`inspect` document (a cascade's ``stages`` one after another)."""
+    """The aligned text form of an :func:`inspect_model` document (a cascade's ``stages`` one after another)."""
     if "stages" in doc:
         return "\n\n".join(format_report(s) for s in doc["stages"])
     g = doc["geometry"]
@@ -304,7 +304,7 @@ def format_report(doc: dict[str, Any]) -> str:
 
 
 def inspect_config(cfg: Any, image_size: tuple[int, int] | None = (640, 480)) -> dict[str, Any]:
-    """:func:`inspect` for a detector configuration (:class:`fcndetect.DetectorConfig`): its model, or each
+    """:func:`inspect_model` for a detector configuration (:class:`fcndetect.DetectorConfig`): its model, or each
     stage of a cascade (``{"model": chain, "stages": [...]}``; only the first stage, which runs densely, gets
     a pyramid), loaded with the configuration's weights and preprocessing."""
     from .models import load_model

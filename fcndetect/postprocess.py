@@ -154,7 +154,8 @@ def level_windows(
         all_points.append(points)
     if not all_boxes:
         return torch.zeros((0, 4)), torch.zeros(0), torch.zeros(0, dtype=torch.int64), None
-    landmarks = torch.cat(all_points) if all(p is not None for p in all_points) else None  # type: ignore[misc]
+    points_kept = [p for p in all_points if p is not None]
+    landmarks = torch.cat(points_kept) if len(points_kept) == len(all_points) else None
     return torch.cat(all_boxes), torch.cat(all_logits), torch.cat(all_labels), landmarks
 
 
@@ -202,11 +203,12 @@ def finalize(
         keep = sizes >= config.min_neighbors
     else:
         keep = nms_max(boxes, logits, labels, config.nms_iou)
-    boxes, logits, labels, landmarks, angles, quads = _take(keep, boxes, logits, labels, landmarks, angles, quads)
+    boxes, logits, labels = boxes[keep], logits[keep], labels[keep]
+    landmarks, angles, quads = _take(keep, landmarks, angles, quads)
     if config.containment is not None:
         keep = suppress_contained(boxes, logits, labels, config.containment)
-        boxes, logits, labels, landmarks, angles, quads = _take(keep, boxes, logits, labels, landmarks, angles,
-                                                                quads)
+        boxes, logits, labels = boxes[keep], logits[keep], labels[keep]
+        landmarks, angles, quads = _take(keep, landmarks, angles, quads)
     if config.clip:
         boxes = clip_boxes(boxes, width, height)
     order = torch.argsort(logits, descending=True, stable=True)[: config.max_det]

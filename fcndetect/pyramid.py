@@ -12,12 +12,18 @@ pyramid's resizing from 137 to 10 ms per photo (``benchmarks/frontier.py``'s set
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 __all__ = ["Level", "pyramid_scales", "pyramid_levels", "resize_image", "pyramid_images"]
+
+
+#: The most levels one pyramid may have (a guard for direct callers; the settings' own bound on
+#: ``scale_factor``, at most 32 levels per octave, keeps runs far below it).
+MAX_LEVELS = 4096
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,10 @@ def pyramid_scales(
     if largest < min_size:
         return []
     s_min = window / largest
+    s_max = window / min_size
+    if s_max > s_min and math.log(s_max / s_min) / -math.log(scale_factor) > MAX_LEVELS:
+        raise ValueError(f"scale_factor {scale_factor} would give more than {MAX_LEVELS} pyramid levels "
+                         f"(from scale {s_max:.4g} down to {s_min:.4g})")
     scales = []
     s = window / min_size
     # Step so that the smallest scale is reached within rounding; never go below one window.

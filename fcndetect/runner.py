@@ -12,6 +12,11 @@ name; the image's extension is kept, so ``a/x.jpg`` and ``a/x.png`` never collid
 * ``DIR/detections.jsonl``: every record, in input order; ``--format``: one more combined file;
 * ``DIR/run.json``: version, model, weights hash and effective settings; ``--resume`` refuses other settings.
 
+Names (:mod:`fcndetect.io.outdir`): an input whose outputs would land on a run's own file gets ``~2`` (``run``
+-> ``run~2.json``), as does a second input of the same name; an over-long name part is shortened with a hash.
+Files being written live in ``DIR/.fcndetect.tmp/`` (all a run deletes of what it did not finish), and
+``DIR/.fcndetect.lock`` keeps a second run out (the command line takes it before the model loads).
+
 A video gives one record per processed frame and its own files (:mod:`fcndetect.video_runner`).
 """
 
@@ -34,15 +39,16 @@ from ._version import __version__
 from .detector import Detector, remote_detect_batch
 from .engines.base import EngineOptions, ItemResult, error_reason
 from .engines.local import iter_detections
-from .io.anonymize import DEFAULT_MARGIN
-from .io.combined import CombinedOutputs
+from .io.anonymize import DEFAULT_HOLD, DEFAULT_MARGIN
+from .io.combined import CombinedOutputs, run_files
 from .io.images import DEFAULT_MAX_PIXELS
-from .io.progress import Progress
+from .io.outdir import OWN_ENTRIES, FolderInUse, OutputLock, clear_scratch, output_names, scratch_dir
+from .io.progress import Progress, printable
 from .io.render import RenderOptions, render_image_outputs
-from .io.sinks import atomic_write_bytes, atomic_write_text, dumps_record, output_name, result_record
+from .io.sinks import SINKS, atomic_write_bytes, atomic_write_text, dumps_record, output_name, result_record
 from .io.sources import LOCAL_INPUTS, SourceItem, expand_sources
 from .io.video import is_video_path
-from .video_runner import VIDEO_TEMP_SUFFIX, VideoJob, completed_video, input_records, video_refusal
+from .video_runner import VideoJob, completed_video, input_records, video_refusal
 
 if TYPE_CHECKING:
     from .config import DetectorConfig
@@ -51,7 +57,7 @@ if TYPE_CHECKING:
 __all__ = ["RunOptions", "RunSummary", "BatchRunner", "OutputDirError", "read_sources", "driver_detector", "maps_info",
            "FORMATS"]
 
-FORMATS = ("jsonl", "coco", "csv", "fddb", "wider")
+FORMATS = tuple(SINKS)  # the built-in formats (fcndetect.io.combined registers them): the registry's names
 
 
 class _WriteError(Exception):
@@ -112,13 +118,14 @@ class RunOptions:
     ray: "RayOptions | None" = None  # engine "ray": where and how wide (None: its defaults)
     anonymize: str | None = None  # "blur", "pixelate" or "solid": also <name>.anonymized<ext> (videos: .mp4)
     anonymize_margin: float = DEFAULT_MARGIN
+    anonymize_hold: int = DEFAULT_HOLD  # videos: frames a track's region is held before and after it
     vid_stride: int = 1  # videos: detect in frames 0, N, 2N, ...
 
     def render_options(self, detector: Any) -> RenderOptions:
         """What each image's files are, for :func:`~fcndetect.io.render.render_image_outputs`."""
         return RenderOptions(heatmap=self.heatmap, save_maps=self.save_maps, crops=self.crops,
                              maps_info=maps_info(detector) if self.save_maps else {}, anonymize=self.anonymize,
-                             anonymize_margin=self.anonymize_margin)
+                             anonymize_margin=self.anonymize_margin, anonymize_hold=self.anonymize_hold)
 
     def output_settings(self) -> dict[str, Any]:
         """The options that change what is written (recorded in run.json, checked by --resume); video and
@@ -127,6 +134,8 @@ class RunOptions:
                "max_pixels": self.max_pixels}
         if self.anonymize is not None:
             out.update(anonymize=self.anonymize, anonymize_margin=self.anonymize_margin)
+            if self.anonymize_hold != DEFAULT_HOLD:
+                out["anonymize_hold"] = self.anonymize_hold
         if self.vid_stride != 1:
             out["vid_stride"] = self.vid_stride
         return out
@@ -165,7 +174,6 @@ class BatchRunner:
         self.opt = options
         self.out = out if out is not None else sys.stdout
         self.err = err if err is not None else sys.stderr
-        self._used_names: set[str] = set()
 
     # -- output folder -----------------------------------------------------------------------------
     def run_info(self) -> dict[str, Any]:
@@ -188,7 +196,7 @@ class BatchRunner:
         info = self.run_info()
         if root.exists() and not root.is_dir():
             raise OutputDirError(f"{root}: exists and is not a folder")
-        entries = list(root.iterdir()) if root.is_dir() else []
+        entries = [e for e in root.iterdir() if e.name not in OWN_ENTRIES] if root.is_dir() else []
         run_json = root / "run.json"
         if entries and self.opt.resume:
             if not run_json.is_file():
@@ -208,19 +216,9 @@ class BatchRunner:
                     shutil.rmtree(e) if e.is_dir() and not e.is_symlink() else e.unlink()
         elif entries:
             raise OutputDirError(f"{root}: output folder is not empty; use --resume or --overwrite")
-        _remove_temporaries(root)
-        atomic_write_text(run_json, json.dumps(info, indent=2, sort_keys=True) + "\n")
+        clear_scratch(root)  # files a killed run of this folder left unfinished (the lock keeps others out)
+        atomic_write_text(run_json, json.dumps(info, indent=2, sort_keys=True) + "\n", scratch_dir(root))
         return info
-
-    def _name(self, item: SourceItem) -> str:
-        name = output_name(item.path, item.relative, item.root)
-        candidate, k = name, 1
-        while candidate.lower() in self._used_names:
-            k += 1
-            stem, ext = os.path.splitext(name)
-            candidate = f"{stem}~{k}{ext}"
-        self._used_names.add(candidate.lower())
-        return candidate
 
     @property
     def _root(self) -> Path:
@@ -241,7 +239,7 @@ class BatchRunner:
         try:
             for path, data in todo:
                 try:
-                    atomic_write_bytes(path, data)
+                    atomic_write_bytes(path, data, scratch_dir(root))
                 except OSError as exc:
                     raise _WriteError(path, exc) from None
                 written.append(path)
@@ -313,7 +311,7 @@ class BatchRunner:
 
     def _error(self, path: str, reason: str) -> None:
         if not self.opt.quiet:
-            self.err.write(f"error: {path}: {reason}\n")
+            self.err.write(f"error: {printable(path)}: {printable(reason)}\n")
             self.err.flush()
 
     # -- the run -------------------------------------------------------------------------------------
@@ -335,13 +333,34 @@ class BatchRunner:
         refusal = video_refusal(items, opt.engine, opt.format)
         if refusal is not None:
             raise OutputDirError(refusal)
+        lock = OutputLock(opt.output) if opt.output is not None and not OutputLock.held(opt.output) else None
         try:
+            if lock is not None:  # a library caller's run (the command line locks before the model loads)
+                lock.acquire()
             self._prepare_output()
-        except OSError as exc:  # the output folder itself (unreadable, not creatable, run.json not writable)
-            raise OutputDirError(f"{opt.output}: cannot use as the output folder ({error_reason(exc)})") from None
+        except BaseException as exc:
+            if lock is not None:
+                lock.release()
+            if isinstance(exc, FolderInUse):
+                raise OutputDirError(str(exc)) from None
+            if isinstance(exc, OSError):  # the output folder itself (unreadable, not creatable, run.json not writable)
+                raise OutputDirError(f"{opt.output}: cannot use as the output folder ({error_reason(exc)})") from None
+            raise
+        try:
+            return self._process(items)
+        finally:
+            if opt.output is not None:
+                clear_scratch(opt.output)  # a write cut short (Ctrl-C, an error) leaves no partial file
+            if lock is not None:
+                lock.release()
+
+    def _process(self, items: list[SourceItem]) -> RunSummary:
+        """:meth:`run`'s work, once the output folder is prepared (and locked)."""
+        opt = self.opt
         summary = RunSummary(n_inputs=len(items))
         start = time.perf_counter()
-        names = [self._name(it) for it in items]
+        names = output_names([output_name(it.path, it.relative, it.root) for it in items],
+                             run_files() if opt.output is not None else ())
         resumed = {k for k, (item, name) in enumerate(zip(items, names))
                    if opt.output is not None and opt.resume and item.error is None
                    and self._completed(name) is not None}
@@ -351,8 +370,12 @@ class BatchRunner:
         progress = Progress(len(items), show and len(items) > 1, tty, self.err)
         stream_jsonl = opt.format == "jsonl" or opt.output is not None
         has_video = any(it.error is None and is_video_path(it.path) for it in items)
-        combined = CombinedOutputs(opt.output, opt.format, list(self.detector.class_names), self.out, has_video) \
-            if opt.output is not None or not stream_jsonl else None
+        try:
+            combined = CombinedOutputs(opt.output, opt.format, list(self.detector.class_names), self.out,
+                                       has_video) if opt.output is not None or not stream_jsonl else None
+        except OSError as exc:  # names the file (CombinedOutputs)
+            raise OutputDirError(f"cannot write {exc.filename or opt.output}: {exc.strerror or error_reason(exc)}") \
+                from None
 
         def emit(k: int, record: dict[str, Any]) -> None:
             """Write input ``k``'s next record (an image's one, a video's frames as they come)."""
@@ -360,7 +383,11 @@ class BatchRunner:
                 self.out.write(dumps_record(record) + "\n")
                 self.out.flush()
             if combined is not None:
-                combined.add(record, names[k])
+                try:
+                    combined.add(record, names[k])
+                except OSError as exc:  # a combined file cannot be written (a full disk): the run stops
+                    raise OutputDirError(f"cannot write {exc.filename or opt.output}: "
+                                         f"{exc.strerror or error_reason(exc)}") from None
             summary.n_records += 1
             summary.n_failed += bool(record.get("error"))
             summary.n_frames += record.get("frame") is not None and not record.get("error")
@@ -405,9 +432,9 @@ class BatchRunner:
             if summary.n_inputs_done == len(items) and combined is not None:
                 try:
                     combined.commit()
-                except OSError as exc:
-                    raise OutputDirError(f"{opt.output}: cannot write the combined outputs "
-                                         f"({error_reason(exc)})") from None
+                except OSError as exc:  # names the file (CombinedOutputs)
+                    raise OutputDirError(f"cannot write {exc.filename or opt.output}: "
+                                         f"{exc.strerror or error_reason(exc)}") from None
                 published = True
         except KeyboardInterrupt:
             summary.interrupted = True
@@ -418,8 +445,6 @@ class BatchRunner:
             progress.close()
             if combined is not None and not published:
                 combined.discard()  # combined files only for a complete run: --resume finishes them
-            if summary.interrupted and opt.output is not None:
-                _remove_temporaries(self._root)  # a write cut short by Ctrl-C leaves no partial file
         summary.seconds = time.perf_counter() - start
         summary.n_images = summary.n_records - summary.n_failed - summary.n_frames  # processed (not --fail-fast's rest)
         return summary
@@ -467,17 +492,3 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
 def _without_engine(info: Any) -> Any:
     """run.json's content less the engine, which never changes what is written."""
     return {k: v for k, v in info.items() if k != "engine"} if isinstance(info, dict) else info
-
-
-def _remove_temporaries(root: Path) -> None:
-    """Delete temporary files (``.<name>.<random>.tmp``) left by a run that was killed."""
-    if not root.is_dir():
-        return
-    for dirpath, _dirs, files in os.walk(root):
-        for f in files:
-            if f.startswith(".") and f.endswith((".tmp", VIDEO_TEMP_SUFFIX)):
-                try:
-                    os.unlink(os.path.join(dirpath, f))
-                except OSError:
-                    pass
-

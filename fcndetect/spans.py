@@ -26,13 +26,13 @@ All boxes are ``[x1, y1, x2, y2]`` floats with continuous edges: ``[0, 0, W, H]`
 from __future__ import annotations
 
 import operator
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
-from torchvision.ops import stochastic_depth
 
 from .geometry import Geometry, GeometryError
 
@@ -102,8 +102,18 @@ _POINTWISE_FUNCTIONS: frozenset[object] = frozenset({
     torch.add, torch.sub, torch.mul, torch.div, torch.neg, torch.relu, torch.sigmoid, torch.tanh, torch.clamp,
     F.relu, F.relu6, F.elu, F.selu, F.celu, F.gelu, F.silu, F.mish, F.hardswish, F.hardsigmoid, F.hardtanh,
     F.leaky_relu, F.prelu, F.sigmoid, F.tanh, F.dropout, F.dropout1d, F.dropout2d, F.alpha_dropout,
-    F.batch_norm, torch.channel_shuffle, stochastic_depth,
+    F.batch_norm, torch.channel_shuffle,
 })
+
+
+def _is_pointwise_function(target: object) -> bool:
+    """Whether a called function acts on each position independently: :data:`_POINTWISE_FUNCTIONS`, or
+    torchvision's ``stochastic_depth`` (identity in eval), looked up only where torchvision is loaded
+    already (a network that calls it imported it), so computing a geometry never imports torchvision."""
+    if target in _POINTWISE_FUNCTIONS:
+        return True
+    module = sys.modules.get("torchvision.ops.stochastic_depth")
+    return module is not None and target is getattr(module, "stochastic_depth", None)
 _POINTWISE_METHODS = frozenset({
     "add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "neg", "relu", "relu_", "sigmoid", "sigmoid_",
     "tanh", "tanh_", "clamp", "clamp_", "clamp_min", "clamp_max", "contiguous", "clone", "float", "half",
@@ -239,7 +249,8 @@ def _function_pool_span(node: fx.Node, span: Span, axis: int) -> Span:
     kernel = bound["kernel_size"]
     stride = bound.get("stride") or kernel
     if any(isinstance(v, fx.Node) for v in (kernel, stride, bound.get("padding"), bound.get("dilation"))):
-        raise GeometryError(f"{node.name}: '{node.target.__name__}' with computed arguments has no static geometry")
+        raise GeometryError(f"{node.name}: '{getattr(node.target, '__name__', node.target)}' with computed arguments "
+                            "has no static geometry")
     values = (kernel, stride, bound.get("padding", 0), bound.get("dilation", 1))
     k, s, p, d = (_pair(v)[axis] for v in values)  # type: ignore[arg-type]
     return window_span(span, k, s, p, d, bool(bound.get("ceil_mode", False)), node.name)
@@ -247,10 +258,9 @@ def _function_pool_span(node: fx.Node, span: Span, axis: int) -> Span:
 
 def _permute_span(node: fx.Node, span: Span) -> Span:
     """Track ``[B, C, H, W]`` <-> ``[B, H, W, C]`` permutes; any other permutation is refused."""
-    dims = node.args[1:] if node.op == "call_method" else (_argument(node, 1, "dims", ()),)
-    if len(dims) == 1 and isinstance(dims[0], (list, tuple)):
-        dims = tuple(dims[0])
-    dims = tuple(dims)
+    args: tuple[object, ...] = node.args[1:] if node.op == "call_method" else (_argument(node, 1, "dims", ()),)
+    first = args[0] if len(args) == 1 else None
+    dims = tuple(first) if isinstance(first, (list, tuple)) else tuple(args)
     if dims == (_PERMUTE_TO_FIRST if span.channels_last else _PERMUTE_TO_LAST):
         return replace(span, channels_last=not span.channels_last)
     if dims == (0, 1, 2, 3):
@@ -301,7 +311,7 @@ def _op_span(node: fx.Node, span: Span, axis: int, root: nn.Module) -> Span:
     is_function = node.op == "call_function"
     if is_function and target in _POOL_PARAMS:
         return _function_pool_span(node, span, axis)
-    if (is_function and target in _POINTWISE_FUNCTIONS) or (not is_function and target in _POINTWISE_METHODS):
+    if (is_function and _is_pointwise_function(target)) or (not is_function and target in _POINTWISE_METHODS):
         _check_constants(node, root, span)
         return span
     rule = _CHANNEL_DIM_FUNCTIONS.get(target) if is_function else _CHANNEL_DIM_METHODS.get(str(target))
@@ -347,7 +357,7 @@ def walk_spans(module: nn.Module, start: Span, axis: int,
     arithmetic, concatenation/softmax over channels, channels-last permutes), or a module with an
     ``fcn_span(span, axis)`` hook, which may call this function on its submodules (``BranchedBlock``).
     Anything else raises :class:`GeometryError` naming it. ``on_module(name, submodule, output span)`` is
-    called for every leaf module in execution order (``fcndetect.inspect``'s layer table).
+    called for every leaf module in execution order (``fcndetect.inspect_model``'s layer table).
     """
     graph = _fx_graph(module)
     spans: dict[fx.Node, Span] = {}
@@ -418,6 +428,8 @@ def compute_geometry(module: nn.Module, window: int) -> Geometry:
 def dense_output_size(module: nn.Module, height: int, width: int) -> tuple[int, int]:
     """Score-map size ``(H', W')`` that ``module`` produces for an ``height x width`` input (a module with an
     ``output_size(height, width)`` method, such as an exported network, answers itself)."""
-    if hasattr(module, "output_size"):
-        return module.output_size(height, width)
+    output_size = getattr(module, "output_size", None)
+    if callable(output_size):
+        h, w = output_size(height, width)
+        return int(h), int(w)
     return (trace_layers(module, height, 0).output_size, trace_layers(module, width, 1).output_size)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "sample_images"
@@ -15,6 +17,27 @@ SHARED = REPO.parent / "shared" / "data"
 @pytest.fixture(scope="session")
 def samples() -> Path:
     return SAMPLES
+
+
+@pytest.fixture(scope="session")
+def photo() -> Image.Image:
+    """``sample_images/astronaut.png`` as a PIL RGB image: 512x512, one face at about ``[181, 62, 268, 172]``."""
+    with Image.open(SAMPLES / "astronaut.png") as im:
+        return im.convert("RGB")
+
+
+@pytest.fixture(scope="session")
+def photo_array() -> np.ndarray:
+    """The astronaut as fcndetect decodes it (:func:`fcndetect.io.images.load_image`): ``[512, 512, 3]`` uint8 RGB."""
+    from fcndetect.io.images import load_image
+
+    return load_image(SAMPLES / "astronaut.png")
+
+
+@pytest.fixture(scope="session")
+def photo_small(photo: Image.Image) -> Image.Image:
+    """The astronaut scaled to 256x256 (Lanczos): one face of about 45 px, a quick image to detect in."""
+    return photo.resize((256, 256), Image.LANCZOS)
 
 
 @pytest.fixture(scope="session")

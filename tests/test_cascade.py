@@ -38,22 +38,15 @@ def test_square_boxes():
     assert out.tolist() == [[-5.0, 0.0, 15.0, 20.0], [5.0, 3.5, 9.0, 7.5]]
 
 
-@pytest.fixture(scope="module")
-def photo(samples) -> np.ndarray:
-    from fcndetect.io.images import load_image
-
-    return load_image(samples / "astronaut.png")
-
-
 @pytest.mark.parametrize("name", ["face", "face-rnet"])
 @pytest.mark.parametrize("scale", [1.0, 0.5])
-def test_stage_at_a_candidate_equals_the_dense_map_cell(photo, name, scale):
+def test_stage_at_a_candidate_equals_the_dense_map_cell(photo_array, name, scale):
     """A later stage classifies a candidate from a crop; for a candidate on the dense grid that is the
     dense map's cell exactly (scale 1: the image itself; scale 1/2: area resizing of even pixel blocks)."""
     model = load_model(name)
     g = model.dense.geometry
-    h, w = photo.shape[:2]
-    level_img = photo if scale == 1.0 else cv2.resize(photo, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    h, w = photo_array.shape[:2]
+    level_img = photo_array if scale == 1.0 else cv2.resize(photo_array, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
     lv = Level(scale, level_img.shape[1], level_img.shape[0], scale, scale)
     x = torch.from_numpy(np.array(level_img)).permute(2, 0, 1)[None].float()
     x = ((x - model.mean[:, None, None]) / model.std[:, None, None]).contiguous(memory_format=torch.channels_last)
@@ -64,19 +57,19 @@ def test_stage_at_a_candidate_equals_the_dense_map_cell(photo, name, scale):
     cols = torch.tensor([5, 12, 20, 2])
     boxes = cells_to_boxes(rows, cols, g, (lv.sx, lv.sy)).double()
     plan = crop_plan(g)
-    crops, windows = sample_crops(photo, boxes, model.window, plan)
+    crops, windows = sample_crops(photo_array, boxes, model.window, plan)
     np.testing.assert_allclose(windows.numpy(), boxes.numpy(), atol=1e-9)  # on the grid: nothing rounded
     got, got_reg = score_crops(crops, model, plan, regress=True)
     want = dense_logit[rows, cols]
     assert torch.allclose(got[:, 0], want, atol=1e-4), (got[:, 0], want)
     assert torch.allclose(got_reg, reg[0][:, rows, cols].T, atol=1e-5)
     # and one pixel off the grid is a different window: the test can tell
-    shifted, _ = sample_crops(photo, boxes + 4.0 / scale, model.window, plan)
+    shifted, _ = sample_crops(photo_array, boxes + 4.0 / scale, model.window, plan)
     assert not torch.allclose(score_crops(shifted, model, plan, regress=False)[0][:, 0], want, atol=1e-2)
 
 
 @pytest.mark.parametrize("name", ["face", "face-rnet"])
-def test_mirrored_logits_are_the_mirrored_window_in_the_mirrored_image(photo, name):
+def test_mirrored_logits_are_the_mirrored_window_in_the_mirrored_image(photo_array, name):
     """The flip pass classifies each candidate's window mirrored left to right: the same as cropping the
     mirrored box from the mirrored image (where the crop reads past the window's right edge, the flipped
     crop has zeros there instead of the image: the column is outside what the window mirrored holds)."""
@@ -85,10 +78,10 @@ def test_mirrored_logits_are_the_mirrored_window_in_the_mirrored_image(photo, na
     plan = crop_plan(g)
     rows, cols = torch.tensor([3, 10, 17, 25]), torch.tensor([5, 12, 20, 2])
     boxes = cells_to_boxes(rows, cols, g, (1.0, 1.0)).double()
-    crops, _ = sample_crops(photo, boxes, model.window, plan)
-    w = photo.shape[1]
+    crops, _ = sample_crops(photo_array, boxes, model.window, plan)
+    w = photo_array.shape[1]
     mirror_boxes = torch.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], dim=1)
-    want_crops, _ = sample_crops(np.ascontiguousarray(photo[:, ::-1]), mirror_boxes, model.window, plan)
+    want_crops, _ = sample_crops(np.ascontiguousarray(photo_array[:, ::-1]), mirror_boxes, model.window, plan)
     extra = plan.size - plan.lead - model.window - plan.lead  # columns read after the window, beyond `lead`
     if extra > 0:
         want_crops[..., plan.size - extra :] = 0
@@ -99,26 +92,26 @@ def test_mirrored_logits_are_the_mirrored_window_in_the_mirrored_image(photo, na
 
 
 @pytest.mark.parametrize("options", [{}, {"flip": True}, {"fusion": "sum"}, {"flip": True, "fusion": "sum"}])
-def test_cascade_scores_are_the_sigmoid_of_the_ranking_logits(photo, options):
+def test_cascade_scores_are_the_sigmoid_of_the_ranking_logits(photo_array, options):
     """Whatever fusion or extra pass a cascade runs, ``logits`` is the ranking key (detections sorted by
     it) and ``scores == sigmoid(logits)``, which ``threshold`` compares."""
-    dets = Detector(threshold=0.5, **options)(photo)
+    dets = Detector(threshold=0.5, **options)(photo_array)
     assert len(dets) >= 1
     np.testing.assert_allclose(dets.scores, 1 / (1 + np.exp(-dets.logits.astype(np.float64))), rtol=1e-5)
     assert np.all(np.diff(dets.logits) <= 0) and np.all(dets.scores > 0.5)
 
 
-def test_flip_logit_is_the_mean_of_the_window_and_its_mirror(photo):
+def test_flip_logit_is_the_mean_of_the_window_and_its_mirror(photo_array):
     """With ``flip``, the last stage's logit of a candidate is the mean of its crop's and its mirrored crop's
     (checked on the survivors of the stage before, before the final NMS: nms max at IoU 1 keeps them all)."""
     det = Detector(threshold=0.0, flip=True, nms="max", nms_iou=1.0, containment=1.0)
-    trace = det.stage_windows(photo)
+    trace = det.stage_windows(photo_array)
     before = trace[-2][1].double()  # R-Net's survivors: the candidates O-Net classifies
     plan = crop_plan(det.model.dense.geometry)
-    crops, _ = sample_crops(photo, square_boxes(before), det.model.window, plan)
+    crops, _ = sample_crops(photo_array, square_boxes(before), det.model.window, plan)
     own, _ = score_crops(crops, det.model, plan, regress=False)
     want = ((own[:, 0] + mirrored_logits(crops, det.model, plan)[:, 0]) / 2).sort(descending=True).values
-    got = torch.from_numpy(det(photo).logits).double()
+    got = torch.from_numpy(det(photo_array).logits).double()
     assert got.shape[0] == min(want.shape[0], det.config.max_det)
     assert torch.allclose(got, want[: got.shape[0]].double(), atol=1e-4)
 
@@ -129,23 +122,23 @@ def test_default_preset_is_a_cascade_and_model_face_is_the_dense_onet():
     assert resolve_config(model="face").stages == ()
 
 
-def test_cascade_finds_the_astronaut_and_stages_prune(photo):
+def test_cascade_finds_the_astronaut_and_stages_prune(photo_array):
     det = Detector(threshold=0.5)
-    dets = det(photo)
+    dets = det(photo_array)
     assert len(dets) >= 1 and dets.label_names[0] == "face"
     box = dets.boxes[0]
     assert 150 < box[0] < 200 and 40 < box[1] < 90 and 250 < box[2] < 290 and 150 < box[3] < 200
     # a stricter middle stage can only remove detections
-    strict = Detector(threshold=0.5, stage_thresholds=(0.6, 0.999))(photo)
+    strict = Detector(threshold=0.5, stage_thresholds=(0.6, 0.999))(photo_array)
     assert len(strict) <= len(dets)
     # fusion "sum": the logit is the sum over stages, so at least the last stage's for a face
-    summed = Detector(threshold=0.5, fusion="sum")(photo)
+    summed = Detector(threshold=0.5, fusion="sum")(photo_array)
     assert summed.logits[0] > dets.logits[0]
 
 
-def test_cascade_maps_are_the_first_stage(photo):
+def test_cascade_maps_are_the_first_stage(photo_array):
     det = Detector()
-    dets = det(photo, return_maps=True)
+    dets = det(photo_array, return_maps=True)
     assert dets.score_maps and all(sm.geometry == det.stage_models[0].dense.geometry for sm in dets.score_maps)
     assert len(dets.score_maps) == len(det.levels(512, 512))
 

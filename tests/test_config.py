@@ -55,7 +55,7 @@ def test_wrong_value_type_names_the_key_and_file(tmp_path, text, key):
 
 def test_ints_are_fine_where_numbers_are_expected(tmp_path):
     f = tmp_path / "ok.toml"
-    f.write_text("min_size = 30\nthreshold = 1\nclasses = ['cat']\n")
+    f.write_text("min_size = 30\nthreshold = 1\nclasses = ['face']\n")
     cfg = resolve_config(str(f))
     assert cfg.min_size == 30.0 and cfg.threshold == 1.0
 
@@ -97,3 +97,51 @@ def test_default_config_is_the_default_preset():
     single = resolve_config(model="face")
     assert single.stages == () and single.model == "face"
     assert resolve_config(model="face-rnet").containment is None
+
+
+@pytest.mark.parametrize("key, value, fragment", [
+    ("scale_factor", 0.9999999999, "scale_factor must be in (0, 0.978572] (at most 32 pyramid levels per octave)"),
+    ("rotations", [1e300], "rotations must be in [-360, 360]"),
+    ("rotations", [0, 361], "rotations must be in [-360, 360]"),
+    ("rotations", list(range(361)), "rotations takes at most 360 values"),
+    ("min_size", float("inf"), "min_size must be in (0, 1000000]"),
+    ("max_size", float("nan"), "max_size must be in (0, 1000000]"),
+    ("threshold", float("nan"), "threshold must be in [0, 1]"),
+    ("max_det", 10 ** 30, "max_det must be in [1, 1000000]"),
+    ("max_det", 0, "max_det must be in [1, 1000000]"),
+    ("min_neighbors", -1, "min_neighbors must be in [1, 1000000]"),
+    ("max_memory_mb", 1 << 40, "max_memory_mb must be in [0, 16777216]"),
+    ("num_classes", 10 ** 12, "num_classes must be in [1, 1000000]"),
+    ("input_size", 10 ** 9, "input_size must be in [1, 16384]"),
+    ("std", [0.2, float("inf"), 0.2], "std must be in (0, 1000000]"),
+    ("containment", 0.0, "containment must be in (0, 1]"),
+])
+def test_every_numeric_setting_is_bounded_in_files_and_in_code(tmp_path, key, value, fragment):
+    from fcndetect.config import toml_value
+
+    cfg = tmp_path / "bad.toml"
+    text = toml_value(value).replace("inf", "inf").replace("nan", "nan")
+    cfg.write_text(f"{key} = {text}\n")
+    with pytest.raises(ConfigError) as info:
+        resolve_config(str(cfg))
+    msg = str(info.value)
+    assert msg.startswith(f"{cfg}: ") and fragment in msg and "\n" not in msg
+    with pytest.raises(ConfigError, match=key):
+        DetectorConfig(**{key: value})
+
+
+def test_bounds_accept_their_edges():
+    DetectorConfig(rotations=(-360, 0, 360), scale_factor=2 ** (-1 / 32), threshold=1.0, max_det=1_000_000)
+
+
+def test_every_numeric_setting_declares_its_bounds():
+    """A new numeric setting cannot be added without bounds: its declaration (the field) carries them, and
+    files, flags and code are all checked against them."""
+    from dataclasses import fields
+
+    from fcndetect.config import _BOUNDS, _TYPES
+
+    numeric = {f.name for f in fields(DetectorConfig)
+               if (float in _TYPES[f.name] or int in _TYPES[f.name]) and bool not in _TYPES[f.name]}
+    numeric |= {"rotations", "stage_thresholds", "mean", "std"}  # lists of numbers
+    assert numeric == set(_BOUNDS)

@@ -124,6 +124,7 @@ def _load_imglab(path):
     return gt
 
 
+@pytest.mark.slow  # accuracy guard on dev_faces
 def test_dev_faces_recall_false_positives_and_distinct_ranking_keys(face_detector, dev_faces):
     """Default preset on dev_faces: all 43 faces at IoU >= 0.4 with <= 3 false positives in total, and the
     written logits (4 decimals) rank the 40 best detections without a tie, where written scores cannot."""
@@ -164,3 +165,32 @@ def test_astronaut_landmarks_are_where_a_face_has_them(samples, config):
 
 def test_models_without_a_landmark_head_have_none(samples):
     assert Detector(model="face-rnet")(samples / "astronaut.png").landmarks is None
+
+
+#: Modules the face cascade never uses: torchvision's package (its __init__ imports every architecture and,
+#: through torchvision.ops, torch._dynamo), torch's compiler, and every optional dependency.
+NOT_FOR_THE_CASCADE = ("torchvision", "torchvision.models", "torch._dynamo", "torch._inductor", "sympy", "ray",
+                       "onnx", "onnxruntime", "matplotlib", "pycocotools", "yuface", "dlib", "av",
+                       "facenet_pytorch", "scipy", "pandas")
+
+
+def test_default_detector_imports_only_what_it_uses(samples):
+    """`import fcndetect`, building `Detector()` and detecting (cascade crops, NMS) import none of
+    :data:`NOT_FOR_THE_CASCADE` (each costs start-up time the command waits for), in a fresh process."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json, sys\n"
+            "def loaded(): return sorted(m for m in json.loads(sys.argv[1]) if m in sys.modules)\n"
+            "import fcndetect\nafter_import = loaded()\n"
+            "from fcndetect import Detector\nfrom fcndetect.io.images import load_image\n"
+            "det = Detector()\nafter_build = loaded()\n"
+            "dets = det(load_image(sys.argv[2]))\n"
+            "print(json.dumps([after_import, after_build, loaded(), len(dets)]))\n")
+    p = subprocess.run([sys.executable, "-c", code, json.dumps(NOT_FOR_THE_CASCADE), str(samples / "astronaut.png")],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    after_import, after_build, after_detect, n = json.loads(p.stdout)
+    assert after_import == [] and after_build == [] and after_detect == []
+    assert n >= 1  # the cascade ran (crops and NMS through torchvision's operators)

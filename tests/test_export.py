@@ -66,6 +66,7 @@ def test_torchscript_equals_the_dense_network(models, name: str, sizes, tmp_path
             np.testing.assert_allclose(g.numpy(), t, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow  # an ONNX export and two runs
 def test_run_with_the_onnx_file_equals_torch(tmp_path, samples, dev_faces=None) -> None:
     r = CliRunner().invoke(cli, ["export", "face", "--format", "onnx", "-o", str(tmp_path / "face.onnx")])
     assert r.exit_code == 0, r.output

@@ -1,4 +1,4 @@
-"""`fcndetect inspect` and `fcndetect.inspect`: layer tables, heads and pyramid costs against hand-computed values
+"""`fcndetect inspect` and `fcndetect.inspect_model`: layer tables, heads and pyramid costs against hand-computed values
 and torch's FLOP counter."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 from torch.utils.flop_counter import FlopCounterMode
 
-from fcndetect import inspect
+from fcndetect import inspect_model
 from fcndetect.cli import cli
 from fcndetect.inspection import dense_flops
 from fcndetect.models import load_model
@@ -22,7 +22,7 @@ def _row(doc: dict, name: str) -> dict:
 
 
 def test_onet_by_hand() -> None:
-    doc = inspect(ONet().eval(), 48, image_size=None)
+    doc = inspect_model(ONet().eval(), 48, image_size=None)
     assert doc["geometry"]["stride"] == 8 and doc["geometry"]["window"] == 48
     h = doc["head"][0]
     assert (h["name"], h["in_features"], h["out_features"], h["in_shape"]) == ("dense5", 1152, 256, [128, 3, 3])
@@ -36,12 +36,13 @@ def test_onet_by_hand() -> None:
 
 
 def test_rnet_by_hand() -> None:
-    doc = inspect(RNet().eval(), 24, image_size=None)
+    doc = inspect_model(RNet().eval(), 24, image_size=None)
     h = doc["head"][0]
     assert (h["in_features"], h["out_features"], h["in_shape"]) == (576, 128, [64, 3, 3])
     assert doc["geometry"]["stride"] == 4
 
 
+@pytest.mark.slow  # VGG-16 (138M parameters)
 def test_vgg16_cli_json() -> None:
     r = CliRunner().invoke(cli, ["inspect", "vgg16", "--weights", "none", "--json", "--image-size", "320x240"])
     assert r.exit_code == 0, r.output
@@ -80,7 +81,7 @@ def test_flops_match_torch_flop_counter(name: str, size: tuple[int, int]) -> Non
 
 def test_pyramid_score_maps_are_the_dense_outputs() -> None:
     loaded = load_model("face-rnet")
-    doc = inspect(loaded.classifier, 24, image_size=(100, 80), min_size=24)
+    doc = inspect_model(loaded.classifier, 24, image_size=(100, 80), min_size=24)
     for lv in doc["pyramid"]["levels"][:3]:
         h, w = lv["size"]
         with torch.no_grad():

@@ -56,3 +56,11 @@ def test_pyramid_images_resize_each_level_from_the_one_before():
         prev = want
     direct = cv2.resize(img, (levels[-1].width, levels[-1].height), interpolation=cv2.INTER_AREA)
     assert not np.array_equal(got[-1], direct)
+
+
+def test_a_scale_factor_near_one_is_refused_not_looped():
+    from fcndetect.pyramid import MAX_LEVELS
+
+    with pytest.raises(ValueError, match="pyramid levels"):
+        pyramid_scales((4000, 3000), window=12, min_size=12, scale_factor=0.9999999999)
+    assert len(pyramid_scales((4000, 3000), window=12, min_size=3, scale_factor=2 ** (-1 / 32))) < MAX_LEVELS

@@ -89,6 +89,7 @@ def _imglab(path):
     return gt
 
 
+@pytest.mark.slow  # accuracy guard on dev_faces
 @pytest.mark.parametrize("k", [0, 1, 2, 3])
 def test_dev_faces_rotated_by_right_angles(dev_faces, rotating, k):
     """Every dev_faces photo turned by 90k degrees: at least 95% of the faces at IoU >= 0.4 with at most 5

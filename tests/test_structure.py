@@ -144,3 +144,19 @@ def test_no_submodule_imports_its_own_package_init() -> None:
 def test_module_size(name: str) -> None:
     lines = _modules()[name].read_text(encoding="utf-8").count("\n")
     assert lines <= MAX_LINES, f"{name} has {lines} lines (at most {MAX_LINES})"
+
+
+def test_public_names_are_listed_once_and_none_shadows_the_standard_library() -> None:
+    import sys
+    import warnings
+
+    import fcndetect
+
+    assert set(fcndetect.__all__) == {"__version__", *fcndetect._EXPORTS}
+    assert [n for n in fcndetect.__all__ if n in sys.stdlib_module_names] == []
+    assert all(getattr(fcndetect, n) is not None for n in fcndetect._EXPORTS)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert fcndetect.DenseNet is fcndetect.DenseModel  # the old names still work, with a warning
+        assert fcndetect.inspect is fcndetect.inspect_model
+    assert [w.category for w in caught] == [DeprecationWarning, DeprecationWarning]

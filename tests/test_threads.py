@@ -49,6 +49,7 @@ def _spincount(code: str, **env: str) -> str:
     return lines[0]
 
 
+@pytest.mark.slow  # fresh interpreters importing torch
 def test_openmp_sleeps_when_fcndetect_is_imported_first():
     assert _spincount("import fcndetect, torch") == "GOMP_SPINCOUNT = '1000'"  # the short spin
     assert _spincount("import torch, fcndetect") == "GOMP_SPINCOUNT = '300000'"  # too late: libgomp's default
@@ -76,6 +77,7 @@ def _late_warning(code: str) -> list[str]:
     return [ln for ln in p.stderr.splitlines() if "GOMP_SPINCOUNT=1000" in ln]
 
 
+@pytest.mark.slow  # fresh interpreters importing torch
 def test_api_users_who_imported_torch_first_are_told_once():
     build_twice = "from fcndetect import Detector; Detector(); Detector()"
     late = _late_warning("import torch, fcndetect; " + build_twice)

@@ -6,7 +6,15 @@ from typing import Any
 
 import click
 
-from .common import EXIT_FAILED, checkpoint_options, fail, model_config, model_error, model_errors
+from .common import (
+    EXIT_FAILED,
+    bounded,
+    checkpoint_options,
+    fail,
+    model_config,
+    model_error,
+    model_errors,
+)
 
 
 @click.command("bench")
@@ -16,9 +24,12 @@ from .common import EXIT_FAILED, checkpoint_options, fail, model_config, model_e
                    "--pipeline, the default preset).")
 @checkpoint_options
 @click.option("--scales", default="1", show_default=True, help="Comma-separated pyramid scales.")
-@click.option("--batch-size", type=int, default=256, show_default=True, help="Crops per classifier call.")
-@click.option("--repeat", type=int, default=3, show_default=True, help="Best of this many timings.")
-@click.option("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice).")
+@click.option("--batch-size", type=int, default=256, show_default=True, callback=bounded(1, 65536),
+              help="Crops per classifier call.")
+@click.option("--repeat", type=int, default=3, show_default=True, callback=bounded(1, 1000),
+              help="Best of this many timings.")
+@click.option("--threads", type=int, default=None, callback=bounded(1, 1024),
+              help="torch intra-op threads (default: torch's choice).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 @click.option("--pipeline", is_flag=True,
               help="Instead: where a detection's time goes, step by step (default preset, or --config/--model).")
@@ -92,9 +103,10 @@ def _bench_pipeline(image: Any, cfg: Any, repeat: int, as_json: bool) -> None:
     from ..bench_report import format_pipeline
     from ..detector import Detector
 
+    errors: tuple[type[Exception], ...] = (*model_errors(), ValueError)
     try:
         detector = Detector(cfg)
-    except (*model_errors(), ValueError) as exc:
+    except errors as exc:
         model_error(cfg.chain, exc)
     times = time_pipeline(detector, image, repeat)
     click.echo(json.dumps(times.to_json()) if as_json

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -15,8 +16,11 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def one_line(text: str) -> str:
-    """``text`` with every run of whitespace (newlines included) as one space."""
-    return " ".join(str(text).split())
+    """``text`` with every run of ASCII whitespace (newlines included) as one space, and any other control
+    character or line separator escaped (:func:`fcndetect.io.progress.printable`)."""
+    from ..io.progress import printable
+
+    return printable(re.sub(r"[ \t\n\r\x0b\x0c]+", " ", str(text)).strip())
 
 
 def os_error_line(exc: OSError) -> str:
@@ -24,6 +28,20 @@ def os_error_line(exc: OSError) -> str:
     if exc.filename is not None and exc.strerror:
         return one_line(f"{exc.filename}: {exc.strerror}")
     return one_line(str(exc))
+
+
+def bounded(lo: float, hi: float) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A click callback refusing a number (or each of several) that is not finite or not in ``[lo, hi]``:
+    one ``error:`` line naming the option (exit 2)."""
+    import math
+
+    def check(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        for v in value if isinstance(value, tuple) else (value,):
+            if v is not None and not (math.isfinite(v) and lo <= v <= hi):
+                raise click.BadParameter(f"{v:g} is not in [{lo:g}, {hi:g}]", ctx, param)
+        return value
+
+    return check
 
 
 def err(msg: str, quiet: bool = False) -> None:
@@ -44,7 +62,7 @@ class OneLineGroup(click.Group):
     block, and an interrupt (Ctrl-C) as one ``interrupted`` line with exit 130 instead of ``Aborted!`` and
     exit 1. Used alike by the console script and by ``click.testing.CliRunner``."""
 
-    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,  # type: ignore[override]
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
              complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
@@ -114,7 +132,7 @@ def model_errors() -> tuple[type[Exception], ...]:
 
 def model_error(name: str, exc: Exception) -> NoReturn:
     """Report a model that cannot be loaded or converted as one line naming it, and exit 2."""
-    msg = one_line(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc)
+    msg = one_line(str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc))
     fail(msg if msg.startswith(name) else f"{name}: {msg}", EXIT_USAGE)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .common import EXIT_FAILED, checkpoint_options, err, one_line
+from .common import EXIT_FAILED, bounded, checkpoint_options, err, one_line
 
 
 @click.command("eval")
@@ -16,7 +16,7 @@ from .common import EXIT_FAILED, checkpoint_options, err, one_line
 @click.option("-a", "--annotations", multiple=True, required=True,
               help="Ground truth (repeatable): imglab XML, text, COCO JSON, FDDB, WIDER, VOC XML/folder.")
 @click.option("--format", "gt_format", default=None, help="Ground-truth format (default: detected from the file).")
-@click.option("--iou", "ious", multiple=True, type=float, help="IoU threshold(s) for a match (default 0.5).")
+@click.option("--iou", "ious", multiple=True, type=float, callback=bounded(0, 1), help="IoU threshold(s) for a match (default 0.5).")
 @click.option("--report", type=click.Path(dir_okay=False), default=None, help="Write the JSON report here.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write PR and ROC-style curves (PNG).")
 @click.option("-m", "--model", default=None, help="Model, when INPUTS are images (default: the default preset).")
@@ -24,9 +24,12 @@ from .common import EXIT_FAILED, checkpoint_options, err, one_line
 @click.option("-t", "--threshold", type=float, default=None, help="Detection threshold, when INPUTS are images.")
 @click.option("--min-size", type=float, default=None, help="Smallest object side, when INPUTS are images.")
 @checkpoint_options
+@click.option("--allow-missing", is_flag=True,
+              help="Score even when no annotated image has a detection record (every object then counts as missed).")
 @click.option("-q", "--quiet", is_flag=True, help="No table on stderr.")
 def eval_cmd(inputs: tuple[str, ...], annotations: tuple[str, ...], gt_format: str | None, ious: tuple[float, ...],
-             report: str | None, plot: str | None, quiet: bool, config: str | None, **options: Any) -> None:
+             report: str | None, plot: str | None, allow_missing: bool, quiet: bool, config: str | None,
+             **options: Any) -> None:
     """Score detections against ground truth: an existing detections.jsonl, or a fresh run over images.
 
     \b
@@ -35,8 +38,11 @@ def eval_cmd(inputs: tuple[str, ...], annotations: tuple[str, ...], gt_format: s
     ground truth has no objects, so its detections are false positives (the report counts these images).
     Detections are ranked by their logit where the records carry one, else by their score; the report
     says which.
+    An annotated image without a detection record has its objects counted as missed (stderr says how many);
+    when none has one (detections of other images), eval stops with exit 2 unless --allow-missing.
     Exit codes: 0 scored, 1 some images could not be read (each named on stderr; the report covers the
-    others), 2 usage error (a missing or malformed annotation or detections file, a bad setting).
+    others), 2 usage error (a missing or malformed annotation or detections file, a bad setting, no
+    annotated image among the detections).
     """
     import json
 
@@ -63,6 +69,9 @@ def eval_cmd(inputs: tuple[str, ...], annotations: tuple[str, ...], gt_format: s
         read = _detect(inputs, config, options, quiet)
     try:
         keys = ev.match_images(list(read.detections), list(gt))
+        # a fresh run whose every input failed has said so (exit 1); otherwise no match at all is a usage error
+        _check_coverage(gt, keys, inputs[0] if saved else "the detections",
+                        allow_missing or not (saved or read.detections), quiet)
         rep = ev.evaluate(read.detections, gt, iou_thresholds=ious or (0.5,), image_keys=keys, ranking=read.ranking)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
@@ -79,6 +88,22 @@ def eval_cmd(inputs: tuple[str, ...], annotations: tuple[str, ...], gt_format: s
             raise click.UsageError(str(exc)) from None
     if not saved and read.errors:
         sys.exit(EXIT_FAILED)  # the report covers the images that were read; each failed one had its line
+
+
+def _check_coverage(gt: dict[str, Any], keys: dict[str, str | None], source: str, allow_missing: bool,
+                    quiet: bool) -> None:
+    """Say in one line how many annotated images have no detection record; a usage error when none has one
+    (unless ``allow_missing``)."""
+    matched = {k for k in keys.values() if k is not None}
+    missing = [g for g in gt if g not in matched]
+    if not missing:
+        return
+    if not matched and gt and not allow_missing:
+        raise click.UsageError(
+            f"none of the {len(gt)} annotated images has a detection record in {source} (were the detections "
+            f"made for other images?); --allow-missing scores them anyway, every object missed")
+    err(f"warning: {len(missing)} of {len(gt)} annotated images have no detection record (e.g. "
+        f"{one_line(missing[0])}); their objects count as missed", quiet)
 
 
 def _no_such_file(exc: Exception) -> str:

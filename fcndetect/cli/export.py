@@ -38,11 +38,12 @@ def export_cmd(model: str | None, config: str | None, fmt: str, output: str, ove
         raise click.UsageError(f"{output}: is a folder, not a file")
     if os.path.lexists(output) and not overwrite:
         raise click.UsageError(f"{output}: exists; give --overwrite to replace it")
+    errors: tuple[type[Exception], ...] = (*model_errors(), ExportError)
     try:
         loaded = load_model(cfg.model, "cpu", **cfg.model_options())
         settings = {k: v for k, v in cfg.to_dict().items() if k in EXPORTED_SETTINGS and v is not None}
         path = export_model(loaded, output, fmt, settings)
-    except (*model_errors(), ExportError) as exc:
+    except errors as exc:
         model_error(cfg.chain, exc)
     g = loaded.dense.geometry
     err(f"wrote {path}: {cfg.model} dense network, window {g.window}, stride {g.stride}, outputs "

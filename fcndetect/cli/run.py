@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import sys
 from typing import Any
 
@@ -65,10 +66,15 @@ Exit codes: 0 all inputs processed, 1 some inputs failed, 2 usage error, 130 int
 @click.option("--anonymize-margin", type=float, default=None,
               help="Grow each anonymised region by this fraction of its box on each side (default 0.3: the "
                    "whole face, forehead and ears, for the face presets).")
+@click.option("--anonymize-hold", type=int, default=None,
+              help="Videos: keep each face's region anonymised N frames after its last detection and before its "
+                   "first (default 8; gaps of up to 2N frames are filled; at most 60).")
 @click.option("--vid-stride", type=int, default=1, show_default=True,
-              help="Videos: detect in frames 0, N, 2N, ... (the frames between reuse the last detections).")
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "coco", "csv", "fddb", "wider"]), default="jsonl",
-              show_default=True, help="One more combined output (with -o), or what stdout gets (without).")
+              help="Videos: detect in frames 0, N, 2N, ... (the anonymised video covers the frames between where each "
+                   "face's track is).")
+@click.option("--format", "fmt", multiple=True, metavar="FORMAT[,FORMAT...]",
+              help="jsonl, coco, csv, fddb or wider: more combined outputs (with -o; repeat the option or separate "
+                   "with commas: --format coco,csv), or what stdout gets (without -o: one format). Default: jsonl.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run into the same -o DIR.")
 @click.option("--overwrite", is_flag=True, help="Allow -o into a non-empty folder (an old run's files go).")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first input that fails.")
@@ -89,7 +95,8 @@ Exit codes: 0 all inputs processed, 1 some inputs failed, 2 usage error, 130 int
 @click.option("--cpus-per-actor", type=float, default=None, help="With --engine ray: CPUs each actor reserves.")
 @click.option("--gpus-per-actor", type=float, default=0.0, help="With --engine ray: GPUs each actor reserves.")
 def run_cmd(sources: tuple[str, ...], config: str | None, output: str | None, heatmap: bool, save_maps: bool,
-            crops: bool, anonymize: str | None, anonymize_margin: float | None, vid_stride: int, fmt: str, resume: bool, overwrite: bool, fail_fast: bool, workers: int | None,
+            crops: bool, anonymize: str | None, anonymize_margin: float | None, anonymize_hold: int | None,
+            vid_stride: int, fmt: tuple[str, ...], resume: bool, overwrite: bool, fail_fast: bool, workers: int | None,
             threads: int | None, batch_size: int, max_memory: str | None, max_pixels: int | None,
             print_config: bool, quiet: bool, engine: str, ray_address: str | None, actors: str | None,
             cpus_per_actor: float | None, gpus_per_actor: float, **options: Any) -> None:
@@ -111,10 +118,18 @@ def run_cmd(sources: tuple[str, ...], config: str | None, output: str | None, he
     except (ConfigError, TypeError) as exc:
         raise click.UsageError(str(exc)) from None
     if print_config:
+        click.echo(f"# models: {cfg.chain}")
         for key, value in cfg.to_dict().items():
             if value is not None:
                 click.echo(f"{key} = {toml_value(value)}")
         return
+    formats = parse_formats(fmt, output is not None)
+    from ..io.combined import sink_names
+
+    for src in sources:  # `--format coco csv`: csv would be read as an input
+        if src in sink_names() and not os.path.lexists(src):
+            raise click.UsageError(f"{src!r} is a format name, not a file: to ask for several formats, write "
+                                   f"--format coco,csv or --format coco --format csv")
     if not sources:
         raise click.UsageError("no SOURCES given (image files, folders, glob patterns, @list.txt or -)")
     for flag, on in (("--heatmap", heatmap), ("--save-maps", save_maps), ("--crops", crops), ("--resume", resume),
@@ -124,12 +139,14 @@ def run_cmd(sources: tuple[str, ...], config: str | None, output: str | None, he
             raise click.UsageError(f"{flag} needs -o/--output DIR")
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
-    if batch_size < 1 or (workers is not None and workers < 0) or (threads is not None and threads < 1):
-        raise click.UsageError("--batch-size and --threads must be >= 1, --workers >= 0")
-    if vid_stride < 1 or (anonymize_margin is not None and not anonymize_margin >= 0):
-        raise click.UsageError("--vid-stride must be >= 1 and --anonymize-margin >= 0")
+    check_run_limits({"--batch-size": batch_size, "--workers": workers, "--threads": threads,
+                      "--vid-stride": vid_stride, "--max-pixels": max_pixels, "--anonymize-margin": anonymize_margin,
+                      "--anonymize-hold": anonymize_hold, "--cpus-per-actor": cpus_per_actor,
+                      "--gpus-per-actor": gpus_per_actor})
     if anonymize_margin is not None and anonymize is None:
         raise click.UsageError("--anonymize-margin needs --anonymize")
+    if anonymize_hold is not None and anonymize is None:
+        raise click.UsageError("--anonymize-hold needs --anonymize")
     from pathlib import Path
 
     from ..io.images import DEFAULT_MAX_PIXELS
@@ -137,16 +154,62 @@ def run_cmd(sources: tuple[str, ...], config: str | None, output: str | None, he
 
     n_workers = 1 if workers is None else workers
     opts = RunOptions(
-        output=Path(output) if output else None, heatmap=heatmap, save_maps=save_maps, crops=crops, format=fmt,
+        output=Path(output) if output else None, heatmap=heatmap, save_maps=save_maps, crops=crops, format=formats,
         resume=resume, overwrite=overwrite, fail_fast=fail_fast, workers=n_workers, batch_size=batch_size,
         max_pixels=max_pixels if max_pixels is not None else DEFAULT_MAX_PIXELS, quiet=quiet, engine=engine,
         anonymize=anonymize, vid_stride=vid_stride,
     )
     if anonymize_margin is not None:
         opts.anonymize_margin = anonymize_margin
+    if anonymize_hold is not None:
+        opts.anonymize_hold = anonymize_hold
     if engine == "ray":
         opts.ray = _ray_options(ray_address, actors, cpus_per_actor, gpus_per_actor, threads)
-    sys.exit(_run(sources, cfg, opts, threads))
+    sys.exit(_locked_run(sources, cfg, opts, threads))
+
+
+def _locked_run(sources: tuple[str, ...], cfg: Any, opts: Any, threads: int | None) -> int:
+    """:func:`_run` holding the output folder's lock, taken before the model loads: a second run on a folder
+    in use is refused in one line naming the process that holds it (exit 2)."""
+    if opts.output is None:
+        return _run(sources, cfg, opts, threads)
+    from ..io.outdir import FolderInUse, OutputLock
+
+    lock = OutputLock(opts.output)
+    try:
+        lock.acquire()
+    except FolderInUse as exc:
+        err(f"error: {one_line(str(exc))}")
+        return EXIT_USAGE
+    except OSError as exc:
+        culprit = f": {exc.filename}" if exc.filename and str(exc.filename) != str(opts.output) else ""
+        err(f"error: {one_line(f'{opts.output}: cannot use as the output folder ({exc.strerror or exc}{culprit})')}")
+        return EXIT_USAGE
+    try:
+        if lock.stale:
+            err(f"note: {one_line(f'{opts.output}: took over the lock of process {lock.stale}, which ended without releasing it')}",
+                opts.quiet)
+        return _run(sources, cfg, opts, threads)
+    finally:
+        lock.release()
+
+
+def parse_formats(values: tuple[str, ...], to_folder: bool) -> str:
+    """``--format`` values (repeated, comma-separated) as one canonical string: registered formats
+    (:data:`fcndetect.io.sinks.SINKS`), each once, in registration order, ``jsonl`` dropped beside others
+    (with ``-o`` it is always written). Without an output folder, stdout takes one format: several are a
+    usage error."""
+    from ..io.combined import sink_names
+
+    known = sink_names()
+    names = [v.strip() for value in values for v in value.split(",") if v.strip()] or ["jsonl"]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise click.UsageError(f"--format: unknown format {unknown[0]!r}; choose from {', '.join(known)}")
+    chosen = [f for f in known if f in names]
+    if len(chosen) > 1 and not to_folder:
+        raise click.UsageError(f"--format: stdout takes one format, got {', '.join(chosen)}; several need -o DIR")
+    return ",".join(f for f in chosen if f != "jsonl" or len(chosen) == 1)
 
 
 def _ray_options(address: str | None, actors: str | None, cpus: float | None, gpus: float,
@@ -163,20 +226,48 @@ def _ray_options(address: str | None, actors: str | None, cpus: float | None, gp
             raise click.UsageError(f"--actors: expected N or MIN-MAX, got {actors!r}") from None
         if not 1 <= counts[0] <= counts[1]:
             raise click.UsageError(f"--actors: expected 1 <= MIN <= MAX, got {actors!r}")
-    if (cpus is not None and cpus <= 0) or gpus < 0:
-        raise click.UsageError("--cpus-per-actor must be > 0 and --gpus-per-actor >= 0")
     return RayOptions(address=address, actors=counts, cpus_per_actor=cpus, gpus_per_actor=gpus, threads=threads)
 
 
+#: The run options' accepted values (inclusive): each bounds the threads, memory or work a run may take.
+RUN_LIMITS: dict[str, tuple[float, float]] = {
+    "--batch-size": (1, 4096), "--workers": (0, 256), "--threads": (1, 1024), "--vid-stride": (1, 1_000_000),
+    "--max-pixels": (1, 1 << 40), "--anonymize-margin": (0, 10), "--anonymize-hold": (0, 60),
+    "--cpus-per-actor": (1e-4, 1 << 16),
+    "--gpus-per-actor": (0, 1 << 10),
+}
+
+
+def check_run_limits(values: dict[str, float | None]) -> None:
+    """A usage error (one line naming the option) for any given value outside :data:`RUN_LIMITS`."""
+    import math
+
+    for flag, value in values.items():
+        if value is None:
+            continue
+        lo, hi = RUN_LIMITS[flag]
+        if not (math.isfinite(value) and lo <= value <= hi):
+            raise click.UsageError(f"{flag} must be in [{_num(lo)}, {_num(hi)}], got {value:g}")
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else f"{v:g}"
+
+
 def parse_mib(text: str) -> int:
-    """``512``, ``512M``, ``2G``, ``2GiB`` -> MiB (a usage error for anything else)."""
+    """``512``, ``512M``, ``2G``, ``2GiB`` -> MiB (a usage error for anything else, or a negative or
+    non-finite size)."""
+    import math
+
     t = text.strip().upper().removesuffix("IB").removesuffix("B")
     mult = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}.get(t[-1:], None)
     try:
         value = float(t[:-1]) * mult if mult is not None else float(t)
     except ValueError:
         raise click.UsageError(f"--max-memory: expected a size such as 512M or 2G, got {text!r}") from None
-    return max(0, int(value))
+    if not math.isfinite(value) or value < 0:
+        raise click.UsageError(f"--max-memory: expected a size >= 0 such as 512M or 2G, got {text!r}")
+    return int(value)
 
 
 def _engine_detector(cfg: Any, engine: str) -> Any:

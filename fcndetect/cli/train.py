@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from .common import EXIT_INTERRUPTED, EXIT_USAGE, err, fail
+from .common import EXIT_INTERRUPTED, EXIT_USAGE, bounded, err, fail
 
 
 @click.command("train")
@@ -19,12 +19,12 @@ from .common import EXIT_INTERRUPTED, EXIT_USAGE, err, fail
 @click.option("--negatives", "-n", multiple=True, help="Folder, file or glob of images without the object. Repeatable.")
 @click.option("-o", "--output", required=True, help="Output folder: model.pt, preset.toml, metrics.jsonl.")
 @click.option("--arch", default="tiny", show_default=True, help="tiny, or a torchvision architecture.")
-@click.option("--input-size", type=int, default=None, help="Classifier input side (tiny: 34).")
+@click.option("--input-size", type=int, default=None, callback=bounded(1, 16384), help="Classifier input side (tiny: 34).")
 @click.option("--weights", default=None, help="Initial weights: an earlier model.pt (tiny) or an ImageNet state dict.")
-@click.option("--epochs", type=int, default=10, show_default=True, help="Epochs per round.")
-@click.option("--batch-size", type=int, default=128, show_default=True)
-@click.option("--lr", type=float, default=2e-3, show_default=True, help="Adam learning rate (halved each round).")
-@click.option("--hard-negative-rounds", type=int, default=2, show_default=True,
+@click.option("--epochs", type=int, default=10, show_default=True, callback=bounded(1, 100000), help="Epochs per round.")
+@click.option("--batch-size", type=int, default=128, show_default=True, callback=bounded(1, 65536))
+@click.option("--lr", type=float, default=2e-3, show_default=True, callback=bounded(0, 100), help="Adam learning rate (halved each round).")
+@click.option("--hard-negative-rounds", type=int, default=2, show_default=True, callback=bounded(0, 1000),
               help="Rounds of hard-negative mining after the first round.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed and thread count: same model.pt bytes.")
 @click.option("--device", default="cpu", show_default=True)

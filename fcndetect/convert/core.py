@@ -17,21 +17,21 @@ exactness table are in :mod:`fcndetect.convert.adapters`), the head conversion a
 from __future__ import annotations
 
 import copy
+import importlib
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from torch import nn
-from torchvision.models import convnext as _tv_convnext
-from torchvision.ops.misc import SqueezeExcitation
 
 from ..geometry import Geometry, GeometryError
 
 from ..spans import compute_geometry
 from .modules import LocalSqueeze, _rebuilt
 
-__all__ = ["ConversionError", "DenseNet", "Split", "make_fully_convolutional", "register_adapter"]
+__all__ = ["ConversionError", "DenseModel", "Split", "make_fully_convolutional", "register_adapter"]
 
 FlattenOrder = Literal["chw", "whc"]
 
@@ -68,7 +68,7 @@ class Split:
     conv_head: list[nn.Module] | None = None
 
 
-class DenseNet(nn.Module):
+class DenseModel(nn.Module):
     """A fully-convolutional classifier: ``[B, 3, H, W]`` images to ``[B, K, H', W']`` class **logits**.
 
     Attributes:
@@ -106,6 +106,17 @@ class DenseNet(nn.Module):
         return self.classifier(h), (self.regressor(h) if self.regressor is not None else None)
 
 
+def _is_torchvision(m: nn.Module, module: str, name: str) -> bool:
+    """Whether ``m`` is an instance of torchvision's ``module.name``; looked up only where that module is loaded
+    already (``m`` could not be one otherwise), so converting a network never imports torchvision."""
+    cls = getattr(sys.modules.get(module), name, None)
+    return cls is not None and isinstance(m, cls)
+
+
+def _is_squeeze_excitation(m: nn.Module) -> bool:
+    return _is_torchvision(m, "torchvision.ops.misc", "SqueezeExcitation")
+
+
 def _localise_squeezes(body: nn.Module, probe: torch.Tensor) -> tuple[nn.Module, torch.Tensor]:
     """Run ``body`` on the native-size ``probe`` and replace each SE block's global pool by :class:`LocalSqueeze`.
 
@@ -115,12 +126,13 @@ def _localise_squeezes(body: nn.Module, probe: torch.Tensor) -> tuple[nn.Module,
     sizes: dict[int, tuple[int, int]] = {}
     handles = []
     for m in body.modules():
-        if isinstance(m, SqueezeExcitation) and _global_kind(m.avgpool) == "avg":
+        pool = m.avgpool if _is_squeeze_excitation(m) else None
+        if isinstance(pool, nn.Module) and _global_kind(pool) == "avg":
 
             def hook(mod: nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
                 sizes[id(mod)] = (int(args[0].shape[-2]), int(args[0].shape[-1]))
 
-            handles.append(m.avgpool.register_forward_hook(hook))
+            handles.append(pool.register_forward_hook(hook))
     try:
         feat = body(probe)
     finally:
@@ -130,7 +142,7 @@ def _localise_squeezes(body: nn.Module, probe: torch.Tensor) -> tuple[nn.Module,
         return body, feat
 
     def swap(m: nn.Module) -> nn.Module | None:
-        if isinstance(m, SqueezeExcitation) and id(m.avgpool) in sizes:
+        if _is_squeeze_excitation(m) and id(m.avgpool) in sizes:
             se = copy.copy(m)
             se._modules = {**m._modules, "avgpool": LocalSqueeze(sizes[id(m.avgpool)])}
             return se
@@ -156,6 +168,24 @@ def register_adapter(predicate: Callable[[nn.Module], bool]) -> Callable[[Adapte
     return wrap
 
 
+def register_builtin_adapter(predicate: Callable[[nn.Module], bool]) -> Callable[[Adapter], Adapter]:
+    """Decorator for fcndetect's own adapters: tried before the built-ins registered earlier, as
+    :func:`register_adapter` would, but after every user adapter, also when a built-in family registers
+    later (the torchvision families register on first need)."""
+
+    def wrap(adapter: Adapter) -> Adapter:
+        global _N_BUILTIN
+        _ADAPTERS.insert(len(_ADAPTERS) - _N_BUILTIN, (predicate, adapter))
+        _N_BUILTIN += 1
+        return adapter
+
+    return wrap
+
+
+_N_BUILTIN = 0  # the last _N_BUILTIN entries of _ADAPTERS are fcndetect's own
+_TORCHVISION_ADAPTERS = __name__.rpartition(".")[0] + ".torchvision_adapters"
+
+
 def _is_adaptive(m: nn.Module) -> bool:
     return isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d))
 
@@ -167,13 +197,18 @@ def _global_kind(m: nn.Module) -> Literal["avg", "max"] | None:
 
 
 def _as_pair(v: object) -> tuple[object, object]:
-    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # type: ignore[return-value]
+    return (v[0], v[1]) if isinstance(v, (tuple, list)) else (v, v)
 
 
 def _split(model: nn.Module) -> Split:
     for predicate, adapter in _ADAPTERS:
         if predicate(model):
             return adapter(model)
+    if _TORCHVISION_ADAPTERS not in sys.modules:
+        # the torchvision families register on first need: their module imports torchvision's models (over
+        # a second), which a network that another adapter takes never needs
+        importlib.import_module(_TORCHVISION_ADAPTERS)
+        return _split(model)
     raise ConversionError(
         f"don't know how to make {type(model).__name__} fully convolutional: "
         "register an adapter with fcndetect.convert.register_adapter"
@@ -194,7 +229,7 @@ def _linear_to_conv(lin: nn.Linear, channels: int, k_h: int, k_w: int, flatten: 
         w4 = w.reshape(lin.out_features, k_w, k_h, channels).permute(0, 3, 2, 1)
     with torch.no_grad():
         conv.weight.copy_(w4)
-        if lin.bias is not None:
+        if lin.bias is not None and conv.bias is not None:
             conv.bias.copy_(lin.bias.detach())
     return conv.to(device=w.device, dtype=w.dtype)
 
@@ -238,7 +273,7 @@ def _convert_head(
             continue
         if first_linear and not pooled and not isinstance(m, _HEAD_POINTWISE):
             raise ConversionError(f"head layer {type(m).__name__} before the first Linear is not supported")
-        if first_linear and isinstance(m, _tv_convnext.LayerNorm2d):
+        if first_linear and _is_torchvision(m, "torchvision.models.convnext", "LayerNorm2d"):
             out.append(m)
             continue
         if isinstance(m, (nn.Softmax, nn.LogSoftmax)):
@@ -257,7 +292,7 @@ def _convert_head(
 
 
 @torch.no_grad()
-def make_fully_convolutional(model: nn.Module, input_size: int) -> DenseNet:
+def make_fully_convolutional(model: nn.Module, input_size: int) -> DenseModel:
     """Turn a classifier into a dense network that slides it over larger inputs.
 
     Args:
@@ -271,7 +306,7 @@ def make_fully_convolutional(model: nn.Module, input_size: int) -> DenseNet:
             24 for R-Net, 224 for most torchvision weights; :data:`TORCHVISION_ARCHS` for the others).
 
     Returns:
-        a :class:`DenseNet` mapping ``[B, 3, H, W]`` (``H, W >= N``) to ``[B, K, H', W']`` **logits**
+        a :class:`DenseModel` mapping ``[B, 3, H, W]`` (``H, W >= N``) to ``[B, K, H', W']`` **logits**
         (pre-softmax; any softmax at the end of the head is dropped), with ``.geometry``.
 
     Raises:
@@ -293,8 +328,8 @@ def make_fully_convolutional(model: nn.Module, input_size: int) -> DenseNet:
     _, channels, k_h, k_w = feat.shape
     pre: list[nn.Module] = []
     adaptive = split.extra.get("adaptive")
-    if adaptive is not None:
-        target = tuple(int(v) if v is not None else s for v, s in zip(_as_pair(adaptive.output_size), (k_h, k_w)))
+    if isinstance(adaptive, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
+        target = tuple(int(v) if isinstance(v, int) else s for v, s in zip(_as_pair(adaptive.output_size), (k_h, k_w)))
         if target != (k_h, k_w):
             raise ConversionError(
                 f"{type(adaptive).__name__}{target} changes the {k_h}x{k_w} map of a {input_size}px input: "
@@ -319,9 +354,10 @@ def make_fully_convolutional(model: nn.Module, input_size: int) -> DenseNet:
     hidden, classifier = nn.Sequential(*layers[:last]), nn.Sequential(*layers[last:])
     regressor = None
     if split.regressor:
-        regressor = nn.Sequential(*_convert_head(split.regressor, layers[last].in_channels, 1, 1, "chw"))
+        last_conv = cast(nn.Conv2d, layers[last])  # found by isinstance above
+        regressor = nn.Sequential(*_convert_head(split.regressor, last_conv.in_channels, 1, 1, "chw"))
     try:
-        dense = DenseNet(body, hidden, classifier, input_size, regressor)
+        dense = DenseModel(body, hidden, classifier, input_size, regressor)
     except GeometryError as exc:
         raise ConversionError(f"{type(model).__name__}: {exc}") from exc
     if param is not None:

@@ -86,6 +86,8 @@ class ChannelAffine(nn.Module):
 
     def __init__(self, scale: list[float], shift: list[float]) -> None:
         super().__init__()
+        self.scale: torch.Tensor
+        self.shift: torch.Tensor
         self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("shift", torch.tensor(shift, dtype=torch.float32).view(1, -1, 1, 1))
 

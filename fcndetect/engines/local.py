@@ -85,7 +85,8 @@ def iter_detections(
 
     def flush() -> Iterator[ItemResult]:
         loaded = [b for b in batch if b.image is not None]
-        dets = iter(detect_each(detect_batch, [b.image for b in loaded], opts.return_maps))  # type: ignore[misc]
+        images = [b.image for b in loaded if b.image is not None]  # all of them: `loaded` has images only
+        dets = iter(detect_each(detect_batch, images, opts.return_maps))
         for b in batch:
             if b.image is None:
                 yield ItemResult(b.item, None, None, b.error)

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .errors import AmbiguousMatchError
 
@@ -137,7 +138,7 @@ def as_boxes(boxes: object, name: str) -> np.ndarray:
     return arr
 
 
-def as_scores(scores: object, n: int, name: str) -> np.ndarray:
+def as_scores(scores: ArrayLike, n: int, name: str) -> np.ndarray:
     """``scores`` as a ``[n]`` float64 array of finite values of any range; ValueError (naming ``name``)
     otherwise."""
     arr = np.asarray(scores, dtype=np.float64).reshape(-1) if np.size(scores) else np.zeros(0)

@@ -18,18 +18,21 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-__all__ = ["ANONYMIZE_METHODS", "DEFAULT_MARGIN", "region_ellipse", "region_mask", "anonymize"]
+__all__ = ["ANONYMIZE_METHODS", "DEFAULT_MARGIN", "DEFAULT_HOLD", "region_ellipse", "region_mask", "anonymize"]
 
 ANONYMIZE_METHODS = ("blur", "pixelate", "solid")
 #: Default growth of each region, as a fraction of the box's side on each side.
 DEFAULT_MARGIN = 0.3
+#: Videos: frames a face's region stays anonymised after its last detection and before its first (chosen on
+#: panned, zoomed, blurred and occluded clips: benchmarks/video_anonymize.py).
+DEFAULT_HOLD = 8
 #: Blur: the Gaussian's sigma as a fraction of the region's larger semi-axis (the kernel grows with the box).
 _BLUR_SIGMA_FRACTION = 0.25
 #: Pixelate: cells across the region's larger axis.
 _PIXEL_CELLS = 8
 
 
-def region_ellipse(box: Sequence[float], margin: float) -> tuple[float, float, float, float]:
+def region_ellipse(box: Sequence[float] | np.ndarray, margin: float) -> tuple[float, float, float, float]:
     """``(cx, cy, a, b)``: the centre and the semi-axes (x, y) of one box's region (see the module docstring).
 
     Args:

@@ -180,8 +180,7 @@ def decode_image(data: bytes, path: str | os.PathLike[str], max_pixels: int | No
                     )
                 img.seek(0)
                 img.load()
-                img = ImageOps.exif_transpose(img)
-                arr = to_rgb_array(img)
+                arr = to_rgb_array(ImageOps.exif_transpose(img))
     except ImageLoadError:
         raise
     except UnidentifiedImageError:

@@ -1,11 +1,26 @@
-"""Progress of a batch run on stderr: a one-line bar on a terminal, else a plain line now and then."""
+"""A batch run's lines on stderr: progress (a one-line bar on a terminal, else a plain line now and then),
+and :func:`printable`, which keeps any text (file names included) on one line."""
 
 from __future__ import annotations
 
 import time
+import unicodedata
 from typing import TextIO
 
-__all__ = ["Progress"]
+__all__ = ["Progress", "printable"]
+
+
+def printable(text: object) -> str:
+    """``text`` on one line: every control character (newline, carriage return, escape, ...) and every line or
+    paragraph separator written as its Python escape (``\\n``, ``\\x1b``, ``\\u2028``); other characters,
+    non-ASCII ones included, kept as they are."""
+    out = []
+    for c in str(text):
+        if unicodedata.category(c) in ("Cc", "Zl", "Zp"):
+            out.append(repr(c)[1:-1] if c not in "'\"" else c)
+        else:
+            out.append(c)
+    return "".join(out)
 
 
 class Progress:
@@ -27,7 +42,7 @@ class Progress:
         now = time.perf_counter()
         rate = done / max(now - self.start, 1e-9)
         rate_unit = "fps" if self.unit == "frames" else "img/s"
-        head = f"{self.label}: " if self.label else ""
+        head = f"{printable(self.label)}: " if self.label else ""
         of = f"/{self.total}" if self.total > 0 else ""
         if self.tty:
             width = 30

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from .known import BUILTIN_ARCHS as KNOWN_ARCHS
+from .known import is_factory_path
 from .tiny import DEFAULT_INPUT_SIZE, TinyNet
 from .torchvision_models import ModelLoadError, load_checkpoint, load_state
 
@@ -44,7 +46,7 @@ BUILTIN_ARCHS: dict[str, BuiltinArch] = {
     "tiny": BuiltinArch(
         build=lambda k, s: TinyNet(num_classes=k, input_size=s), input_size=DEFAULT_INPUT_SIZE,
         mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
-        description="small CNN with a fully-connected head for `fcndetect train` (34 px window, ~4 MFLOPs)",
+        description=KNOWN_ARCHS["tiny"].description,
     ),
 }
 
@@ -67,13 +69,6 @@ def fold_batchnorm(model: nn.Sequential) -> nn.Sequential:
             out.append(a)
             k += 1
     return nn.Sequential(*out).eval()
-
-
-def is_factory_path(name: str) -> bool:
-    """Whether ``name`` is a ``package.module:factory`` import path (not a file, not a built-in name)."""
-    module, sep, attr = name.partition(":")
-    return bool(sep and module and attr) and "/" not in name and "\\" not in name and not module.endswith(
-        (".onnx", ".pt", ".pth"))
 
 
 def resolve_factory(name: str) -> Callable[[], nn.Module]:

@@ -1,5 +1,5 @@
 """What the two runners of exported files share (:mod:`.onnx_model`, :mod:`.torchscript_model`): reading the
-metadata ``fcndetect export`` writes, and a ``DenseNet``-like base module built from it."""
+metadata ``fcndetect export`` writes, and a ``DenseModel``-like base module built from it."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from ..export import FORMAT
 from ..geometry import Geometry
 from .torchvision_models import ModelLoadError
 
-__all__ = ["ExportedDenseNet", "parse_metadata"]
+__all__ = ["ExportedDenseModel", "parse_metadata"]
 
 
 def parse_metadata(raw: str | bytes | None, path: str, missing: str) -> dict[str, Any]:
@@ -31,10 +31,10 @@ def parse_metadata(raw: str | bytes | None, path: str, missing: str) -> dict[str
 
 
 class _Regressor(nn.Module):
-    """Marks that the file has regression outputs (``DenseNet.regressor is not None``)."""
+    """Marks that the file has regression outputs (``DenseModel.regressor is not None``)."""
 
 
-class ExportedDenseNet(nn.Module):
+class ExportedDenseModel(nn.Module):
     """Base of a network run from an exported file: ``geometry`` and ``regressor`` from its metadata, the file's
     SHA-256 as a buffer (``run.json``'s fingerprint), and :meth:`output_size` probed once per size through
     :meth:`forward` (``[B, 3, H, W]`` normalised float32 to ``[B, K, H', W']`` logits)."""

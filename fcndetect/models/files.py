@@ -21,6 +21,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from .registry import find_family
+
 if TYPE_CHECKING:
     from ..config import DetectorConfig
 
@@ -32,20 +34,18 @@ T = TypeVar("T")
 HUB_PREFIX = "hub:"
 
 
-def _is_exported(name: str) -> bool:
-    from .onnx_model import is_onnx_path
-    from .torchscript_model import is_torchscript_path
-
-    return is_onnx_path(name) or is_torchscript_path(name)
+def _is_model_file(name: str) -> bool:
+    """Whether the ``--model`` value ``name`` is a file holding the whole model (an exported one)."""
+    family = find_family(name)
+    return family is not None and family.model_file
 
 
 def _hub_entry(config: DetectorConfig) -> Path | None:
     """The torch hub cache file a torchvision model's named weights come from (``None``: none is read)."""
-    from .torchvision_models import hub_cache_file, is_torchvision_arch
-
-    if not is_torchvision_arch(config.model):
+    family = find_family(config.model)
+    if family is None or family.hub_file is None:
         return None
-    return hub_cache_file(config.model, config.weights)
+    return family.hub_file(config.model, config.weights)
 
 
 def driver_files(config: DetectorConfig) -> dict[str, str]:
@@ -53,10 +53,10 @@ def driver_files(config: DetectorConfig) -> dict[str, str]:
     module's docstring for the keys). Files that do not exist are left out (building the detector on the
     driver reports them)."""
     out: dict[str, str] = {}
-    if _is_exported(config.model) and os.path.isfile(config.model):
+    if _is_model_file(config.model) and os.path.isfile(config.model):
         out["model"] = config.model
     for k, stage in enumerate(config.stages):
-        if _is_exported(stage) and os.path.isfile(stage):
+        if _is_model_file(stage) and os.path.isfile(stage):
             out[f"stage:{k}"] = stage
     weights = config.weights
     if weights is not None and str(weights).lower() not in ("none", "default") and os.path.isfile(str(weights)):
@@ -101,10 +101,9 @@ def build_from_copies(factory: Callable[[DetectorConfig], T], config: DetectorCo
 def cluster_refusal(config: DetectorConfig) -> str | None:
     """Why ``config`` cannot run on a cluster's workers, which see none of the driver's Python modules (one
     line), or ``None``."""
-    from .custom import is_factory_path
-
     for name in (config.model, *config.stages):
-        if is_factory_path(name):
+        family = find_family(name)
+        if family is not None and family.local_code:
             return (f"--model {name}: a module:factory model is Python code on this machine, which the Ray "
                     "cluster's workers do not have; export it (fcndetect export) and pass the .onnx or .pt file, "
                     "or run without --ray-address")

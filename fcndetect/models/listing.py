@@ -7,11 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..config import DetectorConfig, load_preset, preset_names
-from ..convert import UNSUPPORTED_ARCHS
 from ..presets import DEFAULT_PRESET
-from .custom import BUILTIN_ARCHS
-from .registry import list_models, load_model
-from .torchvision_models import list_architectures
+from . import known
+from .registry import list_models
 
 __all__ = ["CascadePreset", "ModelRow", "cascade_presets", "catalogue", "format_catalogue", "model_rows"]
 
@@ -40,33 +38,34 @@ class CascadePreset:
 
 
 def model_rows(geometry: bool = False) -> list[ModelRow]:
-    """Every model usable with ``--model``: registered models (built, for their stride; a model whose weights
-    are missing says so instead of failing the listing), the built-in trainable architectures, and the
-    torchvision architectures (built only with ``geometry``; nothing is downloaded)."""
-    rows = []
-    for spec in list_models():
-        try:
-            g = load_model(spec.name).dense.geometry
-            stride, rf = str(g.stride), str(g.receptive_field)
-        except Exception as exc:  # noqa: BLE001 - listing must not fail on one missing weight file
-            stride, rf = "?", f"unavailable: {exc}"
-        rows.append(ModelRow(spec.name, str(spec.window), stride, rf, spec.preset, spec.source))
-    for name in BUILTIN_ARCHS:
-        g = load_model(name, weights="none").dense.geometry
-        rows.append(ModelRow(name, str(g.window), str(g.stride), str(g.receptive_field), "custom",
+    """Every model usable with ``--model``: registered models and the built-in trainable architectures with
+    their declared geometry, and the torchvision architectures (their stride and receptive field only with
+    ``geometry``, which builds each; nothing is downloaded). Without ``geometry`` nothing is built and torch
+    is not imported."""
+    rows = [ModelRow(spec.name, str(spec.window), _known(spec.stride), _known(spec.receptive_field), spec.preset,
+                     spec.source) for spec in list_models()]
+    for name, arch in known.BUILTIN_ARCHS.items():
+        rows.append(ModelRow(name, str(arch.window), str(arch.stride), str(arch.receptive_field), "custom",
                              "--weights OUT/model.pt from `fcndetect train` (or --config OUT/preset.toml)"))
-    for arch in list_architectures():
+    hub = known.hub_checkpoints_dir()
+    for name, (input_size, default_file) in sorted(known.TORCHVISION_ARCHS.items()):
         stride = rf = "-"
         if geometry:
+            from .registry import load_model
+
             try:
-                g = load_model(arch.name, weights="none").dense.geometry
+                g = load_model(name, weights="none").dense.geometry
                 stride, rf = str(g.stride), str(g.receptive_field)
             except Exception as exc:  # noqa: BLE001
                 stride, rf = "?", str(exc)
-        weights = f"DEFAULT cached: {arch.default_file}" if arch.cached else f"DEFAULT not cached ({arch.default_file})"
-        rows.append(ModelRow(arch.name, str(arch.input_size), stride, rf, "imagenet",
-                             weights if arch.default_file else "-"))
+        cached = (hub / default_file).is_file()
+        rows.append(ModelRow(name, str(input_size), stride, rf, "imagenet",
+                             f"DEFAULT {'cached: ' if cached else 'not cached ('}{default_file}{'' if cached else ')'}"))
     return rows
+
+
+def _known(value: int | None) -> str:
+    return "-" if value is None else str(value)
 
 
 def cascade_presets() -> list[CascadePreset]:
@@ -97,4 +96,4 @@ def format_catalogue(rows: list[ModelRow], cascades: list[CascadePreset], unsupp
 
 def catalogue(geometry: bool = False) -> str:
     """The whole catalogue as ``fcndetect models`` prints it (see :func:`format_catalogue`)."""
-    return format_catalogue(model_rows(geometry), cascade_presets(), sorted(UNSUPPORTED_ARCHS))
+    return format_catalogue(model_rows(geometry), cascade_presets(), sorted(known.TORCHVISION_UNCONVERTIBLE))

@@ -8,7 +8,7 @@ Inputs are RGB ``[B, 3, N, N]`` scaled as ``(x - 127.5) * 0.0078125`` (``x`` in 
 (P-Net), 24 (R-Net) or 48 (O-Net). R-Net and O-Net flatten their last feature map in ``(W, H, C)`` order
 before the first ``Linear`` (they permute before ``view``), which :mod:`fcndetect.convert` accounts for.
 P-Net is fully convolutional already: :func:`pnet_dense` only wraps it as a
-:class:`~fcndetect.convert.DenseNet` (logits, box regression, geometry).
+:class:`~fcndetect.convert.DenseModel` (logits, box regression, geometry).
 """
 
 from __future__ import annotations
@@ -74,11 +74,11 @@ class PNet(nn.Module):
 
 
 def pnet_dense(pnet: PNet) -> nn.Module:
-    """P-Net as a :class:`~fcndetect.convert.DenseNet` sharing its weights: logits from ``conv4_1``, box
+    """P-Net as a :class:`~fcndetect.convert.DenseModel` sharing its weights: logits from ``conv4_1``, box
     regression from ``conv4_2``, geometry computed from its layers (window 12, stride 2)."""
-    from ..convert import DenseNet
+    from ..convert import DenseModel
 
-    return DenseNet(pnet.trunk(), nn.Sequential(), pnet.conv4_1, PNet.input_size, regressor=pnet.conv4_2)
+    return DenseModel(pnet.trunk(), nn.Sequential(), pnet.conv4_1, PNet.input_size, regressor=pnet.conv4_2)
 
 
 class RNet(nn.Module):

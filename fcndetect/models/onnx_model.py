@@ -2,7 +2,7 @@
 
 The file is one written by ``fcndetect export --format onnx`` (:mod:`fcndetect.export`): its metadata gives the
 geometry, normalisation, class groups and preset, so the usual pipeline (pyramid, tiling, NMS) runs unchanged
-around an :class:`OnnxDenseNet`, which behaves like a ``DenseNet`` (``forward``, ``forward_with_regression``,
+around an :class:`OnnxDenseModel`, which behaves like a ``DenseModel`` (``forward``, ``forward_with_regression``,
 ``geometry``, ``regressor``) but runs the file.
 """
 
@@ -14,14 +14,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .exported import ExportedDenseNet, parse_metadata
-from .torchvision_models import ModelLoadError
+from .exported import ExportedDenseModel, parse_metadata
+from .known import is_onnx_path
+from .torchvision_models import ModelLoadError, require_regular_file
 
-__all__ = ["OnnxDenseNet", "is_onnx_path", "read_onnx_metadata"]
-
-
-def is_onnx_path(name: str) -> bool:
-    return name.lower().endswith(".onnx")
+__all__ = ["OnnxDenseModel", "is_onnx_path", "read_onnx_metadata"]
 
 
 def _session(path: str) -> Any:
@@ -29,8 +26,7 @@ def _session(path: str) -> Any:
         import onnxruntime as ort
     except ImportError:
         raise ModelLoadError(f"{path}: running an ONNX file needs onnxruntime: pip install 'fcndetect[onnx]'") from None
-    if not Path(path).is_file():
-        raise ModelLoadError(f"{path}: ONNX file not found")
+    require_regular_file(Path(path), "ONNX file")
     try:
         options = ort.SessionOptions()
         options.log_severity_level = 3
@@ -51,9 +47,9 @@ def read_onnx_metadata(path: str) -> dict[str, Any]:
     return parse_metadata(meta, path, "no fcndetect metadata: export it with `fcndetect export MODEL --format onnx`")
 
 
-class OnnxDenseNet(ExportedDenseNet):
+class OnnxDenseModel(ExportedDenseModel):
     """An exported dense network run by ONNX Runtime on the CPU: ``[B, 3, H, W]`` normalised float32 to
-    ``[B, K, H', W']`` logits (and ``[B, 4 or 14, H', W']`` regression), as the original ``DenseNet``."""
+    ``[B, K, H', W']`` logits (and ``[B, 4 or 14, H', W']`` regression), as the original ``DenseModel``."""
 
     def __init__(self, path: str) -> None:
         session = _session(path)

@@ -2,8 +2,8 @@
 
 The file is one written by ``fcndetect export --format torchscript`` (:mod:`fcndetect.export`): a traced dense
 network whose extra file ``fcndetect.json`` gives the geometry, normalisation, class groups and preset, so the
-usual pipeline (pyramid, NMS) runs unchanged around a :class:`TorchScriptDenseNet`, which behaves like a
-``DenseNet`` (``forward``, ``forward_with_regression``, ``geometry``, ``regressor``) but runs the file.
+usual pipeline (pyramid, NMS) runs unchanged around a :class:`TorchScriptDenseModel`, which behaves like a
+``DenseModel`` (``forward``, ``forward_with_regression``, ``geometry``, ``regressor``) but runs the file.
 
 Any other ``.pt``/``.pth`` file (a state dict, a pickled module) is refused in one line that says what to do.
 """
@@ -16,19 +16,13 @@ from typing import Any
 
 import torch
 
-from .exported import ExportedDenseNet, parse_metadata
-from .torchvision_models import ModelLoadError
+from .exported import ExportedDenseModel, parse_metadata
+from .known import TORCHSCRIPT_SUFFIXES, is_torchscript_path
+from .torchvision_models import ModelLoadError, require_regular_file
 
-__all__ = ["TORCHSCRIPT_SUFFIXES", "TorchScriptDenseNet", "is_torchscript_path", "read_torchscript_metadata"]
+__all__ = ["TORCHSCRIPT_SUFFIXES", "TorchScriptDenseModel", "is_torchscript_path", "read_torchscript_metadata"]
 
-#: Suffixes under which ``--model FILE`` is taken for an exported TorchScript file.
-TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript", ".jit")
 _EXTRA = "fcndetect.json"
-
-
-def is_torchscript_path(name: str) -> bool:
-    """Whether ``--model name`` names a file to be read as an exported TorchScript model (by its suffix)."""
-    return name.lower().endswith(TORCHSCRIPT_SUFFIXES)
 
 
 def _extra_member(path: str) -> str | None:
@@ -50,8 +44,7 @@ def read_torchscript_metadata(path: str) -> dict[str, Any]:
         ModelLoadError: missing file, or a file that is not one ``fcndetect export --format torchscript`` wrote
             (for a state dict it says to use ``--weights``).
     """
-    if not Path(path).is_file():
-        raise ModelLoadError(f"{path}: model file not found")
+    require_regular_file(Path(path), "model file")
     member = _extra_member(path)
     if member is None:
         raise ModelLoadError(
@@ -62,9 +55,9 @@ def read_torchscript_metadata(path: str) -> dict[str, Any]:
     return parse_metadata(raw, path, "unreadable fcndetect metadata: export it again with `fcndetect export`")
 
 
-class TorchScriptDenseNet(ExportedDenseNet):
+class TorchScriptDenseModel(ExportedDenseModel):
     """An exported dense network run by TorchScript: ``[B, 3, H, W]`` normalised float32 to ``[B, K, H', W']``
-    logits (and ``[B, 4 or 14, H', W']`` regression), as the original ``DenseNet``."""
+    logits (and ``[B, 4 or 14, H', W']`` regression), as the original ``DenseModel``."""
 
     def __init__(self, path: str, device: str | torch.device = "cpu") -> None:
         super().__init__(path, read_torchscript_metadata(path))

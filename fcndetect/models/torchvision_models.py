@@ -22,6 +22,8 @@ import torch
 import torchvision
 from torch import nn
 
+from .known import is_torchvision_name
+
 __all__ = [
     "CLASS_GROUPS",
     "ModelLoadError",
@@ -64,11 +66,8 @@ def _list_archs() -> dict[str, int]:
 
 
 def is_torchvision_arch(name: str) -> bool:
-    try:
-        from ..convert import TORCHVISION_ARCHS, UNSUPPORTED_ARCHS
-    except ImportError:  # pragma: no cover - older convert without the tables
-        return name in torchvision.models.list_models(module=torchvision.models)
-    return name in TORCHVISION_ARCHS or name in UNSUPPORTED_ARCHS
+    """Whether ``name`` is a torchvision classification builder (:func:`fcndetect.models.known.is_torchvision_name`)."""
+    return is_torchvision_name(name)
 
 
 def _weights_enum(arch: str):
@@ -120,6 +119,23 @@ def hub_cache_file(arch: str, weights: str | None) -> Path | None:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(meta_w.url)
 
 
+def require_regular_file(path: Path, what: str) -> None:
+    """Raise :class:`ModelLoadError` (one line naming ``path``) unless it is a regular file: missing, a folder,
+    or a device, pipe or socket (``/dev/zero`` would be read forever) each say so."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ModelLoadError(f"{path}: {what} not found") from None
+    except OSError as exc:
+        raise ModelLoadError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(mode):
+        raise ModelLoadError(f"{path}: is a folder, not a file ({what} expected)")
+    if not stat.S_ISREG(mode):
+        raise ModelLoadError(f"{path}: is a device, pipe or socket, not a regular file ({what} expected)")
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """A state dict from a file, loaded without executing anything.
 
@@ -131,8 +147,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
             ``weights_only=True``: nothing is run), or no state dict inside.
     """
     p = Path(path)
-    if not p.is_file():
-        raise ModelLoadError(f"{p}: weights file not found")
+    require_regular_file(p, "weights file")
     if zipfile.is_zipfile(p):
         with zipfile.ZipFile(p) as zf:
             names = zf.namelist()

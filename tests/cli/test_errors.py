@@ -48,7 +48,7 @@ USAGE_ERRORS = [
     (["run", "{image}", "--heatmap"], "--heatmap needs -o/--output DIR"),
     (["run", "{image}", "-o", "{out}", "--resume", "--overwrite"], "exclude each other"),
     (["run", "{image}", "--max-memory", "lots"], "--max-memory: expected a size"),
-    (["run", "{image}", "--batch-size", "0"], "--batch-size and --threads must be >= 1"),
+    (["run", "{image}", "--batch-size", "0"], "--batch-size must be in [1, 4096], got 0"),
     (["run", "{image}", "--engine", "ray", "--actors", "3-1"], "--actors"),
     (["run", "{image}", "-t", "x"], "'x' is not a valid float"),
     (["run", "{image}", "--nms", "median"], "'median' is not one of"),
@@ -121,6 +121,7 @@ def test_export_overwrite_replaces_an_existing_file(files):
 
 @pytest.mark.parametrize("args", [["run", "--min-size", "1"], ["run", "--threshold", "2"],
                                   ["run", "--config", "nosuch"], ["eval", "-a", "missing.xml"]])
+@pytest.mark.slow  # the console script in a subprocess
 def test_the_console_entry_point_prints_one_line(args, samples):
     """The issue's cases, through the console entry point: exit 2, exactly one stderr line."""
     p = subprocess.run([*ENTRY, *args, str(samples / "astronaut.png")], capture_output=True, text=True)

@@ -61,6 +61,7 @@ def test_eval_malformed_annotations(tmp_path, samples):
     assert r.exit_code == 2 and "bad.txt:2" in r.output
 
 
+@pytest.mark.slow  # dev_faces, run and evaluated twice
 def test_eval_of_saved_detections_equals_eval_of_a_fresh_run(dev_faces, tmp_path):
     """The saved detections.jsonl ranks exactly as the run did (logits do not saturate): the two reports
     are identical to the last digit, at the threshold where many probabilities are written as 1.0."""

@@ -17,6 +17,8 @@ from PIL import Image
 
 from fcndetect.cli import cli
 
+pytestmark = pytest.mark.slow  # subprocesses interrupted seconds into their run
+
 ENTRY = [sys.executable, "-c", "from fcndetect.cli import main; main()"]
 
 
@@ -80,8 +82,8 @@ def test_sigint_during_a_run_with_output(tmp_path, samples):
     folder = tmp_path / "in"
     folder.mkdir()
     photo = Image.open(samples / "astronaut.png").convert("RGB")
-    for k in range(30):
-        photo.rotate(k).save(folder / f"{k:02d}.png")
+    for k in range(150):  # enough that a busy machine cannot finish them before the signal comes
+        photo.rotate(k % 30).save(folder / f"{k:03d}.jpg", quality=90)
     out = tmp_path / "out"
     proc = subprocess.Popen([*ENTRY, "run", str(folder), "-o", str(out), "-q"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

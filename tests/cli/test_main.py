@@ -23,6 +23,7 @@ def test_version():
     assert r.exit_code == 0 and __version__ in r.output
 
 
+@pytest.mark.slow  # the console script in a subprocess
 def test_console_script_entry_point(samples):
     exe = shutil.which("fcndetect") or os.path.join(os.path.dirname(sys.executable), "fcndetect")
     if not os.path.exists(exe):
@@ -47,6 +48,37 @@ def test_help_and_evaluate_import_do_not_load_torch():
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "False"
 
+
+
+def test_settings_answers_come_before_torch(samples, tmp_path):
+    """`models`, `run --print-config` and every settings error answer without importing torch (each error one
+    `error:` line, exit 2): they wait for nothing but the settings."""
+    bad_toml = tmp_path / "bad.toml"
+    bad_toml.write_text("threshold = 'high'\n")
+    image = str(samples / "astronaut.png")
+    cases = [
+        (["models"], 0), (["run", "--print-config"], 0), (["run", "-m", "face-rnet", "--print-config"], 0),
+        (["run"], 2), (["run", image, "--threshold", "2"], 2), (["run", image, "-m", "no-such-model"], 2),
+        (["run", image, "--config", str(bad_toml)], 2), (["run", image, "--config", "no-such-preset"], 2),
+        (["run", image, "--scale-factor", "1.5"], 2), (["run", image, "--max-memory", "lots"], 2),
+        (["run", image, "--heatmap"], 2), (["run", image, "-m", "mobilenet_v2", "--print-config"], 0),
+        (["run", image, "--weights", "x.pth"], 2), (["run", image, "--classes", "cat"], 2),
+    ]
+    code = ("import json, sys\nfrom click.testing import CliRunner\nfrom fcndetect.cli import cli\nout = []\n"
+            "for args in json.loads(sys.argv[1]):\n"
+            "    r = CliRunner().invoke(cli, args)\n"
+            "    out.append([r.exit_code, r.stderr.splitlines(), 'torch' in sys.modules])\n"
+            "print(json.dumps(out))\n")
+    import json
+
+    p = subprocess.run([sys.executable, "-c", code, json.dumps([a for a, _ in cases])], capture_output=True,
+                       text=True)
+    assert p.returncode == 0, p.stderr
+    for (args, want), (got, stderr, torch_loaded) in zip(cases, json.loads(p.stdout), strict=True):
+        assert got == want, (args, stderr)
+        assert not torch_loaded, f"{args} imported torch"
+        if want == 2:
+            assert len(stderr) == 1 and stderr[0].startswith("error: "), (args, stderr)
 
 
 def test_help_tells_the_truth():
@@ -95,6 +127,7 @@ def test_cli_package_layout():
     assert sorted(pkg.cli.commands) == ["bench", "eval", "export", "inspect", "models", "run", "train"]
 
 
+@pytest.mark.slow  # the console script in a subprocess
 def test_stdout_closed_early_ends_quietly(samples):
     """`fcndetect run ... | head -0`: the reader is gone before the first record (start-up takes seconds);
     exit 1, no error line, no traceback, no Python `Exception ignored` message."""

@@ -33,20 +33,18 @@ from fcndetect.convert import (
     UNSUPPORTED_ARCHS,
     ChannelAffine,
     ConversionError,
-    DenseNet,
+    DenseModel,
     make_fully_convolutional,
 )
 from fcndetect.geometry import Geometry
 from fcndetect.spans import dense_output_size
 
-#: Heavy on 2 CPU cores (tens of GFLOPs, or 100M+ parameters to initialise): run with ``-m slow``.
-SLOW = {
-    "vgg19", "vgg19_bn",
-    "resnet152", "wide_resnet101_2",
-    "efficientnet_b5", "efficientnet_b6", "efficientnet_b7", "efficientnet_v2_m", "efficientnet_v2_l",
-    "densenet161", "densenet201",
-    "regnet_x_32gf", "regnet_y_32gf", "regnet_y_128gf",
-    "convnext_large",
+#: The fast tier converts the smallest architecture of each family (each adapter, SE block, conv head and
+#: pooling variant is exercised); ``-m slow`` converts every other one.
+FAST = {
+    "alexnet", "resnet18", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0",
+    "densenet121", "regnet_x_400mf", "regnet_y_400mf", "convnext_tiny", "shufflenet_v2_x0_5", "mnasnet0_5",
+    "googlenet", "inception_v3", "squeezenet1_0", "squeezenet1_1",
 }
 
 
@@ -76,9 +74,9 @@ def _build(name: str, **kwargs: object) -> nn.Module:
 
 @pytest.fixture(
     scope="module",
-    params=[pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in TORCHVISION_ARCHS],
+    params=[n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in TORCHVISION_ARCHS],
 )
-def converted(request: pytest.FixtureRequest) -> Iterator[tuple[str, nn.Module, DenseNet]]:
+def converted(request: pytest.FixtureRequest) -> Iterator[tuple[str, nn.Module, DenseModel]]:
     """``(name, classifier, dense)`` for one architecture (module-scoped: built once for its tests)."""
     name = request.param
     model = _build(name)
@@ -87,7 +85,7 @@ def converted(request: pytest.FixtureRequest) -> Iterator[tuple[str, nn.Module, 
     yield name, model, dense
 
 
-def test_native_size_equivalence(converted: tuple[str, nn.Module, DenseNet]) -> None:
+def test_native_size_equivalence(converted: tuple[str, nn.Module, DenseModel]) -> None:
     """(a) ``dense(x)[..., 0, 0] == model(x)`` for a native-size ``x`` ``[1, 3, N, N]``."""
     name, model, dense = converted
     n = TORCHVISION_ARCHS[name]
@@ -99,7 +97,7 @@ def test_native_size_equivalence(converted: tuple[str, nn.Module, DenseNet]) -> 
     assert (out[..., 0, 0] - ref).abs().max() <= 1e-4 * max(1.0, float(ref.abs().max()))
 
 
-def test_larger_input_map_size(converted: tuple[str, nn.Module, DenseNet]) -> None:
+def test_larger_input_map_size(converted: tuple[str, nn.Module, DenseModel]) -> None:
     """(b) ``[1, 3, N + 2 s, N + 1.5 s]`` -> the predicted map: 3 rows, 2 (floor) or 3 (rounding up) columns."""
     name, _, dense = converted
     n, s = TORCHVISION_ARCHS[name], dense.geometry.stride
@@ -158,7 +156,7 @@ RF_ARCHS = ["alexnet", "squeezenet1_1", "resnet18"]
 
 
 @pytest.fixture(scope="module", params=RF_ARCHS)
-def rf_probe(request: pytest.FixtureRequest) -> tuple[DenseNet, torch.Tensor, torch.Tensor]:
+def rf_probe(request: pytest.FixtureRequest) -> tuple[DenseModel, torch.Tensor, torch.Tensor]:
     """``(dense, x, noise)``: ``x`` and ``noise`` ``[1, 3, N + (m - 1) s, N]`` (an ``m x 1`` map), tall enough
     that the first cell's field ends and the last cell's begins inside the image."""
     name = request.param
@@ -181,7 +179,7 @@ def _rows_outside_replaced(x: torch.Tensor, noise: torch.Tensor, top: int, size:
 
 @pytest.mark.parametrize("shift", [0, 1, -1])
 def test_cells_depend_on_exactly_their_receptive_field(
-    rf_probe: tuple[DenseNet, torch.Tensor, torch.Tensor], shift: int
+    rf_probe: tuple[DenseModel, torch.Tensor, torch.Tensor], shift: int
 ) -> None:
     """(c) padded nets: replacing every row outside the first and the last cell's receptive field
     (``[rf_offset + stride * i, ... + receptive_field)``) leaves them unchanged; the same field moved by
@@ -265,6 +263,7 @@ def test_transformers_are_refused_with_the_reason(name: str, words: str) -> None
     assert words in str(err.value)
 
 
+@pytest.mark.slow  # VGG-16 at 448 px
 def test_vgg16_fc6_is_a_7x7_conv_and_448_gives_8x8() -> None:
     dense = make_fully_convolutional(_build("vgg16"), 224)
     fc6 = dense.hidden[0]

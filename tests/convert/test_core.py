@@ -82,7 +82,8 @@ def test_sequential_native_and_crops(pool, shift):
     assert d.shape[1:] == (5, 4)
     cells, crops = _shifted(d, o, shift)
     assert ((cells - crops).abs().max() <= 1e-4) == (shift == (0, 0))
-    assert torch.equal(cells.argmax(0), crops.argmax(0)) or shift != (0, 0)
+    if shift == (0, 0):  # the same decision, window by window (a shifted pairing already failed above)
+        assert torch.equal(cells.argmax(0), crops.argmax(0))
 
 
 def _onet_original():
@@ -162,7 +163,7 @@ def test_mtcnn_regressor_matches_original():
         assert (reg[:, 4:, 0, 0] - landmarks).abs().max() <= 1e-5
 
 
-@pytest.mark.parametrize("name", ["alexnet", "vgg16", "resnet18", "mobilenet_v2"])
+@pytest.mark.parametrize("name", ["alexnet", pytest.param("vgg16", marks=pytest.mark.slow), "resnet18", "mobilenet_v2"])
 def test_torchvision_native_equivalence(name):
     model = _randomize(torchvision.models.get_model(name, weights=None, num_classes=50))
     dense = make_fully_convolutional(model, 224)

@@ -21,6 +21,8 @@ import cv2
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # 20,000 images through each engine
+
 N_IMAGES = 20_000
 START = 1_000
 #: what the last 19,000 records may add to the driver's Python allocations (retaining them: 4.4 MiB)

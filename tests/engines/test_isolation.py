@@ -121,6 +121,7 @@ def test_local_engine_isolates_each_step(inputs, tmp_path, faults):
     _check(_run(inputs, out, "local"), inputs, out)
 
 
+@pytest.mark.slow  # starts a Ray instance
 def test_ray_engine_isolates_each_step(inputs, tmp_path, faults):
     ray_engine = pytest.importorskip("fcndetect.engines.ray")
     ray = pytest.importorskip("ray")

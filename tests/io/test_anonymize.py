@@ -15,8 +15,9 @@ from video_clips import laplacian_values
 
 
 @pytest.fixture(scope="module")
-def photo(samples) -> np.ndarray:
-    return np.asarray(Image.open(samples / "astronaut.png").convert("RGB").resize((256, 256)))
+def image(photo_small) -> np.ndarray:
+    """The 256 px astronaut as an ``[H, W, 3]`` uint8 array."""
+    return np.asarray(photo_small)
 
 
 def _box_pixels(box, shape):
@@ -43,13 +44,13 @@ def test_a_region_contains_its_box_and_grows_with_the_margin(margin):
 
 
 @pytest.mark.parametrize("method", ["blur", "pixelate", "solid"])
-def test_regions_lose_detail_and_nothing_else_changes(photo, method):
+def test_regions_lose_detail_and_nothing_else_changes(image, method):
     boxes = np.array([[90.0, 30.0, 135.0, 88.0], [10.0, 150.0, 40.0, 190.0]])
-    out = anonymize(photo, boxes, method)
-    mask = region_mask(photo.shape[:2], boxes, DEFAULT_MARGIN)
-    assert np.array_equal(out[~mask], photo[~mask])  # nothing drawn, nothing outside touched
+    out = anonymize(image, boxes, method)
+    mask = region_mask(image.shape[:2], boxes, DEFAULT_MARGIN)
+    assert np.array_equal(out[~mask], image[~mask])  # nothing drawn, nothing outside touched
     for box in boxes:
-        before, after = laplacian_values(photo, box[None]), laplacian_values(out, box[None])
+        before, after = laplacian_values(image, box[None]), laplacian_values(out, box[None])
         if method != "pixelate":  # cells have sharp edges: their detail is gone, their edges are not
             assert after.var() <= 0.2 * before.var(), (method, after.var(), before.var())
     if method == "solid":
@@ -71,23 +72,23 @@ def test_blur_grows_with_the_box():
     assert 4 <= small < large / 3  # a box 5x larger: a kernel about 5x wider
 
 
-def test_bad_method_and_margin_are_refused(photo):
+def test_bad_method_and_margin_are_refused(image):
     with pytest.raises(ValueError, match="unknown method 'smear'"):
-        anonymize(photo, [[0, 0, 10, 10]], "smear")
+        anonymize(image, [[0, 0, 10, 10]], "smear")
     with pytest.raises(ValueError, match="margin must be >= 0"):
-        anonymize(photo, [[0, 0, 10, 10]], "blur", -0.1)
-    assert np.array_equal(anonymize(photo, np.zeros((0, 4)), "blur"), photo)
-    assert np.array_equal(anonymize(photo, [[-50, -50, -10, -10]], "blur"), photo)  # off the image
+        anonymize(image, [[0, 0, 10, 10]], "blur", -0.1)
+    assert np.array_equal(anonymize(image, np.zeros((0, 4)), "blur"), image)
+    assert np.array_equal(anonymize(image, [[-50, -50, -10, -10]], "blur"), image)  # off the image
 
 
-def test_render_writes_the_anonymized_image(photo):
+def test_render_writes_the_anonymized_image(image):
     dets = Detections(boxes=np.array([[90.0, 30.0, 135.0, 88.0]], np.float32), scores=np.array([0.99], np.float32),
                       labels=np.zeros(1, np.int64), class_names=("face",), image_size=(256, 256))
-    files = dict(render_image_outputs(photo, dets, ".png", RenderOptions(anonymize="solid",
+    files = dict(render_image_outputs(image, dets, ".png", RenderOptions(anonymize="solid",
                                                                           anonymize_margin=0.5)))
     assert set(files) == {".annotated.png", ".anonymized.png"}
     import io
 
     hidden = np.asarray(Image.open(io.BytesIO(files[".anonymized.png"])).convert("RGB"))
-    assert np.array_equal(hidden, anonymize(photo, dets.boxes, "solid", 0.5))
-    assert set(dict(render_image_outputs(photo, dets, ".png", RenderOptions()))) == {".annotated.png"}
+    assert np.array_equal(hidden, anonymize(image, dets.boxes, "solid", 0.5))
+    assert set(dict(render_image_outputs(image, dets, ".png", RenderOptions()))) == {".annotated.png"}

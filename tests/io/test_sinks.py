@@ -38,3 +38,39 @@ def test_failed_write_leaves_no_temporary(tmp_path):
     with pytest.raises(IsADirectoryError):  # os.replace onto a folder
         atomic_write_bytes(target, b"x")
     assert sorted(os.listdir(tmp_path)) == ["d", "sub"]
+
+
+def test_a_format_is_one_registered_class(tmp_path, samples):
+    """Adding an output format touches one declaration: the CLI's choices, the names inputs may not take and
+    the run's combined outputs all follow the registry."""
+    from click.testing import CliRunner
+
+    from fcndetect.cli import cli
+    from fcndetect.io.combined import run_files, sink_names
+    from fcndetect.io.sinks import SINKS, Sink, register_sink
+
+    class Summary(Sink):
+        name, files = "summary", ("summary.tsv",)
+
+        def __init__(self, out, categories, frames):
+            super().__init__(out, categories, frames)
+            self.fh = out.file("summary.tsv") if out.folder is not None else out.stdout()
+
+        def add(self, record, name):
+            self.fh.write(f"{name}\t{len(record['detections'])}\n")
+
+    register_sink(Summary)
+    try:
+        assert "summary" in sink_names() and "summary.tsv" in run_files()
+        src = tmp_path / "summary"  # its outputs would be summary.json, beside summary.tsv: renamed
+        src.write_bytes((samples / "astronaut.png").read_bytes())
+        r = CliRunner().invoke(cli, ["run", str(src), "-o", str(tmp_path / "out"), "--format", "summary,csv", "-q"])
+        assert r.exit_code == 0, r.stderr
+        assert (tmp_path / "out" / "summary.tsv").read_text() == "summary~2\t1\n"
+        assert (tmp_path / "out" / "detections.csv").is_file() and (tmp_path / "out" / "summary~2.json").is_file()
+        r = CliRunner().invoke(cli, ["run", str(src), "--format", "summary"])
+        assert r.exit_code == 0 and r.stdout == "summary\t1\n"
+    finally:
+        del SINKS["summary"]
+    r = CliRunner().invoke(cli, ["run", str(src), "--format", "summary"])
+    assert r.exit_code == 2 and "unknown format 'summary'" in r.stderr

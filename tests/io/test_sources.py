@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from fcndetect.cli import cli
@@ -20,6 +21,7 @@ def test_url_gives_one_error_saying_what_is_supported():
     assert kept[1].error == "http:// is not supported: S"
 
 
+@pytest.mark.slow  # the console script in a subprocess
 def test_url_on_the_command_line(samples):
     for engine in ("local", "ray"):
         r = CliRunner().invoke(cli, ["run", "https://example.com/a.jpg", str(samples / "coffee.png"),

@@ -67,6 +67,7 @@ def test_a_torch_hub_entry_travels(tmp_path, mobilenet_weights, samples, monkeyp
     _same(got, want)
 
 
+@pytest.mark.slow  # an ONNX export
 def test_an_exported_model_travels(tmp_path, samples):
     pytest.importorskip("onnxruntime")
     from click.testing import CliRunner

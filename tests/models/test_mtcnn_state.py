@@ -46,3 +46,11 @@ def test_other_files_are_not_mtcnn_states(tmp_path: Path) -> None:
     torch.save(partial, tmp_path / "partial.pt")
     for name in ("other.pt", "text.pt", "partial.pt", "missing.pt"):
         assert read_mtcnn_state(str(tmp_path / name)) is None
+
+
+def test_a_state_dict_file_is_its_own_family_before_exported_files(tmp_path: Path) -> None:
+    from fcndetect.models import find_family
+
+    torch.save(load_mtcnn("pnet").state_dict(), tmp_path / "p.pt")
+    assert find_family(str(tmp_path / "p.pt")).name == "mtcnn-state"
+    assert find_family(str(tmp_path / "other.pt")).name == "exported"

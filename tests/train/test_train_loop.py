@@ -181,6 +181,7 @@ def _wait_for_rows(path: Path, more_than: int, proc, timeout: float = 60.0) -> i
     raise AssertionError(f"no new metrics row in {path} (exit code {proc.poll()})")
 
 
+@pytest.mark.slow  # a training subprocess interrupted, then resumed
 def test_sigint_exits_130_with_the_last_epoch_saved_and_resume_continues(data, tmp_path) -> None:
     import signal
     import subprocess

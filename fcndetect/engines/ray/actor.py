@@ -121,7 +121,8 @@ class DetectActor:
             decoded = [self._decode(str(batch["path"][k]), bytes(batch["data"][k]), str(batch["error"][k]))
                        for k in rows]
             good = [j for j, im in enumerate(decoded) if not isinstance(im, str)]
-            dets = dict(zip(good, detect_each(self.detect_batch, [decoded[j] for j in good], self.return_maps)))
+            images = [im for im in decoded if not isinstance(im, str)]  # the images of `good`, in order
+            dets = dict(zip(good, detect_each(self.detect_batch, images, self.return_maps)))
             out += [self._result(decoded[j], dets.get(j), str(batch["ext"][k])) for j, k in enumerate(rows)]
         return {"i": batch["i"], "result": np.array(out, dtype=object)}
 

@@ -142,7 +142,7 @@ def _check_join(address: str) -> None:
         raise RayEngineError(f"cannot join the Ray cluster at {address}: "
                              f"{exc.strerror or type(exc).__name__}") from None
     try:
-        from ray._raylet import GcsClient
+        from ray._raylet import GcsClient  # type: ignore[attr-defined]
         from ray.exceptions import AuthenticationError
     except ImportError:
         return

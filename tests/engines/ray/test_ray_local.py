@@ -23,8 +23,11 @@ from PIL import Image
 
 from procnet import end_pids, is_loopback, listening_sockets, marked_pids
 
-pytestmark = pytest.mark.skipif(not Path("/proc/self/environ").exists() or not Path("/proc/net/tcp").exists(),
-                                reason="lists processes and sockets through Linux's /proc")
+pytestmark = [
+    pytest.mark.slow,  # each test starts a Ray instance
+    pytest.mark.skipif(not Path("/proc/self/environ").exists() or not Path("/proc/net/tcp").exists(),
+                       reason="lists processes and sockets through Linux's /proc"),
+]
 
 
 def _free_port() -> int:

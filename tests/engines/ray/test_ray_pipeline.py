@@ -25,6 +25,8 @@ from PIL import Image
 from fcndetect.cli import cli
 from fcndetect.engines import ray as ray_engine
 
+pytestmark = pytest.mark.slow  # each test starts a Ray instance
+
 N_GOOD = 12
 # --threads 1 on both engines: the thread count can change the last bits of the saved score maps
 SETTINGS = ["--min-size", "30", "--heatmap", "--save-maps", "--crops", "--format", "coco", "--threads", "1"]
