@@ -213,7 +213,16 @@ def read_mtcnn_state(path: str) -> str | None:
     st = p.stat()
     key = (str(p.resolve()), st.st_mtime_ns, st.st_size)
     if key not in _STATE_KINDS:
+        import zipfile
+
+        try:  # a TorchScript archive (it holds code) is never loaded here
+            with zipfile.ZipFile(p) as archive:
+                scripted = any("/code/" in n for n in archive.namelist())
+        except (OSError, zipfile.BadZipFile):
+            scripted = False
         try:
+            if scripted:
+                raise ValueError("TorchScript archive")
             state = torch.load(p, map_location="cpu", weights_only=True)
         except Exception:  # noqa: BLE001 - anything unreadable as a plain state dict is not ours
             state = None
