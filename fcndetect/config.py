@@ -400,13 +400,17 @@ def _is_relative_file(value: str, folder: Path, suffixes: frozenset[str]) -> boo
 
 
 def resolve_paths(data: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """``data`` with a relative weights path (``model.pt``, ``../w/x.pth``) or exported model (``dense.onnx``)
-    made relative to ``folder`` instead of the working directory: a preset's files are found wherever it is
+    """``data`` with a relative weights path (``model.pt``, ``../w/x.pth``) or model file (``dense.onnx``, a
+    stage's ``pnet.pt``) made relative to ``folder`` instead of the working directory: a preset's files are found wherever it is
     used from."""
     out = dict(data)
     model = out.get("model")
     if isinstance(model, str) and model.lower().endswith(EXPORTED_SUFFIXES) and not Path(model).is_absolute():
         out["model"] = str(folder / model)
+    stages = out.get("stages")
+    if isinstance(stages, (list, tuple)):
+        out["stages"] = type(stages)(str(folder / m) if isinstance(m, str) and m.lower().endswith(EXPORTED_SUFFIXES)
+                                     and not Path(m).is_absolute() else m for m in stages)
     weights = out.get("weights")
     if isinstance(weights, (str, PurePath)) and str(weights).lower() not in ("none", "default") \
             and _is_relative_file(str(weights), folder, WEIGHT_SUFFIXES):

@@ -10,7 +10,10 @@ from .common import EXIT_INTERRUPTED, EXIT_USAGE, bounded, err, fail
 
 
 @click.command("train")
-@click.option("--positives", "-p", multiple=True, required=True,
+@click.option("--recipe", "recipe", default=None,
+              help="Train a cascade from a recipe file (TOML: data, stages, schedule), e.g. configs/train/face.toml; "
+                   "the single-stage options below do not apply.")
+@click.option("--positives", "-p", multiple=True,
               help="Folder of object crops (each image one positive), or an annotation file (any `eval` format). "
                    "Repeatable.")
 @click.option("--negatives", "-n", multiple=True, help="Folder, file or glob of images without the object. Repeatable.")
@@ -31,11 +34,12 @@ from .common import EXIT_INTERRUPTED, EXIT_USAGE, bounded, err, fail
 @click.option("--label", default="object", show_default=True, help="Class name of the detections.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in OUTPUT from its last completed epoch.")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier run's files in OUTPUT.")
-def train_cmd(positives: tuple[str, ...], negatives: tuple[str, ...], output: str, arch: str, input_size: int | None,
+def train_cmd(recipe: str | None, positives: tuple[str, ...], negatives: tuple[str, ...], output: str, arch: str, input_size: int | None,
               weights: str | None, epochs: int, batch_size: int, lr: float, hard_negative_rounds: int, seed: int,
               device: str, grayscale: bool | None, label: str, resume: bool, overwrite: bool) -> None:
     """Train a detector from examples (DDFD's recipe): a classifier on object and background windows, with
-    hard-negative mining, written as a preset that `run --config OUT/preset.toml` uses.
+    hard-negative mining, written as a preset that `run --config OUT/preset.toml` uses. With --recipe, every
+    stage of a cascade in order (MTCNN's nets fine-tuned on annotated photos).
 
     \b
     Exit codes: 0 trained, 2 bad input (nothing trained), 130 interrupted (the last completed epoch is saved;
@@ -45,6 +49,11 @@ def train_cmd(positives: tuple[str, ...], negatives: tuple[str, ...], output: st
     from ..models.torchvision_models import ModelLoadError
     from ..train import TrainDataError, TrainError, TrainOptions, train
 
+    if recipe is not None:
+        _train_recipe(recipe, output, resume, overwrite)
+        return
+    if not positives:
+        fail("Missing option '--positives' (or --recipe FILE)", EXIT_USAGE)
     opts = TrainOptions(
         positives=list(positives), negatives=list(negatives), output=output, arch=arch, input_size=input_size,
         weights=weights, epochs=epochs, batch_size=batch_size, lr=lr, hard_negative_rounds=hard_negative_rounds,
@@ -53,6 +62,22 @@ def train_cmd(positives: tuple[str, ...], negatives: tuple[str, ...], output: st
     try:
         train(opts, resume=resume, overwrite=overwrite)
     except (TrainError, TrainDataError, ModelLoadError, DeviceError) as exc:
+        fail(str(exc), EXIT_USAGE)
+    except KeyboardInterrupt:
+        err(f"interrupted: {output} holds the last completed epoch; continue with --resume")
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def _train_recipe(path: str, output: str, resume: bool, overwrite: bool) -> None:
+    from ..detector import DeviceError
+    from ..models.mtcnn import WeightsNotFoundError
+    from ..train import TrainDataError, TrainError
+    from ..train.cascade_loop import train_recipe
+    from ..train.recipe import read_recipe
+
+    try:
+        train_recipe(read_recipe(path), output, resume=resume, overwrite=overwrite)
+    except (TrainError, TrainDataError, DeviceError, WeightsNotFoundError) as exc:
         fail(str(exc), EXIT_USAGE)
     except KeyboardInterrupt:
         err(f"interrupted: {output} holds the last completed epoch; continue with --resume")

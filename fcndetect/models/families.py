@@ -59,6 +59,74 @@ register_model(_mtcnn_spec("face-pnet", "pnet", 12, 2, 12, ("box",),
                            make_dense=_pnet_dense))
 
 
+# --- MTCNN's nets with weights fcndetect trained (`fcndetect train --recipe`) -------------------------------------
+
+#: per net: (window, stride, receptive field, heads, the preset of the released net it replaces)
+_MTCNN_NETS = {"pnet": (12, 2, 12, ("box",), "face-pnet"), "rnet": (24, 4, 25, ("box",), "face-rnet"),
+               "onet": (48, 8, 49, ("box", "landmarks"), "face")}
+
+
+def _load_trained_mtcnn(net: str, path: str) -> nn.Module:
+    from .mtcnn import load_mtcnn
+
+    return load_mtcnn(net, path)
+
+
+def _trained_mtcnn_spec(name: str, net: str, path: str, preset: str, source: str, family: str = "named") -> ModelSpec:
+    window, stride, rf, heads, _ = _MTCNN_NETS[net]
+    return ModelSpec(
+        name=name, description=f"MTCNN {net} architecture, weights {source}", window=window, mean=_MTCNN_SCALE[0],
+        std=_MTCNN_SCALE[1], groups=_FACE, preset=preset, source=source,
+        build=lambda: _load_trained_mtcnn(net, path), make_dense=_pnet_dense if net == "pnet" else None,
+        stride=stride, receptive_field=rf, heads=heads, family=family,
+    )
+
+
+def _register_shipped() -> None:
+    """The face nets fine-tuned by ``fcndetect train --recipe configs/train/face.toml`` and shipped in
+    ``fcndetect/weights/`` (WIDER FACE training photos: non-commercial research use)."""
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parent.parent / "weights"
+    for name, net, preset in (("face-wider-pnet", "pnet", "face-pnet"), ("face-wider-rnet", "rnet", "face-rnet"),
+                              ("face-wider", "onet", "face-wider")):
+        path = folder / f"{name}.pt"
+        if path.is_file():
+            register_model(_trained_mtcnn_spec(
+                name, net, str(path), preset,
+                f"fine-tuned on WIDER FACE train photos (fcndetect/weights/{path.name}; non-commercial research)"))
+
+
+_register_shipped()
+
+
+def _is_mtcnn_state(name: str) -> bool:
+    if not name.lower().endswith((".pt", ".pth")):
+        return False
+    from .mtcnn import read_mtcnn_state
+
+    return read_mtcnn_state(name) is not None
+
+
+def _describe_mtcnn_state(name: str) -> ModelSpec:
+    from .mtcnn import read_mtcnn_state
+
+    net = read_mtcnn_state(name)
+    assert net is not None  # recognised by _is_mtcnn_state
+    return _trained_mtcnn_spec(name, net, name, _MTCNN_NETS[net][4], f"{name} (MTCNN {net} state dict)",
+                               family="mtcnn-state")
+
+
+def _check_mtcnn_state(spec: ModelSpec, o: ModelOptions) -> None:
+    if o.weights is not None or o.num_classes is not None or o.input_size is not None:
+        raise ValueError(f"{spec.name}: an MTCNN state dict carries its weights: --weights/--num-classes/"
+                         "--input-size do not apply")
+
+
+def _build_mtcnn_state(spec: ModelSpec, device: str | torch.device, o: ModelOptions) -> LoadedModel:
+    return dense_model(spec, spec.build().to(device).eval(), device)
+
+
 def _built_by_load_model() -> nn.Module:
     raise RuntimeError("use load_model")
 
@@ -158,6 +226,9 @@ def _build_exported(spec: ModelSpec, device: str | torch.device, o: ModelOptions
 
 register_family(ModelFamily("exported", known.is_exported_path, _describe_exported, _build_exported,
                             model_file=True, check=_check_exported))
+# asked before "exported" (registered later): a .pt file that is a P-, R- or O-Net state dict
+register_family(ModelFamily("mtcnn-state", _is_mtcnn_state, _describe_mtcnn_state, _build_mtcnn_state,
+                            model_file=True, check=_check_mtcnn_state))
 
 
 # --- torchvision classifiers ---------------------------------------------------------------------------------

@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["ONet", "RNet", "PNet", "pnet_dense", "mtcnn_weights_path", "WeightsNotFoundError", "load_mtcnn"]
+__all__ = ["ONet", "RNet", "PNet", "pnet_dense", "mtcnn_weights_path", "WeightsNotFoundError", "load_mtcnn",
+           "CLASS_HEADS", "MTCNN_NETS", "mtcnn_net_kind", "mtcnn_heads", "read_mtcnn_state", "shipped_weights_path"]
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -66,6 +67,11 @@ class PNet(nn.Module):
         x = self.trunk()(x)
         return self.conv4_2(x), self.softmax4_1(self.conv4_1(x))
 
+    def heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``[B, 3, 12, 12]`` windows -> (class logits ``[B, 2]``, box offsets ``[B, 4]``, ``None``)."""
+        x = self.trunk()(x)
+        return self.conv4_1(x).flatten(1), self.conv4_2(x).flatten(1), None
+
 
 def pnet_dense(pnet: PNet) -> nn.Module:
     """P-Net as a :class:`~fcndetect.convert.DenseModel` sharing its weights: logits from ``conv4_1``, box
@@ -106,6 +112,13 @@ class RNet(nn.Module):
         x = self.prelu4(self.dense4(x.view(x.shape[0], -1)))
         return self.dense5_2(x), self.softmax5_1(self.dense5_1(x))
 
+    def heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``[B, 3, 24, 24]`` -> (class logits ``[B, 2]``, box offsets ``[B, 4]``, ``None``)."""
+        x = self.pool2(self.prelu2(self.conv2(self.pool1(self.prelu1(self.conv1(x))))))
+        x = self.prelu3(self.conv3(x)).permute(0, 3, 2, 1).contiguous()
+        x = self.prelu4(self.dense4(x.view(x.shape[0], -1)))
+        return self.dense5_1(x), self.dense5_2(x), None
+
 
 class ONet(nn.Module):
     """MTCNN O-Net: ``[B, 3, 48, 48]`` -> (box regression ``[B, 4]``, landmarks ``[B, 10]``, face probs ``[B, 2]``)."""
@@ -141,10 +154,78 @@ class ONet(nn.Module):
         x = self.prelu5(self.dense5(x.view(x.shape[0], -1)))
         return self.dense6_2(x), self.dense6_3(x), self.softmax6_1(self.dense6_1(x))
 
+    def heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``[B, 3, 48, 48]`` -> (class logits ``[B, 2]``, box offsets ``[B, 4]``, landmarks ``[B, 10]``)."""
+        x = self.pool1(self.prelu1(self.conv1(x)))
+        x = self.pool2(self.prelu2(self.conv2(x)))
+        x = self.pool3(self.prelu3(self.conv3(x)))
+        x = self.prelu4(self.conv4(x)).permute(0, 3, 2, 1).contiguous()
+        x = self.prelu5(self.dense5(x.view(x.shape[0], -1)))
+        return self.dense6_1(x), self.dense6_2(x), self.dense6_3(x)
 
-def load_mtcnn(name: str) -> nn.Module:
-    """``"onet"``, ``"rnet"`` or ``"pnet"`` with the installed pretrained weights, in eval mode."""
-    net = {"onet": ONet, "rnet": RNet, "pnet": PNet}[name]()
-    state = torch.load(mtcnn_weights_path(name), map_location="cpu", weights_only=True)
+
+#: the three nets by name
+MTCNN_NETS: dict[str, type[nn.Module]] = {"pnet": PNet, "rnet": RNet, "onet": ONet}
+#: the layer whose two outputs are each net's background and face logits
+CLASS_HEADS = {"pnet": "conv4_1", "rnet": "dense5_1", "onet": "dense6_1"}
+#: a state-dict key only each net has
+_MARKERS = {"pnet": "conv4_1.weight", "rnet": "dense5_1.weight", "onet": "dense6_3.weight"}
+
+
+def mtcnn_net_kind(state: dict[str, object]) -> str | None:
+    """``"pnet"``, ``"rnet"`` or ``"onet"`` for a state dict whose keys are exactly that net's, else ``None``."""
+    for name, cls in MTCNN_NETS.items():
+        if _MARKERS[name] in state and set(state) == set(cls().state_dict()):
+            return name
+    return None
+
+
+def mtcnn_heads(net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(class logits ``[B, 2]``, box offsets ``[B, 4]``, landmarks ``[B, 10]`` or ``None``) of ``[B, 3, N, N]``
+    windows at the net's own input side ``N`` (logits, not the softmax :meth:`forward` returns)."""
+    return net.heads(x)  # type: ignore[operator]
+
+
+def load_mtcnn(name: str, path: str | Path | None = None) -> nn.Module:
+    """``"onet"``, ``"rnet"`` or ``"pnet"`` in eval mode, with the installed pretrained weights or the state dict
+    at ``path`` (a fine-tuned copy of the same net)."""
+    net = MTCNN_NETS[name]()
+    state = torch.load(path if path is not None else mtcnn_weights_path(name), map_location="cpu", weights_only=True)
     net.load_state_dict(state)
     return net.eval()
+
+
+def shipped_weights_path(name: str) -> Path:
+    """``fcndetect/weights/<name>.pt``: a net fine-tuned by ``fcndetect train`` and shipped in the package."""
+    return Path(__file__).resolve().parent.parent / "weights" / f"{name}.pt"
+
+
+_STATE_KINDS: dict[tuple[str, int, int], str | None] = {}
+
+
+def read_mtcnn_state(path: str) -> str | None:
+    """Which MTCNN net (``"pnet"``, ``"rnet"``, ``"onet"``) the state dict file at ``path`` holds; ``None`` for
+    anything else (not a ``.pt``/``.pth`` file, a TorchScript archive, another network). Cached per file
+    version."""
+    p = Path(path)
+    if p.suffix.lower() not in (".pt", ".pth") or not p.is_file():
+        return None
+    st = p.stat()
+    key = (str(p.resolve()), st.st_mtime_ns, st.st_size)
+    if key not in _STATE_KINDS:
+        import zipfile
+
+        try:  # a TorchScript archive (it holds code) is never loaded here
+            with zipfile.ZipFile(p) as archive:
+                scripted = any("/code/" in n for n in archive.namelist())
+        except (OSError, zipfile.BadZipFile):
+            scripted = False
+        try:
+            if scripted:
+                raise ValueError("TorchScript archive")
+            state = torch.load(p, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 - anything unreadable as a plain state dict is not ours
+            state = None
+        ok = isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())
+        _STATE_KINDS[key] = mtcnn_net_kind(state) if ok else None  # type: ignore[arg-type]
+    return _STATE_KINDS[key]

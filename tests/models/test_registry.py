@@ -16,7 +16,8 @@ from fcndetect.models.registry import dense_model
 
 def test_each_name_has_one_family():
     assert {s.name: find_family(s.name).name for s in list_models()} == {
-        "face": "named", "face-pnet": "named", "face-rnet": "named"}
+        "face": "named", "face-pnet": "named", "face-rnet": "named", "face-wider": "named", "face-wider-pnet": "named",
+        "face-wider-rnet": "named"}
     assert [find_family(n).name for n in ("mobilenet_v2", "vit_b_16", "x/face.onnx", "face.pt", "pkg.mod:make",
                                           "tiny")] == ["torchvision", "torchvision", "exported", "exported",
                                                        "factory", "builtin"]
