@@ -227,5 +227,5 @@ def read_mtcnn_state(path: str) -> str | None:
         except Exception:  # noqa: BLE001 - anything unreadable as a plain state dict is not ours
             state = None
         ok = isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())
-        _STATE_KINDS[key] = mtcnn_net_kind(state) if ok else None  # type: ignore[arg-type]
+        _STATE_KINDS[key] = mtcnn_net_kind(state) if ok else None
     return _STATE_KINDS[key]

@@ -14,13 +14,14 @@ held-out photos) and, for ``--resume``, ``checkpoint.pt`` and ``train.json``.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 import numpy as np
 import torch
@@ -34,6 +35,10 @@ from .loop import TrainError, _atomic_save, _atomic_text, _deferred_interrupt
 from .recipe import MTCNN_MODEL_NAMES, Recipe, StageSpec
 from .validate import fold_ap
 from .windows import StageWindows, collect_windows, stage_candidates
+
+if TYPE_CHECKING:
+    from ..detector import Detector
+    from .faces import FacePhoto
 
 __all__ = ["RecipeResult", "train_recipe", "RECIPE_FILES", "MTCNN_MEAN", "MTCNN_STD"]
 
@@ -86,7 +91,7 @@ def _build_net(stage: StageSpec, source: str) -> torch.nn.Module:
     return load_mtcnn(stage.net, None if source in MTCNN_MODEL_NAMES.values() else source)
 
 
-def _mining_detector(recipe: Recipe, k: int, out: Path, settings: dict[str, Any]):
+def _mining_detector(recipe: Recipe, k: int, out: Path, settings: dict[str, Any]) -> Detector:
     """The detector whose windows stage ``k`` learns from (:func:`stage_candidates`)."""
     from ..config import DetectorConfig
     from ..detector import Detector
@@ -96,7 +101,7 @@ def _mining_detector(recipe: Recipe, k: int, out: Path, settings: dict[str, Any]
     thresholds = list(settings["stage_thresholds"])
     source = _init_source(recipe.stages[k], recipe, out)
     if k == 0:
-        cfg = DetectorConfig.single(model=source, threshold=thresholds[0] if thresholds else 0.5, regress=False,
+        cfg = DetectorConfig(model=source, threshold=thresholds[0] if thresholds else 0.5, regress=False,
                                     nms="max", nms_iou=settings["stage_nms_iou"], **common)
     else:
         cfg = DetectorConfig(model=source, stages=tuple(str(out / f"{s.name}.pt") for s in recipe.stages[:k]),
@@ -104,8 +109,10 @@ def _mining_detector(recipe: Recipe, k: int, out: Path, settings: dict[str, Any]
     return Detector(cfg)
 
 
-def _heads(net: torch.nn.Module, windows: torch.Tensor):
-    return net.heads((windows - MTCNN_MEAN) / MTCNN_STD)
+def _heads(net: torch.nn.Module, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    from ..models.mtcnn import mtcnn_heads
+
+    return mtcnn_heads(net, (windows - MTCNN_MEAN) / MTCNN_STD)
 
 
 @torch.inference_mode()
@@ -176,14 +183,14 @@ def _say(log: TextIO, text: str) -> None:
     print(text, file=log, flush=True)
 
 
-def _bar(progress: bool, length: int, label: str, log: TextIO):
+def _bar(progress: bool, length: int, label: str, log: TextIO) -> Any:
     import click
 
     return click.progressbar(length=length, label=label, file=log) if progress and length else None
 
 
-def _train_stage(k: int, stage: StageSpec, recipe: Recipe, out: Path, settings: dict[str, Any], train_photos,
-                 val_photos, scenes: list[str], state: dict[str, Any], log: TextIO, progress: bool,
+def _train_stage(k: int, stage: StageSpec, recipe: Recipe, out: Path, settings: dict[str, Any],
+                 train_photos: list[FacePhoto], val_photos: list[FacePhoto], scenes: list[str], state: dict[str, Any], log: TextIO, progress: bool,
                  metrics: list[dict[str, Any]]) -> float:
     """Collect stage ``k``'s windows, train it (resuming from ``checkpoint.pt`` where it holds this stage),
     write ``OUT/<name>.pt``; returns the stage's seconds."""
@@ -215,7 +222,7 @@ def _train_stage(k: int, stage: StageSpec, recipe: Recipe, out: Path, settings: 
                 photos, scene_list, load_image, mine, stage.size, rng,
                 positives_per_face=stage.positives_per_face, negatives=stage.negatives_per_photo,
                 min_side=float(settings["min_size"]), mined=stage.mined_per_photo,
-                scene_count=stage.scene_negatives_per_photo, tick=(lambda b=bar: b.update(1)) if bar else None)
+                scene_count=stage.scene_negatives_per_photo, tick=functools.partial(bar.update, 1) if bar is not None else None)
         finally:
             if bar is not None:
                 bar.__exit__(None, None, None)
@@ -264,10 +271,11 @@ def _train_stage(k: int, stage: StageSpec, recipe: Recipe, out: Path, settings: 
                     p = y == POSITIVE
                     with torch.no_grad():
                         _, _, want = _heads(teacher, x[p])
-                    loss_lmk = F.mse_loss(lmk[p], want)
-                    loss = loss + stage.landmark_weight * loss_lmk
+                    if want is not None:
+                        loss_lmk = F.mse_loss(lmk[p], want)
+                        loss = loss + stage.landmark_weight * loss_lmk
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                loss.backward()  # type: ignore[no-untyped-call]
                 opt.step()
                 sums += [float(loss_cls.detach()), float(loss_box.detach()), float(loss_lmk.detach())]
                 if bar is not None:
@@ -386,7 +394,7 @@ def train_recipe(recipe: Recipe, output: str | Path, *, resume: bool = False, ov
 
         def detect(path: str) -> tuple[np.ndarray, np.ndarray]:
             d = det.detect_array(load_image(path))
-            return d.boxes, d.logits
+            return d.boxes, cast(np.ndarray, d.logits)
 
         result.validation = fold_ap(detect, val_photos)
         _say(log, f"train: held-out photos: AP@0.3 {result.validation['ap']:.4f}, max recall "

@@ -5,6 +5,7 @@ and the ignored face is not a miss."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -61,7 +62,11 @@ def ap_of(dets: Mapping[str, tuple[np.ndarray, np.ndarray]], gt: Mapping[str, np
     """``{"ap", "max_recall", "detections", "faces"}`` of detections against ground truth at IoU ``iou``."""
     from ..evaluate import evaluate
 
-    r = evaluate(dets, gt, iou_thresholds=(iou,)).to_json()["results"][0]
-    num = lambda v: float("nan") if v is None else float(v)  # noqa: E731 - JSON writes NaN as null
+    results: list[dict[str, Any]] = evaluate(dets, gt, iou_thresholds=(iou,)).to_json()["results"]  # type: ignore[assignment]
+    r = results[0]
+
+    def num(v: Any) -> float:  # JSON writes NaN as null
+        return float("nan") if v is None else float(v)
+
     return {"ap": num(r["ap"]), "max_recall": num(r["max_recall"]), "detections": int(r["n_det"]),
             "faces": int(sum(len(v) for v in gt.values()))}

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ..cascade import CropPlan, Octaves, sample_crops, square_boxes
+if TYPE_CHECKING:
+    from ..detector import Detector
+
 from .faces import DROPPED, NEGATIVE, PART, POSITIVE, FacePhoto, jitter_windows, label_windows, random_negatives
 
 __all__ = ["StageWindows", "stage_candidates", "photo_windows", "collect_windows", "JITTER_SHIFT", "JITTER_SCALE"]
@@ -52,7 +56,7 @@ class StageWindows:
 
 
 @torch.inference_mode()
-def stage_candidates(detector, image: np.ndarray, stage_index: int) -> np.ndarray:
+def stage_candidates(detector: Detector, image: np.ndarray, stage_index: int) -> np.ndarray:
     """The square windows (``[N, 4]`` xyxy) that the cascade's ``stage_index``-th stage classifies in ``image``:
     for stage 0, ``detector`` is a single dense stage and its detections are the windows (the stage's own
     false positives: hard negatives of the net being fine-tuned); later, ``detector`` is the cascade of the
