@@ -26,6 +26,7 @@ from .observe import observer
 from .postprocess import LevelOutput, apply_regression, group_logits, level_windows
 from .stages import Cascade
 from .tvops import torchvision_op
+from .windows import Windows
 
 if TYPE_CHECKING:
     from .models import LoadedModel
@@ -211,9 +212,7 @@ def mirrored_logits(crops: torch.Tensor, model: "LoadedModel", plan: CropPlan) -
     return logits
 
 
-def cascade_candidates(
-    image: np.ndarray, first_outputs: list[LevelOutput], cascade: Cascade
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+def cascade_candidates(image: np.ndarray, first_outputs: list[LevelOutput], cascade: Cascade) -> Windows:
     """The rest of a cascade for one image, after its first stage ran densely over the pyramid.
 
     The first stage's windows above its threshold (NMS-max within each level at :data:`LEVEL_NMS_IOU`, then
@@ -235,43 +234,38 @@ def cascade_candidates(
         cascade: the stages and how they are chained.
 
     Returns:
-        ``(boxes [N, 4], logits [N], labels [N], landmarks [N, 5, 2] or None)``: the last stage's windows
-        above its threshold, before the final NMS.
+        the last stage's windows above its threshold (float32; its landmarks where it has the head), before
+        the final NMS.
     """
     obs = observer()
     first, later = cascade.stages[0], cascade.stages[1:]
-    boxes, logits, labels, _ = level_windows(first_outputs, first.geometry, first.threshold,
-                                             level_nms_iou=LEVEL_NMS_IOU)
-    landmarks = None
-    keep = nms_max(boxes, logits, labels, cascade.nms_iou)
-    boxes, fused, labels = boxes[keep].double(), logits[keep].double(), labels[keep]
-    obs.step(f"{first.name} candidates (threshold, NMS): {boxes.shape[0]}")
-    obs.kept(first.name, boxes)
+    found = level_windows(first_outputs, first.geometry, first.threshold, level_nms_iou=LEVEL_NMS_IOU)
+    found = found[nms_max(found.boxes, found.logits, found.labels, cascade.nms_iou)]
+    cands = Windows(found.boxes.double(), found.logits.double(), found.labels)  # the first stage's landmarks: none
+    obs.step(f"{first.name} candidates (threshold, NMS): {len(cands)}")
+    obs.kept(first.name, cands.boxes)
     pixels = Octaves(image)
     for k, stage in enumerate(later, start=1):
         last = k == len(later)
-        if boxes.shape[0] == 0:
+        if len(cands) == 0:
             break
         model = stage.model
         plan = crop_plan(stage.geometry)
-        crops, windows = sample_crops(pixels, square_boxes(boxes), model.window, plan)
-        obs.step(f"{stage.name} crops ({boxes.shape[0]} x {plan.size} px)")
+        crops, windows = sample_crops(pixels, square_boxes(cands.boxes), model.window, plan)
+        obs.step(f"{stage.name} crops ({len(cands)} x {plan.size} px)")
         stage_logits, reg = score_crops(crops, model, plan, stage.regress)
-        obs.step(f"{stage.name} network on {boxes.shape[0]} crops")
-        own = stage_logits[torch.arange(labels.shape[0]), labels].double()
+        obs.step(f"{stage.name} network on {len(cands)} crops")
+        rows = torch.arange(len(cands))
+        own = stage_logits[rows, cands.labels].double()
         if last and cascade.flip:
-            own = (own + mirrored_logits(crops, model, plan)[torch.arange(labels.shape[0]), labels].double()) / 2
+            own = (own + mirrored_logits(crops, model, plan)[rows, cands.labels].double()) / 2
             obs.step(f"{stage.name} mirrored crops (flip)")
-        fused = fused + own if cascade.fusion == "sum" else own
+        fused = cands.logits + own if cascade.fusion == "sum" else own
         passed = torch.sigmoid(fused if last else own) > stage.threshold
         boxes, points = apply_regression(windows, reg.double()) if reg is not None else (windows, None)
-        if last and points is not None:
-            landmarks = points[passed]
-        boxes, fused, labels = boxes[passed], fused[passed], labels[passed]
+        cands = Windows(boxes, fused, cands.labels, landmarks=points if last else None)[passed]
         if not last:
-            keep = nms_max(boxes, fused, labels, cascade.nms_iou)
-            boxes, fused, labels = boxes[keep], fused[keep], labels[keep]
-        obs.step(f"{stage.name} threshold, regression, NMS: {boxes.shape[0]} kept")
-        obs.kept(stage.name, boxes)
-    return boxes.float(), fused.float(), labels, (landmarks.float() if landmarks is not None and boxes.shape[0]
-                                                  else None)
+            cands = cands[nms_max(cands.boxes, cands.logits, cands.labels, cascade.nms_iou)]
+        obs.step(f"{stage.name} threshold, regression, NMS: {len(cands)} kept")
+        obs.kept(stage.name, cands.boxes)
+    return cands.float()

@@ -31,6 +31,7 @@ from .models import LoadedModel, load_model
 from .observe import KeptWindows, observer, observing
 from .pyramid import Level, iter_pyramid_images, pyramid_levels, resize_image
 from .stages import Cascade, Stage
+from .windows import Windows
 from .threads import warn_if_late
 
 __all__ = ["Detector", "DetectionResult", "DeviceError", "resolve_device", "remote_detect_batch"]
@@ -301,9 +302,9 @@ class Detector:
             dets = postprocess(outputs, self.geometry, self.config, self.class_names, (width, height), return_maps)
             observer().step("post-processing (threshold, boxes, NMS)")
             return dets
-        boxes, logits, labels, landmarks = cascade_candidates(image, outputs, self._cascade())
+        windows = cascade_candidates(image, outputs, self._cascade())
         maps = score_maps(outputs, self.geometry) if return_maps else None
-        dets = finalize(boxes, logits, labels, self.config, self.class_names, (width, height), maps, landmarks)
+        dets = finalize(windows, self.config, self.class_names, (width, height), maps)
         observer().step("final NMS, clipping, sorting")
         return dets
 
@@ -323,40 +324,33 @@ class Detector:
         return self.detect_batch([image], return_maps=return_maps)[0]
 
     @torch.inference_mode()
-    def _candidates(self, image: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None,
-                                                      list[LevelOutput]]:
+    def _candidates(self, image: np.ndarray) -> tuple[Windows, list[LevelOutput]]:
         """The windows above threshold before the final NMS (a cascade's last stage, or the dense maps'),
         and the dense levels' outputs."""
         outputs = self._pyramid_outputs([image])[0]
         if self.stage_models:
-            return (*cascade_candidates(image, outputs, self._cascade()), outputs)
-        return (*level_windows(outputs, self.geometry, self.config.threshold), outputs)
+            return cascade_candidates(image, outputs, self._cascade()), outputs
+        return level_windows(outputs, self.geometry, self.config.threshold), outputs
 
     def _detect_rotated(self, image: np.ndarray, return_maps: bool) -> Detections:
         """Search every angle of ``rotations``, map each window back (its box becomes the axis-aligned box of
         the rotated window; its corners and landmarks are mapped exactly), and merge all by one NMS. With
         ``return_maps``, the score maps of every angle, in ``rotations`` order (:attr:`ScoreMap.angle`)."""
         height, width = image.shape[:2]
-        parts: list[tuple[torch.Tensor, ...]] = []
-        landmarks_all: list[torch.Tensor | None] = []
+        parts: list[Windows] = []
         maps: list[ScoreMap] | None = None
         for angle in self.config.rotations:
             rotated, m = rotate_image(image, float(angle))
-            boxes, logits, labels, points, outputs = self._candidates(rotated)
+            found, outputs = self._candidates(rotated)
             if return_maps:  # one set of score maps per angle, each in its rotated image's pixels
                 maps = (maps or []) + [replace(sm, angle=float(angle)) for sm in score_maps(outputs, self.geometry)]
-            quads = map_points(box_corners(boxes.double()), m, inverse=True)
-            parts.append((quad_boxes(quads).float(), logits, labels, torch.full_like(logits, float(angle)), quads.float()))
-            if points is None and boxes.shape[0] == 0:
-                points = torch.zeros((0, 5, 2))  # nothing at this angle: no landmarks missing
-            landmarks_all.append(map_points(points.double(), m, inverse=True).float() if points is not None else None)
-        boxes, logits, labels, angles, quads = (torch.cat([p[k] for p in parts]) for k in range(5))
-        landmarks = None
-        found = [x for x in landmarks_all if x is not None]
-        if len(found) == len(landmarks_all) and any(x.shape[0] for x in found):
-            landmarks = torch.cat(found)
-        return finalize(boxes, logits, labels, self.config, self.class_names, (width, height), maps, landmarks,
-                        angles, quads)
+            quads = map_points(box_corners(found.boxes.double()), m, inverse=True)
+            points = found.landmarks
+            parts.append(found.replace(
+                boxes=quad_boxes(quads).float(), angles=torch.full_like(found.logits, float(angle)),
+                quads=quads.float(),
+                landmarks=map_points(points.double(), m, inverse=True).float() if points is not None else None))
+        return finalize(Windows.cat(parts), self.config, self.class_names, (width, height), maps)
 
     def __call__(self, image: ImageLike, *, bgr: bool = False, return_maps: bool = False) -> Detections:
         """Detect in a path, PIL image, numpy array (``[H, W, 3]`` uint8, RGB or ``bgr=True``) or tensor

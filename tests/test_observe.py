@@ -51,12 +51,12 @@ def test_the_cascade_takes_stage_objects_and_reports_each_stage(photo_array):
     assert [s.name for s in cascade.stages] == [*det.config.stages, det.config.model]
     assert [s.regress for s in cascade.stages] == [False] * (len(cascade.stages) - 1) + [det.config.regress]
     with observing(KeptWindows()) as kept:
-        boxes, logits, _, _ = cascade_candidates(image, outputs, cascade)
+        found = cascade_candidates(image, outputs, cascade)
     assert [n for n, _ in kept.windows] == [s.name for s in cascade.stages]
-    assert torch.equal(kept.windows[-1][1].float(), boxes) and boxes.shape[0] >= 1
+    assert torch.equal(kept.windows[-1][1].float(), found.boxes) and len(found) >= 1
     last = cascade.stages[-1]
     stricter = Cascade((*cascade.stages[:-1], type(last)(last.model, 0.99, last.regress)), cascade.nms_iou,
                        cascade.fusion, cascade.flip)
-    _, strict_logits, _, _ = cascade_candidates(image, outputs, stricter)
-    assert torch.all(torch.sigmoid(strict_logits) > 0.99)
-    assert set(strict_logits.tolist()) <= set(logits.tolist()) and strict_logits.shape[0] < logits.shape[0]
+    strict = cascade_candidates(image, outputs, stricter).logits
+    assert torch.all(torch.sigmoid(strict) > 0.99)
+    assert set(strict.tolist()) <= set(found.logits.tolist()) and strict.shape[0] < len(found)
