@@ -39,7 +39,7 @@ from ._version import __version__
 from .detector import Detector, remote_detect_batch
 from .engines.base import DetectorWork, Engine, EngineOptions, ItemResult, error_reason
 from .engines.registry import DEFAULT_ENGINE, make_engine
-from .io.anonymize import DEFAULT_MARGIN
+from .io.anonymize import DEFAULT_HOLD, DEFAULT_MARGIN
 from .io.combined import CombinedOutputs, run_files
 from .io.images import DEFAULT_MAX_PIXELS
 from .io.outdir import OWN_ENTRIES, FolderInUse, OutputLock, clear_scratch, output_names, scratch_dir
@@ -119,6 +119,7 @@ class RunOptions:
     ray: "RayOptions | None" = None  # the Ray engine: where and how wide (None: its defaults)
     anonymize: str | None = None  # "blur", "pixelate" or "solid": also <name>.anonymized<ext> (videos: .mp4)
     anonymize_margin: float = DEFAULT_MARGIN
+    anonymize_hold: int = DEFAULT_HOLD  # videos: frames a track's region is held before and after it
     vid_stride: int = 1  # videos: detect in frames 0, N, 2N, ...
 
     def make_engine(self) -> Engine:
@@ -129,7 +130,7 @@ class RunOptions:
         """What each image's files are, for :func:`~fcndetect.io.render.render_image_outputs`."""
         return RenderOptions(heatmap=self.heatmap, save_maps=self.save_maps, crops=self.crops,
                              maps_info=maps_info(detector) if self.save_maps else {}, anonymize=self.anonymize,
-                             anonymize_margin=self.anonymize_margin)
+                             anonymize_margin=self.anonymize_margin, anonymize_hold=self.anonymize_hold)
 
     def output_settings(self) -> dict[str, Any]:
         """The options that change what is written (recorded in run.json, checked by --resume); video and
@@ -138,6 +139,8 @@ class RunOptions:
                "max_pixels": self.max_pixels}
         if self.anonymize is not None:
             out.update(anonymize=self.anonymize, anonymize_margin=self.anonymize_margin)
+            if self.anonymize_hold != DEFAULT_HOLD:
+                out["anonymize_hold"] = self.anonymize_hold
         if self.vid_stride != 1:
             out["vid_stride"] = self.vid_stride
         return out

@@ -79,3 +79,74 @@ def laplacian_values(frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     for x1, y1, x2, y2 in np.round(np.asarray(boxes).reshape(-1, 4)).astype(int):
         mask[max(0, y1):max(0, y2), max(0, x1):max(0, x2)] = True
     return lap[mask]
+
+
+def av_clip(path: Path, frames: list[np.ndarray], times_ms: list[int], audio: str | None = "aac",
+            codec: str = "libx264") -> Path:
+    """Write RGB ``frames`` with PyAV as H.264 (or ``codec``: ``ffv1`` takes odd sizes, in ``.mkv``) at the given
+    timestamps (milliseconds: uneven steps make a variable frame rate), with a mono tone as long as the video
+    in ``audio`` (``aac``, ``pcm_s16le`` in a ``.mov``/``.mkv``; ``None``: no audio)."""
+    import av
+    from fractions import Fraction
+
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), "w") as out:
+        x264 = codec == "libx264"
+        vs = out.add_stream(codec, rate=25, options={"crf": "23", "preset": "ultrafast", "bf": "0"} if x264 else {})
+        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p" if x264 else "yuv444p"
+        vs.time_base = vs.codec_context.time_base = Fraction(1, 1000)
+        aus = None
+        if audio is not None:
+            aus = out.add_stream(audio, rate=16000)
+            aus.layout = "mono"
+        for f, t in zip(frames, times_ms):
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
+            vf.pts, vf.time_base = int(t), Fraction(1, 1000)
+            for p in vs.encode(vf):
+                out.mux(p)
+        for p in vs.encode():
+            out.mux(p)
+        if aus is not None:
+            n = int(16000 * (times_ms[-1] + 40) / 1000)
+            tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(n) / 16000)).astype(np.float32)
+            fmt = "fltp" if audio == "aac" else "s16"
+            for i in range(0, n, 1024):
+                chunk = tone[i:i + 1024][None, :]
+                if fmt == "s16":
+                    chunk = (chunk * 32767).astype(np.int16)
+                af = av.AudioFrame.from_ndarray(chunk, format=fmt, layout="mono")
+                af.sample_rate, af.pts = 16000, i
+                for p in aus.encode(af):
+                    out.mux(p)
+            for p in aus.encode():
+                out.mux(p)
+    return path
+
+
+def av_timestamps(path: Path) -> list[float]:
+    """Every video frame's timestamp (seconds) as PyAV decodes them."""
+    import av
+
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        return [float(f.pts * s.time_base) for f in c.decode(s)]
+
+
+def av_audio_packets(path: Path) -> list[bytes] | None:
+    """The payloads of a video's first audio stream's packets (``None``: no audio stream)."""
+    import av
+
+    with av.open(str(path)) as c:
+        if not c.streams.audio:
+            return None
+        return [bytes(p) for p in c.demux(c.streams.audio[0]) if p.size]
+
+
+def av_codec(path: Path) -> tuple[str, str, int]:
+    """``(codec, pixel format, frames decoded)`` of a video's first video stream."""
+    import av
+
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        n = sum(1 for _ in c.decode(s))
+        return s.codec_context.name, s.codec_context.pix_fmt, n

@@ -67,8 +67,12 @@ Exit codes: 0 all inputs processed, 1 some inputs failed, 2 usage error, 130 int
 @click.option("--anonymize-margin", type=float, default=None,
               help="Grow each anonymised region by this fraction of its box on each side (default 0.3: the "
                    "whole face, forehead and ears, for the face presets).")
+@click.option("--anonymize-hold", type=int, default=None,
+              help="Videos: keep each face's region anonymised N frames after its last detection and before its "
+                   "first (default 8; gaps of up to 2N frames are filled; at most 60).")
 @click.option("--vid-stride", type=int, default=1, show_default=True,
-              help="Videos: detect in frames 0, N, 2N, ... (the frames between reuse the last detections).")
+              help="Videos: detect in frames 0, N, 2N, ... (the anonymised video covers the frames between where each "
+                   "face's track is).")
 @click.option("--format", "fmt", multiple=True, metavar="FORMAT[,FORMAT...]",
               help="jsonl, coco, csv, fddb or wider: more combined outputs (with -o; repeat the option or separate "
                    "with commas: --format coco,csv), or what stdout gets (without -o: one format). Default: jsonl.")
@@ -92,8 +96,8 @@ Exit codes: 0 all inputs processed, 1 some inputs failed, 2 usage error, 130 int
 @click.option("--cpus-per-actor", type=float, default=None, help="With --engine ray: CPUs each actor reserves.")
 @click.option("--gpus-per-actor", type=float, default=0.0, help="With --engine ray: GPUs each actor reserves.")
 def run_cmd(sources: tuple[str, ...], config: str | None, output: str | None, heatmap: bool, save_maps: bool,
-            crops: bool, anonymize: str | None, anonymize_margin: float | None, vid_stride: int,
-            fmt: tuple[str, ...], resume: bool, overwrite: bool, fail_fast: bool, workers: int | None,
+            crops: bool, anonymize: str | None, anonymize_margin: float | None, anonymize_hold: int | None,
+            vid_stride: int, fmt: tuple[str, ...], resume: bool, overwrite: bool, fail_fast: bool, workers: int | None,
             threads: int | None, batch_size: int, max_memory: str | None, max_pixels: int | None,
             print_config: bool, quiet: bool, engine: str, ray_address: str | None, actors: str | None,
             cpus_per_actor: float | None, gpus_per_actor: float, **options: Any) -> None:
@@ -138,9 +142,12 @@ def run_cmd(sources: tuple[str, ...], config: str | None, output: str | None, he
         raise click.UsageError("--resume and --overwrite exclude each other")
     check_run_limits({"--batch-size": batch_size, "--workers": workers, "--threads": threads,
                       "--vid-stride": vid_stride, "--max-pixels": max_pixels, "--anonymize-margin": anonymize_margin,
-                      "--cpus-per-actor": cpus_per_actor, "--gpus-per-actor": gpus_per_actor})
+                      "--anonymize-hold": anonymize_hold, "--cpus-per-actor": cpus_per_actor,
+                      "--gpus-per-actor": gpus_per_actor})
     if anonymize_margin is not None and anonymize is None:
         raise click.UsageError("--anonymize-margin needs --anonymize")
+    if anonymize_hold is not None and anonymize is None:
+        raise click.UsageError("--anonymize-hold needs --anonymize")
     from pathlib import Path
 
     from ..io.images import DEFAULT_MAX_PIXELS
@@ -155,6 +162,8 @@ def run_cmd(sources: tuple[str, ...], config: str | None, output: str | None, he
     )
     if anonymize_margin is not None:
         opts.anonymize_margin = anonymize_margin
+    if anonymize_hold is not None:
+        opts.anonymize_hold = anonymize_hold
     opts.ray = _ray_options(ray_address, actors, cpus_per_actor, gpus_per_actor, threads)  # other engines ignore it
     sys.exit(_locked_run(sources, cfg, opts, threads))
 
@@ -223,7 +232,8 @@ def _ray_options(address: str | None, actors: str | None, cpus: float | None, gp
 #: The run options' accepted values (inclusive): each bounds the threads, memory or work a run may take.
 RUN_LIMITS: dict[str, tuple[float, float]] = {
     "--batch-size": (1, 4096), "--workers": (0, 256), "--threads": (1, 1024), "--vid-stride": (1, 1_000_000),
-    "--max-pixels": (1, 1 << 40), "--anonymize-margin": (0, 10), "--cpus-per-actor": (1e-4, 1 << 16),
+    "--max-pixels": (1, 1 << 40), "--anonymize-margin": (0, 10), "--anonymize-hold": (0, 60),
+    "--cpus-per-actor": (1e-4, 1 << 16),
     "--gpus-per-actor": (0, 1 << 10),
 }
 

@@ -25,7 +25,8 @@ def _local(ray: RayOptions | None) -> Engine:  # noqa: ARG001 - every factory ta
 
 
 def _ray(ray: RayOptions | None) -> Engine:
-    from .ray.engine import RayEngine
+    # absolute: an import of "ray.*" (relative or not) reads as the optional package to import hooks
+    from fcndetect.engines.ray.engine import RayEngine
 
     return RayEngine(ray)
 

@@ -18,11 +18,14 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-__all__ = ["ANONYMIZE_METHODS", "DEFAULT_MARGIN", "region_ellipse", "region_mask", "anonymize"]
+__all__ = ["ANONYMIZE_METHODS", "DEFAULT_MARGIN", "DEFAULT_HOLD", "region_ellipse", "region_mask", "anonymize"]
 
 ANONYMIZE_METHODS = ("blur", "pixelate", "solid")
 #: Default growth of each region, as a fraction of the box's side on each side.
 DEFAULT_MARGIN = 0.3
+#: Videos: frames a face's region stays anonymised after its last detection and before its first (chosen on
+#: panned, zoomed, blurred and occluded clips: benchmarks/video_anonymize.py).
+DEFAULT_HOLD = 8
 #: Blur: the Gaussian's sigma as a fraction of the region's larger semi-axis (the kernel grows with the box).
 _BLUR_SIGMA_FRACTION = 0.25
 #: Pixelate: cells across the region's larger axis.

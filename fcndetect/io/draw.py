@@ -1,73 +1,115 @@
-"""Annotated images: boxes with labels and scores, and score-map heatmaps with a colour scale.
+"""Annotated images: boxes with readable labels, and score-map heatmaps with a colour scale.
 
 Boxes are ``[x1, y1, x2, y2]`` floats in the image's pixels with continuous edges. Line width and label size
 follow each box's size, not the image's, so a 20 px face in a 5000 px photo gets a thin line and a small
-label, and labels sit outside their box (above it, else below it) so they never cover the object.
+label. Labels sit outside their box (above it, else below it), never on the object; on a crowded picture a
+label that would overlap another label or another box is left out rather than drawn over a neighbour's face
+(the best detections are placed first), as supervision's label annotator does. A label says what tells the
+boxes apart: in a video the track id (``#7``), else the score with the digits that still differ near 1
+(``0.9987``, not ``1.00``); the class name comes first only for models with several classes.
 """
 
 from __future__ import annotations
+
+import math
 
 import cv2
 import numpy as np
 
 from ..detections import Detections, ScoreMap
 
-__all__ = ["draw_detections", "heatmap_overlay", "heat_values", "encode_image", "label_style", "upright_crops"]
+__all__ = ["draw_detections", "heatmap_overlay", "heat_values", "encode_image", "label_style", "label_text",
+           "upright_crops"]
 
 _COLORS = [(0, 255, 0), (255, 64, 64), (64, 160, 255), (255, 200, 0), (255, 0, 255), (0, 255, 255)]
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 #: label text height as a fraction of the box's shorter side, and its bounds in pixels
-_TEXT_FRACTION, _TEXT_MIN_PX, _TEXT_MAX_PX = 0.12, 9.0, 24.0
+_TEXT_FRACTION, _TEXT_MIN_PX, _TEXT_MAX_PX = 0.2, 8.0, 20.0
+
+Rect = tuple[int, int, int, int]
 
 
 def label_style(box_side: float) -> tuple[int, float]:
     """``(line thickness px, font scale)`` for a box whose shorter side is ``box_side`` pixels.
 
-    The line is about 1/40 of the box (at least 1 px); the label's text is about 12% of the box side, kept
-    between 9 and 24 px tall so it stays legible on small boxes and covers little around large ones."""
+    The line is about 1/40 of the box (at least 1 px); the label's text is about a fifth of the box side, kept
+    between 8 and 20 px tall so it stays legible on small boxes and covers little around large ones."""
     thick = max(1, int(round(box_side / 40)))
     text_px = min(_TEXT_MAX_PX, max(_TEXT_MIN_PX, _TEXT_FRACTION * box_side))
     (_, th), _ = cv2.getTextSize("Ag", _FONT, 1.0, 1)
     return thick, text_px / th
 
 
-def draw_detections(image: np.ndarray, detections: Detections) -> np.ndarray:
-    """A copy of ``[H, W, 3]`` uint8 RGB ``image`` with each box, its landmarks (dots) where it has them, and
-    ``label score`` drawn on it.
+def label_text(score: float, label: str | None = None, track: int | None = None) -> str:
+    """A box's label: ``#<track>`` when it has a track, else its score (two decimals, four from 0.99 on, cut
+    rather than rounded so that nothing under 1 reads ``1``); ``label`` (the class name) first when given."""
+    if track is not None and track > 0:
+        value = f"#{track}"
+    elif score >= 0.99:
+        value = f"{math.floor(min(score, 0.99999) * 10000) / 10000:.4f}"
+    else:
+        value = f"{score:.2f}"
+    return f"{label} {value}" if label else value
 
-    The label sits on a filled bar just above the box; where the image's top edge leaves no room, just below
-    it; only when neither fits, inside the box's top edge."""
+
+def _overlaps(a: Rect, b: Rect) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _place(box: Rect, size: tuple[int, int], thick: int, wh: tuple[int, int], taken: list[Rect],
+           others: list[Rect]) -> Rect | None:
+    """Where a label of ``wh`` goes: just above ``box``, else just below, inside the image, overlapping no
+    label in ``taken`` and no box in ``others``; ``None`` when neither place is free."""
+    w, h = size
+    x1, y1, _x2, y2 = box
+    tw, th = wh
+    left = min(max(0, x1), max(0, w - tw))
+    for top in (y1 - thick - th, y2 + thick):
+        rect = (left, top, left + tw, top + th)
+        if top < 0 or top + th > h:
+            continue
+        if any(_overlaps(rect, r) for r in taken) or any(_overlaps(rect, o) for o in others):
+            continue
+        return rect
+    return None
+
+
+def draw_detections(image: np.ndarray, detections: Detections, tracks: np.ndarray | None = None) -> np.ndarray:
+    """A copy of ``[H, W, 3]`` uint8 RGB ``image`` with each box, its landmarks (dots) where it has them, and its
+    label (:func:`label_text`; ``tracks``: ``[N]`` track ids, 0 for none) drawn on it, placed as the module
+    docstring says."""
     out = np.ascontiguousarray(image.copy())
     h, w = out.shape[:2]
+    multi = len(detections.class_names) > 1
     items: list[tuple[tuple[int, int, int, int], int, float, tuple[int, int, int], str]] = []
-    for box, score, label in zip(detections.boxes, detections.scores, detections.labels):
+    for k, (box, score, label) in enumerate(zip(detections.boxes, detections.scores, detections.labels)):
         x1, y1, x2, y2 = (int(round(float(v))) for v in box)
         thick, font = label_style(max(1.0, min(x2 - x1, y2 - y1)))
         color = _COLORS[int(label) % len(_COLORS)]
-        k = len(items)
         if detections.quads is not None and detections.angles is not None and float(detections.angles[k]) % 90:
             corners = np.round(detections.quads[k]).astype(np.int32)  # a window found under a tilt: its quad
             cv2.polylines(out, [corners], True, color, thick, cv2.LINE_AA)
         else:
             cv2.rectangle(out, (x1, y1), (x2 - 1, y2 - 1), color, thick, cv2.LINE_AA)
         if detections.landmarks is not None:  # five dots, sized like the line
-            for x, y in detections.landmarks[len(items)]:
+            for x, y in detections.landmarks[k]:
                 cv2.circle(out, (int(round(float(x))), int(round(float(y)))), thick + 1, color, -1, cv2.LINE_AA)
-        items.append(((x1, y1, x2, y2), thick, font, color, f"{detections.class_names[int(label)]} {score:.2f}"))
-    # labels after every box, so no box hides a label; the best detection's label is drawn last, on top
-    for (x1, y1, _x2, y2), thick, font, color, text in reversed(items):
+        track = int(tracks[k]) if tracks is not None else None
+        text = label_text(float(score), detections.class_names[int(label)] if multi else None, track)
+        items.append(((x1, y1, x2, y2), thick, font, color, text))
+    # labels after every box, so no box hides a label; the best detections (first) are placed first
+    boxes = [it[0] for it in items]
+    taken: list[Rect] = []
+    for k, (box, thick, font, color, text) in enumerate(items):
         text_thick = max(1, int(round(font * 1.5)))
         (tw, th), base = cv2.getTextSize(text, _FONT, font, text_thick)
-        bar = th + base + 2
-        if y1 - thick - bar >= 0:
-            top = y1 - thick - bar  # above the box
-        elif y2 + thick + bar <= h:
-            top = y2 + thick  # below the box
-        else:
-            top = max(0, y1)  # no room outside: inside the top edge
-        left = min(max(0, x1), max(0, w - tw - 2))
-        cv2.rectangle(out, (left, top), (left + tw + 2, top + bar), color, -1)
-        cv2.putText(out, text, (left + 1, top + th + 1), _FONT, font, (0, 0, 0), text_thick, cv2.LINE_AA)
+        others = [b for j, b in enumerate(boxes) if j != k]
+        rect = _place(box, (w, h), thick, (tw + 2, th + base + 2), taken, others)
+        if rect is None:
+            continue
+        taken.append(rect)
+        cv2.rectangle(out, rect[:2], (rect[2] - 1, rect[3] - 1), color, -1)
+        cv2.putText(out, text, (rect[0] + 1, rect[1] + th + 1), _FONT, font, (0, 0, 0), text_thick, cv2.LINE_AA)
     return out
 
 
@@ -82,10 +124,13 @@ def _colour_scale(height: int, width: int) -> np.ndarray:
     ramp = cv2.applyColorMap(np.repeat(values, bar_w, axis=1), cv2.COLORMAP_JET)[:, :, ::-1]
     panel[margin : margin + ramp_h, margin : margin + bar_w] = ramp
     font = max(0.3, min(1.5, height / 900))
+    room = width - (margin + bar_w + 3) - 2  # the values stay inside the panel, and so inside the picture
+    (tw, th), base = cv2.getTextSize("0.0", _FONT, font, 1)
+    font *= min(1.0, room / max(tw, 1), (height / 3) / max(th + base, 1))
     for frac, text in ((0.0, "1.0"), (0.5, "0.5"), (1.0, "0.0")):
-        (_, th), _ = cv2.getTextSize(text, _FONT, font, 1)
+        (_, th), base = cv2.getTextSize(text, _FONT, font, 1)
         y = int(margin + frac * (ramp_h - 1))
-        y = min(max(y + th // 2, th + 1), height - 2)
+        y = min(max(y + th // 2, th + 1), height - 1 - base)
         cv2.putText(panel, text, (margin + bar_w + 3, y), _FONT, font, (0, 0, 0), 1, cv2.LINE_AA)
     return panel
 

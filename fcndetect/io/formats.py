@@ -185,7 +185,7 @@ def coco_results(
         ``(results, images, categories)``:
 
         - ``results``: ``[{"image_id", "category_id", "bbox": [x, y, w, h], "score"}]`` (the format of
-          ``COCO.loadRes``), in record then detection order; ``bbox`` is ``[x1, y1, x2 - x1, y2 - y1]``
+          ``COCO.loadRes``; a video's detection adds its ``track_id``), in record then detection order; ``bbox`` is ``[x1, y1, x2 - x1, y2 - y1]``
           rounded to 2 decimals (corners rounded first); ``score`` is :func:`ranking_score` (the logit at 5
           decimals, else the score at 5); boxes are not clipped.
         - ``images``: ``[{"id", "file_name", "width", "height"}]``; ``file_name`` is the record's ``image``; a
@@ -237,6 +237,8 @@ def coco_entries(record: Record, image_id: int, cat_ids: dict[str, int]) -> tupl
             "bbox": list(xywh(det["box"])),
             "score": rounded(*ranking_score(det)),
         }
+        if det.get("track") is not None:  # a video's detection: its track (as COCO's video datasets name it)
+            result["track_id"] = int(det["track"])
         if det.get("landmarks"):  # COCO keypoints: x, y, visibility 2 ("labelled and visible")
             result["keypoints"] = [v for x, y in det["landmarks"] for v in (rounded(x, BOX_DECIMALS),
                                                                              rounded(y, BOX_DECIMALS), 2)]
@@ -267,7 +269,8 @@ def csv_text(records: Sequence[Record], frames: bool | None = None) -> str:
     (the ranking key) at ``%.5f`` (empty for a record without one).
     An image without detections gets one row with empty label, score and box fields, so it is not lost.
     When some record is a video's frame (it has ``frame``), or ``frames`` is true (a streamed run that holds a
-    video), ``frame`` and ``time`` columns follow ``image`` (empty for the images' rows).
+    video), ``frame`` and ``time`` columns follow ``image`` (empty for the images' rows), and a last column
+    ``track`` holds each detection's track id (empty where it has none).
     An image whose record has an error gets no row (the error is in ``detections.jsonl``). Written by the
     :mod:`csv` module (RFC 4180 quoting: a name with a comma or quote is quoted) with ``\\n`` line endings;
     a missing width/height is an empty field.
@@ -276,7 +279,7 @@ def csv_text(records: Sequence[Record], frames: bool | None = None) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     if frames is None:
         frames = any(r.get("frame") is not None for r in records)
-    header = (CSV_HEADER[0], "frame", "time", *CSV_HEADER[1:]) if frames else CSV_HEADER
+    header = (CSV_HEADER[0], "frame", "time", *CSV_HEADER[1:], "track") if frames else CSV_HEADER
     writer.writerow(header)
     for record in records:
         if not _ok(record):
@@ -302,6 +305,7 @@ def csv_text(records: Sequence[Record], frames: bool | None = None) -> str:
                 + ["" if det.get("logit") is None else fixed(det["logit"], LOGIT_DECIMALS)]
                 + [fixed(v, BOX_DECIMALS) for v in box]
                 + _landmark_fields(det)
+                + ([] if not frames else ["" if det.get("track") is None else str(int(det["track"]))])
             )
     return buf.getvalue()
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..detections import Detections
-from .anonymize import DEFAULT_MARGIN, anonymize
+from .anonymize import DEFAULT_HOLD, DEFAULT_MARGIN, anonymize
 from .draw import draw_detections, encode_image, heatmap_overlay, upright_crops
 
 __all__ = ["RenderOptions", "render_image_outputs", "npy_bytes", "ANGLES_NOTE"]
@@ -41,6 +41,8 @@ class RenderOptions:
             anonymised and nothing drawn (``.anonymized<ext>``, :func:`fcndetect.io.anonymize.anonymize`);
             ``None``: not written.
         anonymize_margin: each anonymised region's growth (:data:`fcndetect.io.anonymize.DEFAULT_MARGIN`).
+        anonymize_hold: videos: frames a track's region is held after its last detection and before its first
+            (:data:`fcndetect.io.anonymize.DEFAULT_HOLD`; gaps up to twice this are filled).
     """
 
     heatmap: bool = False
@@ -49,6 +51,7 @@ class RenderOptions:
     maps_info: dict[str, Any] = field(default_factory=dict)
     anonymize: str | None = None
     anonymize_margin: float = DEFAULT_MARGIN
+    anonymize_hold: int = DEFAULT_HOLD
 
     @property
     def needs_maps(self) -> bool:

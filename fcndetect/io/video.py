@@ -1,8 +1,13 @@
-"""Video files in and out: frames with their index and time, decoded in a background thread; MP4 writing.
+"""Video files in: frames with their index and timestamp, decoded by PyAV (FFmpeg) in a background thread.
 
-Reading and writing go through OpenCV's FFmpeg backend (bundled with ``opencv-python-headless``). OpenCV's and
-FFmpeg's own log lines are silenced (:func:`silence_video_logs`), so stderr carries fcndetect's lines only.
-Frames are ``[H, W, 3]`` uint8 RGB, like decoded images. Audio is neither read nor written.
+Frames are ``[H, W, 3]`` uint8 RGB, like decoded images, and carry their presentation timestamp: ``pts`` in the
+stream's time base and ``time`` in seconds, so a variable-frame-rate video keeps its timing. FFmpeg's own log
+lines are silenced (PyAV keeps them off; :func:`silence_video_logs` makes sure), so stderr carries fcndetect's
+lines only. Writing is :mod:`fcndetect.io.video_writer`.
+
+A decoder can block (a file on a stalled network mount, a FIFO behind a name): :meth:`VideoReader.close` waits
+for the decoding thread a short grace period (:data:`CLOSE_GRACE_S`) and then abandons it, a daemon thread that
+dies with the process, so an interrupt never waits on it.
 """
 
 from __future__ import annotations
@@ -12,43 +17,33 @@ import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from fractions import Fraction
+from typing import Any
 
-import cv2
+import av
 import numpy as np
 
 from .images import DEFAULT_MAX_PIXELS, ImageLoadError, check_regular_file
 
 __all__ = ["VIDEO_EXTENSIONS", "is_video_path", "VideoInfo", "Frame", "VideoReader", "open_video", "frame_time",
-           "VideoFileWriter", "silence_video_logs", "DEFAULT_FPS"]
+           "silence_video_logs", "DEFAULT_FPS", "CLOSE_GRACE_S"]
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg"})
-#: The frame rate assumed for a container that gives none (times and written videos use it).
+#: The frame rate assumed for a stream that gives none (the times of frames without a timestamp use it).
 DEFAULT_FPS = 25.0
+#: Seconds :meth:`VideoReader.close` waits for a decoding thread before abandoning it.
+CLOSE_GRACE_S = 2.0
 #: Containers whose frame count is an index of the frames (MKV, WebM and MPEG give an estimate from the
 #: duration or bit rate): a stream of these that ends before its count is broken.
 _COUNTED_CONTAINERS = frozenset({".mp4", ".m4v", ".mov", ".avi"})
 #: ... when it ends more than this many frames (and this fraction) early.
 _COUNT_SLACK_FRAMES, _COUNT_SLACK_FRACTION = 1, 0.01
 
-_silenced = False
-
 
 def silence_video_logs() -> None:
-    """Silence OpenCV's and FFmpeg's log lines (``moov atom not found``, ``ac-tex damaged``...), which they write
-    straight to the process's stderr. Idempotent. OpenCV reads FFmpeg's level once, when its FFmpeg backend is
-    first used in the process, so this must run before that: the command line does (:func:`open_video` and the
-    local engine call it first); a program that used OpenCV's video I/O before keeps FFmpeg's level as it was."""
-    global _silenced
-    if _silenced:
-        return
-    os.environ["OPENCV_FFMPEG_LOGLEVEL"] = "-8"  # AV_LOG_QUIET
-    os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
-    try:
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-    except AttributeError:  # an OpenCV build without the logging module: the environment variable does it
-        pass
-    _silenced = True
+    """Keep FFmpeg's log lines (``moov atom not found``, ``ac-tex damaged``...) off stderr. Idempotent; PyAV
+    starts with them off, so this only undoes a program's own ``av.logging.set_level``."""
+    av.logging.set_level(None)
 
 
 def is_video_path(path: str) -> bool:
@@ -57,46 +52,56 @@ def is_video_path(path: str) -> bool:
 
 
 def frame_time(index: int, fps: float) -> float:
-    """A frame's time in seconds, ``index / fps``, at 3 decimals (as records carry it)."""
+    """A frame's time in seconds from its index, ``index / fps``, at 3 decimals (for frames without a
+    timestamp)."""
     return round(index / fps, 3) + 0.0
 
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What a video's container says: frame size, frame rate (:data:`DEFAULT_FPS` when it gives none) and
-    frame count (``0`` when unknown; an estimate for some containers)."""
+    """What a video's stream says: frame size, average frame rate (:data:`DEFAULT_FPS` when it gives none),
+    frame count (``0`` when unknown; an estimate for some containers), the time base of its timestamps, and
+    its audio codec's name (``None``: no audio stream)."""
 
     width: int
     height: int
     fps: float
     frame_count: int
+    time_base: Fraction = Fraction(1, 90000)
+    audio: str | None = None
 
 
 @dataclass(frozen=True)
 class Frame:
-    """One decoded frame: its 0-based ``index``, ``time`` (seconds, ``index / fps``), ``[H, W, 3]`` uint8 RGB
-    ``image``, and whether the stride selects it for detection (``processed``)."""
+    """One decoded frame: its 0-based ``index``, ``time`` (seconds, from its timestamp, 3 decimals), ``[H, W, 3]``
+    uint8 RGB ``image``, whether the stride selects it for detection (``processed``), and ``pts``, its
+    timestamp in the stream's time base (:attr:`VideoInfo.time_base`)."""
 
     index: int
     time: float
     image: np.ndarray
     processed: bool
+    pts: int = 0
 
 
 class VideoReader:
     """A video opened by :func:`open_video`, its first frame already decoded. :meth:`frames` yields every frame
     (decoded in a background thread, a few frames ahead); after it ends, :attr:`error` says why the stream broke
     midway (``None`` when it ended where its container said: MP4, MOV and AVI count their frames; MKV, WebM and
-    MPEG only estimate the count, so a stream of these that ends early is taken as complete). Use as a context manager, or call :meth:`close`."""
+    MPEG only estimate the count, so a stream of these that ends early is taken as complete). Use as a context
+    manager, or call :meth:`close`."""
 
-    def __init__(self, path: str, capture: cv2.VideoCapture, first: np.ndarray, info: VideoInfo) -> None:
+    def __init__(self, path: str, container: Any, decoded: Iterator[Any], first: Any, info: VideoInfo) -> None:
         self.path, self.info = path, info
-        self._capture: cv2.VideoCapture | None = capture
-        self._first: np.ndarray | None = first
+        self._container: Any = container
+        self._decoded: Iterator[Any] | None = decoded
+        self._first: Any = first
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: str | None = None
         self.frames_read = 0
+        #: whether :meth:`close` gave up waiting for a blocked decoding thread
+        self.abandoned = False
 
     def __enter__(self) -> VideoReader:
         return self
@@ -113,20 +118,24 @@ class VideoReader:
         """
         if stride < 1:
             raise ValueError(f"stride must be >= 1, got {stride}")
-        if self._capture is None or self._first is None:
+        if self._decoded is None or self._first is None:
             raise RuntimeError(f"{self.path}: frames() can be called once, before close()")
-        fps = self.info.fps
-        q: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=max(1, ahead))
+        q: queue.Queue[tuple[np.ndarray, int | None] | None] = queue.Queue(maxsize=max(1, ahead))
         thread = threading.Thread(target=self._decode, args=(q,), name="fcndetect-video", daemon=True)
         thread.start()
         self._thread = thread  # only once started: close() after a Ctrl-C in between never joins an unstarted one
-        index = 0
+        index, last_pts = 0, None
+        tb, fps = self.info.time_base, self.info.fps
         try:
             while True:
-                image = q.get()
-                if image is None:
+                item = q.get()
+                if item is None:
                     break
-                yield Frame(index, frame_time(index, fps), image, index % stride == 0)
+                image, pts = item
+                if pts is None or (last_pts is not None and pts <= last_pts):  # none, or out of order: from the rate
+                    pts = (last_pts + max(1, round(1 / (fps * tb)))) if last_pts is not None else 0
+                last_pts = pts
+                yield Frame(index, round(float(pts * tb), 3) + 0.0, image, index % stride == 0, int(pts))
                 index += 1
         finally:
             self.close()
@@ -137,12 +146,12 @@ class VideoReader:
             self.error = (f"video broke at frame {index}: {index} of the {expected} frames its container announces "
                           "could be decoded (truncated or corrupt)")
 
-    def _decode(self, q: queue.Queue[np.ndarray | None]) -> None:
-        """The background thread: the first frame, then each frame the capture decodes, then ``None``."""
-        capture, first = self._capture, self._first
+    def _decode(self, q: queue.Queue[tuple[np.ndarray, int | None] | None]) -> None:
+        """The background thread: the first frame, then each frame the decoder gives, then ``None``."""
+        decoded, first = self._decoded, self._first
         self._first = None
 
-        def put(item: np.ndarray | None) -> bool:
+        def put(item: tuple[np.ndarray, int | None] | None) -> bool:
             while not self._stop.is_set():
                 try:
                     q.put(item, timeout=0.1)
@@ -151,40 +160,57 @@ class VideoReader:
                     continue
             return False
 
-        decoded = 1
+        n = 1
         try:
-            if not put(first):
+            if not put((_rgb(first), first.pts)):
                 return
-            while capture is not None and not self._stop.is_set():
-                ok, bgr = capture.read()
-                if not ok or bgr is None:
+            while decoded is not None and not self._stop.is_set():
+                frame = next(decoded, None)
+                if frame is None:
                     break
-                if bgr.shape[:2] != (self.info.height, self.info.width):
-                    self.error = (f"video broke at frame {decoded}: its frame size changed from "
-                                  f"{self.info.width}x{self.info.height} to {bgr.shape[1]}x{bgr.shape[0]}")
+                if (frame.width, frame.height) != (self.info.width, self.info.height):
+                    self.error = (f"video broke at frame {n}: its frame size changed from "
+                                  f"{self.info.width}x{self.info.height} to {frame.width}x{frame.height}")
                     break
-                decoded += 1
-                if not put(_rgb(bgr)):
+                n += 1
+                if not put((_rgb(frame), frame.pts)):
                     return
         except Exception as exc:  # noqa: BLE001 - a decoder failure ends the stream; the consumer reports it
             self.error = f"video broke while decoding: {type(exc).__name__}: {' '.join(str(exc).split())}"
         put(None)
 
-    def close(self) -> None:
-        """Stop the decoding thread and release the capture (idempotent)."""
+    def close(self, grace: float = CLOSE_GRACE_S) -> None:
+        """Stop the decoding thread and close the file (idempotent). A thread still decoding after ``grace``
+        seconds (a blocked read) is abandoned: it is a daemon, the process can exit without it, and the file is
+        left to it (closing it under the decoder would crash)."""
         self._stop.set()
         thread, self._thread = self._thread, None
         if thread is not None and thread.ident is not None and thread is not threading.current_thread():
-            thread.join()
-        capture, self._capture = self._capture, None
-        if capture is not None:
-            capture.release()
+            thread.join(grace)
+            if thread.is_alive():
+                self.abandoned = True
+                self._container = self._decoded = None
+                return
+        container, self._container = self._container, None
+        self._decoded = self._first = None
+        if container is not None:
+            container.close()
 
 
-def _rgb(bgr: np.ndarray) -> np.ndarray:
-    if bgr.ndim == 2:
-        return np.ascontiguousarray(np.repeat(bgr[:, :, None], 3, axis=2))
-    return np.ascontiguousarray(cv2.cvtColor(bgr[:, :, :3], cv2.COLOR_BGR2RGB))
+def _rgb(frame: Any) -> np.ndarray:
+    """A decoded frame as ``[H, W, 3]`` uint8 RGB."""
+    return np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
+
+
+def _fps(stream: Any) -> float:
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        try:
+            value = float(rate) if rate else 0.0
+        except (TypeError, ZeroDivisionError):
+            value = 0.0
+        if 0.0 < value < 1000.0:
+            return value
+    return DEFAULT_FPS
 
 
 def open_video(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MAX_PIXELS) -> VideoReader:
@@ -192,86 +218,37 @@ def open_video(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
 
     Raises:
         ImageLoadError: with a one-line reason: missing, not a regular file (a FIFO is never opened), empty,
-            cannot be opened as a video (not a video, truncated container), no decodable first frame, frames
-            larger than ``max_pixels``.
+            cannot be opened as a video (not a video, truncated container), no video stream, no decodable first
+            frame, frames larger than ``max_pixels``.
     """
     p = str(path)
     check_regular_file(p)
     silence_video_logs()
-    capture = cv2.VideoCapture(p, cv2.CAP_FFMPEG)
     try:
-        if not capture.isOpened():
-            raise ImageLoadError(p, "cannot be opened as a video (not a video file, or truncated or corrupt)")
-        width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
-        height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        container = av.open(p, mode="r", metadata_errors="ignore")
+    except Exception as exc:  # noqa: BLE001 - any FFmpeg failure to open it is this input's one-line error
+        raise ImageLoadError(p, "cannot be opened as a video (not a video file, or truncated or corrupt)") from exc
+    try:
+        if not container.streams.video:
+            raise ImageLoadError(p, "cannot be opened as a video (it has no video stream)")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"  # frame and slice threads: decoding keeps up with detection
+        width, height = int(stream.codec_context.width), int(stream.codec_context.height)
         if max_pixels is not None and width * height > max_pixels:
             raise ImageLoadError(p, f"{width}x{height} = {width * height:,} pixels per frame exceeds --max-pixels "
                                     f"{max_pixels:,}")
-        ok, bgr = capture.read()
-        if not ok or bgr is None:
+        decoded = container.decode(stream)
+        try:
+            first = next(decoded, None)
+        except Exception:  # noqa: BLE001 - a corrupt first packet: the reason below
+            first = None
+        if first is None:
             raise ImageLoadError(p, "no frame can be decoded (an empty, truncated or corrupt video)")
-        fps = float(capture.get(cv2.CAP_PROP_FPS))
-        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        audio = container.streams.audio[0].codec_context.name if container.streams.audio else None
+        info = VideoInfo(width=first.width, height=first.height, fps=_fps(stream),
+                         frame_count=max(0, int(stream.frames or 0)),
+                         time_base=stream.time_base or Fraction(1, 90000), audio=audio)
     except BaseException:
-        capture.release()
+        container.close()
         raise
-    first = _rgb(bgr)
-    info = VideoInfo(width=first.shape[1], height=first.shape[0],
-                     fps=fps if 0.0 < fps < 1000.0 else DEFAULT_FPS, frame_count=max(0, count))
-    return VideoReader(p, capture, first, info)
-
-
-class VideoFileWriter:
-    """An MP4 (``mp4v``) written frame by frame under a temporary name beside ``path`` and renamed to ``path``
-    by :meth:`commit`, so no partial video ever carries the final name; :meth:`discard` deletes it.
-
-    The temporary name is ``.<name>.<random>.tmp.mp4`` (the extension tells FFmpeg the container). The same
-    frames give the same bytes (the encoder and muxer write no time stamp), so a redone video equals the
-    uninterrupted one.
-    """
-
-    def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.parent / f".{self.path.name}.{os.urandom(6).hex()}.tmp.mp4"
-        silence_video_logs()
-        self._writer: cv2.VideoWriter | None = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"),
-                                                                float(fps), (int(size[0]), int(size[1])))
-        self.size = (int(size[0]), int(size[1]))
-        self.frames = 0
-        if not self._writer.isOpened():
-            self.discard()
-            raise OSError(0, "the MP4 encoder cannot write it", str(path))
-
-    def write(self, image: np.ndarray) -> None:
-        """Append one ``[H, W, 3]`` uint8 RGB frame of the writer's size."""
-        if self._writer is None:
-            raise RuntimeError(f"{self.path}: the writer is closed")
-        if (image.shape[1], image.shape[0]) != self.size:
-            raise ValueError(f"frame of {image.shape[1]}x{image.shape[0]} for a {self.size[0]}x{self.size[1]} video")
-        self._writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-        self.frames += 1
-
-    def commit(self) -> None:
-        """Finish the file and give it its final name."""
-        writer, self._writer = self._writer, None
-        if writer is None:
-            raise RuntimeError(f"{self.path}: the writer is closed")
-        writer.release()
-        try:
-            with open(self.tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-            os.replace(self.tmp, self.path)
-        except BaseException:
-            self.discard()
-            raise
-
-    def discard(self) -> None:
-        """Stop writing and delete the temporary file (idempotent)."""
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.release()
-        try:
-            os.unlink(self.tmp)
-        except FileNotFoundError:
-            pass
+    return VideoReader(p, container, decoded, first, info)

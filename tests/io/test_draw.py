@@ -104,3 +104,58 @@ def test_heatmap_under_rotations_keeps_the_image_size(samples):
     assert sorted({sm.angle for sm in dets.score_maps}) == [0.0, 30.0, 90.0]
     out = heatmap_overlay(image, dets)
     assert out.shape[0] == 72 and out.shape[1] > 96
+
+
+def test_label_text_tells_boxes_apart():
+    from fcndetect.io.draw import label_text
+
+    assert label_text(0.99987) == "0.9998" and label_text(0.999999) == "0.9999"  # never a rounded 1
+    assert label_text(0.87654) == "0.88" and label_text(0.5, "cat") == "cat 0.50"
+    assert label_text(0.9999, track=7) == "#7" and label_text(0.9, "dog", track=3) == "dog #3"
+    assert label_text(0.995, track=0) == "0.9950"  # no track: the score
+
+
+def _label_pixels(out, boxes, colour):
+    """Pixels painted in the label colour outside every box's outline (the label bars)."""
+    painted = (out == np.array(colour, np.uint8)).all(axis=2)
+    for x1, y1, x2, y2 in boxes:
+        painted[max(0, y1 - 1):y2 + 1, max(0, x1 - 1):x2 + 1] = False
+    return painted
+
+
+def test_crowded_small_faces_get_labels_that_cover_no_face_and_no_other_label():
+    """A 6 x 4 grid of 30 px faces 6 px apart (a class photo): no label lies on a face or on another label;
+    those that do not fit are left out rather than drawn over a neighbour."""
+    boxes = [[20 + 36 * c, 20 + 36 * r, 50 + 36 * c, 50 + 36 * r] for r in range(4) for c in range(6)]
+    image = np.full((200, 260, 3), 128, np.uint8)
+    out = draw_detections(image, _dets(boxes, (260, 200), [0.999] * len(boxes)))
+    for x1, y1, x2, y2 in boxes:  # inside every face: untouched (the anti-aliased 1 px outline aside)
+        assert (out[y1 + 2:y2 - 2, x1 + 2:x2 - 2] == 128).all()
+    # with ids, short labels fit above the top row and below the bottom row at least
+    out = draw_detections(image, _dets(boxes, (260, 200)), tracks=np.arange(1, len(boxes) + 1))
+    for x1, y1, x2, y2 in boxes:
+        assert (out[y1 + 2:y2 - 2, x1 + 2:x2 - 2] == 128).all()
+    assert _label_pixels(out, boxes, (0, 255, 0)).sum() > 0  # some labels are drawn
+
+
+def test_labels_never_overlap_each_other():
+    from fcndetect.io.draw import _place
+
+    taken = []
+    for k in range(10):  # ten boxes on one row, labels as wide as three boxes: each placed one is free
+        rect = _place((10 + 20 * k, 50, 28 + 20 * k, 68), (400, 200), 1, (60, 10), taken, [])
+        if rect is not None:
+            assert all(not (rect[0] < r[2] and r[0] < rect[2] and rect[1] < r[3] and r[1] < rect[3]) for r in taken)
+            taken.append(rect)
+    assert 2 <= len(taken) < 10
+
+
+def test_colour_bar_values_stay_inside_the_picture():
+    from fcndetect.io.draw import _colour_scale
+
+    for h, w in ((48, 36), (300, 36), (2000, 160)):
+        panel = _colour_scale(h, w)
+        text = (panel.astype(int).sum(axis=2) < 200)  # black text on the white panel
+        text[:, : max(4, h // 40) + max(6, w // 4)] = False  # the colour ramp is not text
+        assert text.any(), (h, w)
+        assert not text[:, -1].any() and not text[-1].any() and not text[0].any(), (h, w)  # nothing cut off

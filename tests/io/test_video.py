@@ -1,4 +1,4 @@
-"""Video reading and writing: frames with index, time and stride; one-line errors; byte-stable MP4s; silence."""
+"""Video reading: frames with index, timestamp and stride; one-line errors; silence; a blocked decoder abandoned."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fcndetect.io.images import ImageLoadError
-from fcndetect.io.video import VideoFileWriter, frame_time, is_video_path, open_video
+from fcndetect.io.video import frame_time, is_video_path, open_video
 from video_clips import astronaut_frames, read_clip, write_clip
 
 
@@ -81,27 +81,6 @@ def test_a_stream_that_ends_early_says_where(tmp_path, samples):
     assert reader.error is not None and f"broke at frame {n}" in reader.error and "of the 20 frames" in reader.error
 
 
-def test_writer_is_byte_stable_and_renames_at_the_end(tmp_path, samples):
-    frames = astronaut_frames(samples, 5, side=64)
-    outs = []
-    for k in range(2):
-        w = VideoFileWriter(tmp_path / f"v{k}.mp4", 10.0, (64, 64))
-        for f in frames:
-            w.write(f)
-        assert not (tmp_path / f"v{k}.mp4").exists() and w.tmp.exists() and w.tmp.name.startswith(".")
-        w.commit()
-        outs.append((tmp_path / f"v{k}.mp4").read_bytes())
-    assert outs[0] == outs[1]  # a redone video equals the uninterrupted one
-    back, fps, size = read_clip(tmp_path / "v0.mp4")
-    assert len(back) == 5 and fps == 10.0 and size == (64, 64)
-    w = VideoFileWriter(tmp_path / "gone.mp4", 10.0, (64, 64))
-    w.write(frames[0])
-    w.discard()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["v0.mp4", "v1.mp4"]
-    with pytest.raises(ValueError, match="frame of 32x32"):
-        VideoFileWriter(tmp_path / "x.mp4", 10.0, (64, 64)).write(np.zeros((32, 32, 3), np.uint8))
-
-
 def test_opencv_and_ffmpeg_logs_are_silenced(tmp_path, clip):
     data = clip.read_bytes()
     (tmp_path / "trunc.mp4").write_bytes(data[:3000])
@@ -125,3 +104,31 @@ def test_containers_that_only_estimate_their_count_end_quietly(tmp_path, samples
     with open_video(tmp_path / "cut.mkv") as reader:
         n = sum(1 for _ in reader.frames())
     assert 0 < n < 20 and reader.error is None  # MKV's count is an estimate: an early end is not an error
+
+
+def _blocking_after(reader, n: int):
+    """Make ``reader``'s decoder give ``n`` more frames, then block for good (a stalled network read)."""
+    import threading
+
+    real, forever = reader._decoded, threading.Event()
+
+    def stalled():
+        for _ in range(n):
+            yield next(real)
+        forever.wait()
+
+    reader._decoded = stalled()
+    return reader
+
+
+def test_a_blocked_decoder_is_abandoned_after_the_grace_period(clip):
+    import time
+
+    reader = _blocking_after(open_video(clip), 2)
+    frames = reader.frames()
+    assert [next(frames).index for _ in range(3)] == [0, 1, 2]  # the first frame, then 2 decoded
+    t0 = time.monotonic()
+    reader.close(grace=0.3)
+    assert time.monotonic() - t0 < 2.0 and reader.abandoned
+    reader.close()  # idempotent
+    frames.close()
