@@ -50,7 +50,7 @@ def main(argv: list[str]) -> int:
     def direct(image: np.ndarray, levels: list) -> list[np.ndarray]:
         return [resize_image(image, lv.width, lv.height) for lv in levels]
 
-    chained = detector.pyramid_images
+    chained = detector.iter_pyramid_images
     t_direct = t_chained = 0.0
     for im in images:
         levels = det.levels(im.shape[1], im.shape[0])
@@ -58,7 +58,7 @@ def main(argv: list[str]) -> int:
         direct(im, levels)
         t_direct += time.perf_counter() - t0
         t0 = time.perf_counter()
-        chained(im, levels)
+        list(chained(im, levels))
         t_chained += time.perf_counter() - t0
     n = len(images)
     print(f"# {set_name}: {n} photos, one thread")
@@ -72,13 +72,13 @@ def main(argv: list[str]) -> int:
     try:
         for name, im in zip(names, images):
             for k, (samples, pyramid) in variants.items():
-                cascade.CROP_SAMPLES, detector.pyramid_images = samples, pyramid
+                cascade.CROP_SAMPLES, detector.iter_pyramid_images = samples, pyramid
                 t0 = time.perf_counter()
                 d = det.detect_array(im)
                 times[k] += time.perf_counter() - t0
                 outs[k][name] = (d.boxes.astype(np.float64), d.logits.astype(np.float64))
     finally:
-        cascade.CROP_SAMPLES, detector.pyramid_images = 1, chained
+        cascade.CROP_SAMPLES, detector.iter_pyramid_images = 1, chained
     print("| crops, pyramid | ms/photo | AP@0.3 | max recall |\n|---|---:|---:|---:|")
     for k in variants:
         r = evaluate(outs[k], gt, iou_thresholds=(0.3,)).to_json()["results"][0]

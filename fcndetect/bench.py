@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
@@ -22,6 +21,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .models import LoadedModel
+from .observe import StepTimer, observing
 from .pyramid import resize_image
 
 if TYPE_CHECKING:
@@ -253,42 +253,14 @@ def _best(fn: Callable[[], T], repeat: int) -> tuple[float, T]:
 
 @torch.inference_mode()
 def time_pipeline(detector: Detector, image: np.ndarray, repeat: int = 3) -> PipelineTimes:
-    """Time each step of ``detector`` on an ``[H, W, 3]`` uint8 RGB image (see :class:`PipelineTimes`)."""
-    from .cascade import run_cascade
-    from .postprocess import LevelOutput, postprocess
-
-    height, width = image.shape[:2]
-    steps: list[tuple[str, float]] = []
-    t_plan, levels = _best(lambda: detector.levels(width, height), repeat)
-    steps.append(("pyramid plan", t_plan))
-    first = detector.dense_model
-    outputs = []
-    prev = image
-    for k, level in enumerate(levels):
-        # each level from the one before it, as the detector does (fcndetect.pyramid.pyramid_images)
-        t_resize, resized = _best(partial(resize_image, prev, level.width, level.height), repeat)
-        prev = resized
-        steps.append((f"resize L{k} {level.width}x{level.height}", t_resize))
-        t_net, (logits, reg) = _best(partial(detector.score_level, resized, level), repeat)
-        steps.append((f"network L{k} ({first.spec.name})", t_net))
-        outputs.append(LevelOutput(level, logits[0], reg[0] if reg is not None else None))
-    candidates: list[tuple[str, int]] = []
-    if detector.stage_models:
-        trace: list[tuple[str, torch.Tensor]] = []
-        best_steps: list[tuple[str, float]] | None = None
-        for _ in range(max(1, repeat)):  # the run whose steps sum least
-            laps: list[tuple[str, float]] = []
-            t0 = time.perf_counter()
-            run_cascade(image, outputs, detector, timings=laps)
-            laps.append(("final NMS, clipping, sorting", time.perf_counter() - t0 - sum(t for _, t in laps)))
-            if best_steps is None or sum(t for _, t in laps) < sum(t for _, t in best_steps):
-                best_steps = laps
-        steps.extend(best_steps or [])
-        run_cascade(image, outputs, detector, trace=trace)
-        candidates = [(name, int(b.shape[0])) for name, b in trace]
-    else:
-        t_post, _ = _best(lambda: postprocess(outputs, detector.geometry, detector.config, detector.class_names,
-                                               (width, height)), repeat)
-        steps.append(("post-processing (threshold, boxes, NMS)", t_post))
+    """Time each step of ``detector`` on an ``[H, W, 3]`` uint8 RGB image (see :class:`PipelineTimes`): the
+    detection itself, watched by a :class:`~fcndetect.observe.StepTimer`; its steps are those of the run
+    (of ``repeat``) whose steps sum least."""
+    best: StepTimer | None = None
+    for _ in range(max(1, repeat)):
+        with observing(StepTimer()) as timer:
+            detector.detect_array(image)
+        if best is None or timer.total < best.total:
+            best = timer
     total, _ = _best(lambda: detector.detect_array(image), repeat)
-    return PipelineTimes(steps, total, candidates)
+    return PipelineTimes(best.steps if best else [], total, best.candidates if best else [])

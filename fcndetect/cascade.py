@@ -14,7 +14,6 @@ Boxes are ``[x1, y1, x2, y2]`` floats in image pixels with continuous edges.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -22,16 +21,17 @@ import numpy as np
 import torch
 
 from .boxes import nms_max
-from .detections import Detections
 from .geometry import Geometry
+from .observe import observer
+from .postprocess import LevelOutput, apply_regression, group_logits, level_windows
+from .stages import Cascade
 from .tvops import torchvision_op
-from .postprocess import LevelOutput, apply_regression, finalize, group_logits, level_windows, score_maps
+from .windows import Windows
 
 if TYPE_CHECKING:
-    from .detector import Detector
     from .models import LoadedModel
 
-__all__ = ["CropPlan", "crop_plan", "square_boxes", "Octaves", "sample_crops", "score_crops", "run_cascade", "cascade_candidates",
+__all__ = ["CropPlan", "crop_plan", "square_boxes", "Octaves", "sample_crops", "score_crops", "cascade_candidates",
            "LEVEL_NMS_IOU", "CROP_BATCH"]
 
 #: NMS-max IoU within each level of the first stage, before the cross-level ``stage_nms_iou`` (MTCNN's 0.5).
@@ -195,20 +195,6 @@ def score_crops(
     return torch.cat(logits_out), (torch.cat(reg_out) if reg_out else None)
 
 
-class _Clock:
-    """Appends ``(step, seconds since the last lap)`` to ``timings``; does nothing without a list."""
-
-    def __init__(self, timings: list[tuple[str, float]] | None) -> None:
-        self.timings = timings
-        self.t = time.perf_counter()
-
-    def lap(self, step: str) -> None:
-        if self.timings is not None:
-            now = time.perf_counter()
-            self.timings.append((step, now - self.t))
-            self.t = now
-
-
 def mirrored_logits(crops: torch.Tensor, model: "LoadedModel", plan: CropPlan) -> torch.Tensor:
     """``[N, G]`` log-odds of the mirror image of each ``[N, 3, size, size]`` crop (flipped left to right).
 
@@ -226,93 +212,60 @@ def mirrored_logits(crops: torch.Tensor, model: "LoadedModel", plan: CropPlan) -
     return logits
 
 
-def run_cascade(
-    image: np.ndarray,
-    first_outputs: list[LevelOutput],
-    detector: "Detector",
-    return_maps: bool = False,
-    trace: list[tuple[str, torch.Tensor]] | None = None,
-    timings: list[tuple[str, float]] | None = None,
-) -> Detections:
-    """:func:`cascade_candidates`, then the final NMS, clipping, sorting and cap
-    (:func:`fcndetect.postprocess.finalize`)."""
-    boxes, fused, labels, landmarks = cascade_candidates(image, first_outputs, detector, trace, timings)
-    first = detector.stage_models[0]
-    maps = score_maps(first_outputs, first.dense.geometry) if return_maps else None
-    height, width = image.shape[:2]
-    return finalize(boxes, fused, labels, detector.config, detector.class_names, (width, height), maps, landmarks)
-
-
-def cascade_candidates(
-    image: np.ndarray,
-    first_outputs: list[LevelOutput],
-    detector: "Detector",
-    trace: list[tuple[str, torch.Tensor]] | None = None,
-    timings: list[tuple[str, float]] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+def cascade_candidates(image: np.ndarray, first_outputs: list[LevelOutput], cascade: Cascade) -> Windows:
     """The rest of a cascade for one image, after its first stage ran densely over the pyramid.
 
-    The first stage's windows above ``stage_thresholds[0]`` (NMS-max within each level at
-    :data:`LEVEL_NMS_IOU`, then across levels at ``stage_nms_iou``) are the candidates. Each later stage
-    classifies every candidate from a crop (:func:`sample_crops`) and keeps those above its threshold
-    (``stage_thresholds[k]``, or for the last stage ``threshold`` on the fused logit); between stages
-    NMS-max at ``stage_nms_iou`` thins them. Only the last stage's regression refines boxes
-    (:meth:`fcndetect.detector.Detector.regresses` says why); its landmark head, where it has one, gives
-    the landmarks.
+    The first stage's windows above its threshold (NMS-max within each level at :data:`LEVEL_NMS_IOU`, then
+    across levels at ``cascade.nms_iou``) are the candidates. Each later stage classifies every candidate
+    from a crop (:func:`sample_crops`) and keeps those above its threshold (the last stage's applies to the
+    fused logit); between stages NMS-max at ``cascade.nms_iou`` thins them. A stage's regression refines
+    boxes where its :attr:`~fcndetect.stages.Stage.regress` says so; the last stage's landmark head, where it
+    has one, gives the landmarks.
 
     The logit of a detection is the last stage's (``fusion = "last"``) or the sum of every stage's logit for
     that candidate (``fusion = "sum"``).
 
-    Returns:
-        ``(boxes [N, 4], logits [N], labels [N], landmarks [N, 5, 2] or None)``: the last stage's windows
-        above ``threshold``, before the final NMS.
+    The current :func:`~fcndetect.observe.observer` sees each step end (candidates; per later stage its crops,
+    network, mirrored pass and NMS) and each stage's kept windows.
 
     Args:
         image: ``[H, W, 3]`` uint8 RGB.
         first_outputs: the first stage's :class:`LevelOutput` per pyramid level.
-        detector: the cascade (its config, stage models and last model).
-        trace: if given, ``(model name, candidate boxes [N, 4])`` is appended after each stage (the windows
-            that stage kept), for measuring per-stage recall.
-        timings: if given, ``(step, seconds)`` is appended for each step (candidates; per later stage its
-            crops, network, mirrored pass and NMS), for :func:`fcndetect.bench.time_pipeline`.
+        cascade: the stages and how they are chained.
+
+    Returns:
+        the last stage's windows above its threshold (float32; its landmarks where it has the head), before
+        the final NMS.
     """
-    clock = _Clock(timings)
-    cfg = detector.config
-    first = detector.stage_models[0]
-    boxes, logits, labels, _ = level_windows(first_outputs, first.dense.geometry, cfg.stage_thresholds[0],
-                                             level_nms_iou=LEVEL_NMS_IOU)
-    landmarks = None
-    keep = nms_max(boxes, logits, labels, cfg.stage_nms_iou)
-    boxes, fused, labels = boxes[keep].double(), logits[keep].double(), labels[keep]
-    clock.lap(f"{first.spec.name} candidates (threshold, NMS): {boxes.shape[0]}")
-    if trace is not None:
-        trace.append((first.spec.name, boxes.clone()))
-    later = [*detector.stage_models[1:], detector.model]
+    obs = observer()
+    first, later = cascade.stages[0], cascade.stages[1:]
+    found = level_windows(first_outputs, first.geometry, first.threshold, level_nms_iou=LEVEL_NMS_IOU)
+    found = found[nms_max(found.boxes, found.logits, found.labels, cascade.nms_iou)]
+    cands = Windows(found.boxes.double(), found.logits.double(), found.labels)  # the first stage's landmarks: none
+    obs.step(f"{first.name} candidates (threshold, NMS): {len(cands)}")
+    obs.kept(first.name, cands.boxes)
     pixels = Octaves(image)
-    for k, model in enumerate(later, start=1):
+    for k, stage in enumerate(later, start=1):
         last = k == len(later)
-        if boxes.shape[0] == 0:
+        if len(cands) == 0:
             break
-        plan = crop_plan(model.dense.geometry)
-        crops, windows = sample_crops(pixels, square_boxes(boxes), model.window, plan)
-        clock.lap(f"{model.spec.name} crops ({boxes.shape[0]} x {plan.size} px)")
-        stage_logits, reg = score_crops(crops, model, plan, detector.regresses(model))
-        clock.lap(f"{model.spec.name} network on {boxes.shape[0]} crops")
-        own = stage_logits[torch.arange(labels.shape[0]), labels].double()
-        if last and cfg.flip:
-            own = (own + mirrored_logits(crops, model, plan)[torch.arange(labels.shape[0]), labels].double()) / 2
-            clock.lap(f"{model.spec.name} mirrored crops (flip)")
-        fused = fused + own if cfg.fusion == "sum" else own
-        passed = torch.sigmoid(fused if last else own) > (cfg.threshold if last else cfg.stage_thresholds[k])
+        model = stage.model
+        plan = crop_plan(stage.geometry)
+        crops, windows = sample_crops(pixels, square_boxes(cands.boxes), model.window, plan)
+        obs.step(f"{stage.name} crops ({len(cands)} x {plan.size} px)")
+        stage_logits, reg = score_crops(crops, model, plan, stage.regress)
+        obs.step(f"{stage.name} network on {len(cands)} crops")
+        rows = torch.arange(len(cands))
+        own = stage_logits[rows, cands.labels].double()
+        if last and cascade.flip:
+            own = (own + mirrored_logits(crops, model, plan)[rows, cands.labels].double()) / 2
+            obs.step(f"{stage.name} mirrored crops (flip)")
+        fused = cands.logits + own if cascade.fusion == "sum" else own
+        passed = torch.sigmoid(fused if last else own) > stage.threshold
         boxes, points = apply_regression(windows, reg.double()) if reg is not None else (windows, None)
-        if last and points is not None:
-            landmarks = points[passed]
-        boxes, fused, labels = boxes[passed], fused[passed], labels[passed]
+        cands = Windows(boxes, fused, cands.labels, landmarks=points if last else None)[passed]
         if not last:
-            keep = nms_max(boxes, fused, labels, cfg.stage_nms_iou)
-            boxes, fused, labels = boxes[keep], fused[keep], labels[keep]
-        clock.lap(f"{model.spec.name} threshold, regression, NMS: {boxes.shape[0]} kept")
-        if trace is not None:
-            trace.append((model.spec.name, boxes.clone()))
-    return boxes.float(), fused.float(), labels, (landmarks.float() if landmarks is not None and boxes.shape[0]
-                                                  else None)
+            cands = cands[nms_max(cands.boxes, cands.logits, cands.labels, cascade.nms_iou)]
+        obs.step(f"{stage.name} threshold, regression, NMS: {len(cands)} kept")
+        obs.kept(stage.name, cands.boxes)
+    return cands.float()

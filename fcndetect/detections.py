@@ -9,18 +9,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:  # geometry imports torch; Detections itself does not need it
     from .geometry import Geometry
 
-__all__ = ["Detections", "ScoreMap", "sigmoid", "BOX_DECIMALS", "SCORE_DECIMALS", "LOGIT_DECIMALS"]
+__all__ = ["Detections", "ScoreMap", "sigmoid", "BOX_DECIMALS", "SCORE_DECIMALS", "LOGIT_DECIMALS",
+           "OPTIONAL_FIELDS"]
 
 BOX_DECIMALS = 2
 SCORE_DECIMALS = 5
 LOGIT_DECIMALS = 5
+
+#: The optional per-detection fields and each row's shape, declared once: :class:`Detections` (conversion,
+#: selection, joining) and the core's :class:`~fcndetect.windows.Windows` follow this list.
+OPTIONAL_FIELDS: dict[str, tuple[int, ...]] = {"landmarks": (5, 2), "angles": (), "quads": (4, 2)}
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -106,13 +111,10 @@ class Detections:
             p = np.clip(self.scores.astype(np.float64), 1e-12, 1 - 1e-12)
             self.logits = np.log(p / (1 - p)).astype(np.float32)
         self.logits = np.asarray(self.logits, np.float32).reshape(-1)
-        if self.landmarks is not None:
-            self.landmarks = np.asarray(self.landmarks, np.float32).reshape(-1, 5, 2)
-        if self.angles is not None:
-            self.angles = np.asarray(self.angles, np.float32).reshape(-1)
-        if self.quads is not None:
-            self.quads = np.asarray(self.quads, np.float32).reshape(-1, 4, 2)
-        for name in ("scores", "labels", "logits", "landmarks", "angles", "quads"):
+        for name, row in OPTIONAL_FIELDS.items():
+            if getattr(self, name) is not None:
+                setattr(self, name, np.asarray(getattr(self, name), np.float32).reshape(-1, *row))
+        for name in ("scores", "labels", "logits", *OPTIONAL_FIELDS):
             if getattr(self, name) is None:
                 continue
             if getattr(self, name).shape[0] != n:
@@ -128,22 +130,22 @@ class Detections:
         idx = np.asarray(index) if not isinstance(index, slice) else index
         if isinstance(idx, np.ndarray) and idx.dtype == bool and idx.shape != (len(self),):
             raise IndexError(f"boolean index of shape {idx.shape} for {len(self)} detections")
+        optional: dict[str, Any] = {name: getattr(self, name)[idx] if getattr(self, name) is not None else None
+                                    for name in OPTIONAL_FIELDS}
         return replace(
             self,
             boxes=self.boxes[idx],
             scores=self.scores[idx],
             labels=self.labels[idx],
             logits=self.logits[idx],  # type: ignore[index]
-            landmarks=self.landmarks[idx] if self.landmarks is not None else None,
-            angles=self.angles[idx] if self.angles is not None else None,
-            quads=self.quads[idx] if self.quads is not None else None,
+            **optional,
         )
 
     @classmethod
     def concat(cls, parts: Sequence["Detections"]) -> "Detections":
         """Join detections of one image (same ``class_names`` and ``image_size``), in the given order.
 
-        An optional field (``landmarks``, ``angles``, ``quads``) that only some parts carry is kept: the rows
+        An optional field (:data:`OPTIONAL_FIELDS`: ``landmarks``, ``angles``, ``quads``) that only some parts carry is kept: the rows
         of the parts without it are NaN (and :meth:`to_records` leaves it out of those records)."""
         if not parts:
             raise ValueError("Detections.concat needs at least one Detections")
@@ -151,6 +153,7 @@ class Detections:
         for p in parts[1:]:
             if p.class_names != first.class_names or p.image_size != first.image_size:
                 raise ValueError("Detections.concat: parts differ in class_names or image_size")
+        optional: dict[str, Any] = {name: _concat_optional(parts, name) for name in OPTIONAL_FIELDS}
         return cls(
             boxes=np.concatenate([p.boxes for p in parts]),
             scores=np.concatenate([p.scores for p in parts]),
@@ -158,9 +161,7 @@ class Detections:
             class_names=first.class_names,
             image_size=first.image_size,
             logits=np.concatenate([p.logits for p in parts]),
-            landmarks=_concat_optional(parts, "landmarks"),
-            angles=_concat_optional(parts, "angles"),
-            quads=_concat_optional(parts, "quads"),
+            **optional,
         )
 
     @classmethod

@@ -22,13 +22,16 @@ from .presets import resolve_config
 from .detections import Detections, ScoreMap
 from .geometry import Geometry
 from .spans import dense_output_size
-from .cascade import cascade_candidates, run_cascade
+from .cascade import cascade_candidates
 from .postprocess import LevelOutput, finalize, group_logits, level_windows, postprocess, score_maps
 from .rotation import box_corners, map_points, quad_boxes, rotate_image
 from .tiling import activation_bytes_per_pixel, run_tiled
 from .io.images import DEFAULT_MAX_PIXELS, load_image, to_grayscale, to_rgb_array
 from .models import LoadedModel, load_model
-from .pyramid import Level, pyramid_images, pyramid_levels, resize_image
+from .observe import KeptWindows, observer, observing
+from .pyramid import Level, iter_pyramid_images, pyramid_levels, resize_image
+from .stages import Cascade, Stage
+from .windows import Windows
 from .threads import warn_if_late
 
 __all__ = ["Detector", "DetectionResult", "DeviceError", "resolve_device", "remote_detect_batch"]
@@ -181,18 +184,28 @@ class Detector:
         return to_grayscale(image) if self.config.grayscale else image
 
     # -- detection -----------------------------------------------------------------------------
-    def regresses(self, model: LoadedModel | None = None) -> bool:
-        """Whether ``model``'s (default: :attr:`dense_model`'s) box-regression head refines boxes: config
-        ``regress``, and only for the last stage. A cascade's earlier stages propose their raw windows: the
-        pyramid's grid (3 scales per octave, a stride of a few pixels) already places windows well, and a
-        cheap stage's regression moved good windows off faces in our measurements (dev_faces: 42/43 faces
-        with P-Net's regression applied, 43/43 without)."""
-        model = model if model is not None else self.dense_model
-        return self.config.regress and model is self.model and model.dense.regressor is not None
+    def stages(self) -> list[Stage]:
+        """Every stage, cheapest first, as the core runs it: a cascade's earlier stages, then :attr:`model`.
+
+        Each stage's threshold is its ``stage_thresholds`` entry, the last stage's the detection ``threshold``.
+        Only the last stage's box regression refines boxes (config ``regress``, where it has the head): a
+        cascade's earlier stages propose their raw windows, since the pyramid's grid (3 scales per octave, a
+        stride of a few pixels) already places windows well, and a cheap stage's regression moved good
+        windows off faces in our measurements (dev_faces: 42/43 faces with P-Net's regression applied, 43/43
+        without)."""
+        cfg = self.config
+        models = [*self.stage_models, self.model]
+        last = len(models) - 1
+        return [Stage(m, cfg.threshold if k == last else cfg.stage_thresholds[k],
+                      cfg.regress and k == last and m.dense.regressor is not None) for k, m in enumerate(models)]
+
+    def _cascade(self) -> Cascade:
+        cfg = self.config
+        return Cascade(tuple(self.stages()), cfg.stage_nms_iou, cfg.fusion, cfg.flip)
 
     @torch.inference_mode()
     def score_level(
-        self, images: np.ndarray | list[np.ndarray], level: Level, model: LoadedModel | None = None
+        self, images: np.ndarray | list[np.ndarray], level: Level, stage: Stage | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Score maps of one pyramid level for one image or a batch of same-size images.
 
@@ -200,12 +213,12 @@ class Detector:
             images: ``[H, W, 3]`` uint8 RGB, or a list of them (all the same size); resized to the level
                 unless they already have its size (:func:`fcndetect.pyramid.pyramid_images`).
             level: the level's size (from :func:`fcndetect.pyramid.pyramid_levels`).
-            model: the network to run (default: :attr:`dense_model`).
+            stage: the stage to run (default: the first of :meth:`stages`, :attr:`dense_model`'s).
 
         Returns:
             ``(logits [B, G, H', W'], regression [B, 4, H', W'] or None)``: class-group log-odds
             (:func:`fcndetect.postprocess.group_logits`; ``sigmoid`` gives the probability), and
-            the box-regression offsets ``[dx1, dy1, dx2, dy2]`` in window sides when :attr:`regresses`
+            the box-regression offsets ``[dx1, dy1, dx2, dy2]`` in window sides when the stage regresses
             (``B = 1`` for a single image). Large levels run in tiles within ``max_memory_mb``, with the same
             result.
         """
@@ -213,11 +226,12 @@ class Detector:
         arrays = [torch.from_numpy(_writable(resize_image(im, level.width, level.height))) for im in batch]
         x = (arrays[0][None] if len(arrays) == 1 else torch.stack(arrays)).to(self.device)  # no copy for one image
         x = x.permute(0, 3, 1, 2)  # uint8 [B, 3, h, w]; normalised per tile below
-        model = model if model is not None else self.dense_model
+        stage = stage if stage is not None else self.stages()[0]
+        model = stage.model
         dense = model.dense
         mean = model.mean[:, None, None]
         std = model.std[:, None, None]
-        regress = self.regresses(model)
+        regress = stage.regress
         groups = [g.indices for g in model.groups]
 
         def run(tile: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -243,30 +257,57 @@ class Detector:
     def detect_batch(self, images: list[np.ndarray], return_maps: bool = False) -> list[Detections]:
         """Detect in several ``[H, W, 3]`` uint8 RGB arrays; same-size images share each network call.
 
-        The result of each image does not depend on the batch it was in.
+        The result of each image does not depend on the batch it was in. The current
+        :func:`~fcndetect.observe.observer` sees each step end.
         """
         images = [self._prepare(im) for im in images]
+        if self.config.grayscale:
+            observer().step("grayscale")
         if tuple(self.config.rotations) != (0.0,):
             return [self._detect_rotated(im, return_maps) for im in images]
         results: list[Detections | None] = [None] * len(images)
         groups: dict[tuple[int, int], list[int]] = {}
         for k, im in enumerate(images):
             groups.setdefault(im.shape[:2], []).append(k)
-        for (height, width), members in groups.items():
-            per_image: list[list[LevelOutput]] = [[] for _ in members]
-            levels = self.levels(width, height)
-            resized = [pyramid_images(images[k], levels) for k in members]
-            for j, level in enumerate(levels):
-                logits, reg = self.score_level([r[j] for r in resized], level)
-                for b in range(len(members)):
-                    per_image[b].append(LevelOutput(level, logits[b], reg[b] if reg is not None else None))
-            for b, k in enumerate(members):
-                if self.stage_models:
-                    results[k] = run_cascade(images[k], per_image[b], self, return_maps)
-                else:
-                    results[k] = postprocess(per_image[b], self.geometry, self.config, self.class_names,
-                                             (width, height), return_maps)
+        for members in groups.values():
+            outputs = self._pyramid_outputs([images[k] for k in members])
+            for k, out in zip(members, outputs):
+                results[k] = self._finish(images[k], out, return_maps)
         return [r for r in results if r is not None]
+
+    def _pyramid_outputs(self, images: list[np.ndarray]) -> list[list[LevelOutput]]:
+        """The pyramid loop (the only one): the first stage's :class:`LevelOutput` on every pyramid level of
+        each of the same-size ``[H, W, 3]`` uint8 images (already prepared), each level resized from the one
+        before (:func:`fcndetect.pyramid.iter_pyramid_images`) and run for all images in one network call."""
+        obs = observer()
+        stage = self.stages()[0]
+        height, width = images[0].shape[:2]
+        levels = self.levels(width, height)
+        obs.step("pyramid plan")
+        streams = [iter_pyramid_images(im, levels) for im in images]
+        outputs: list[list[LevelOutput]] = [[] for _ in images]
+        for j, level in enumerate(levels):
+            resized = [next(stream) for stream in streams]
+            obs.step(f"resize L{j} {level.width}x{level.height}")
+            logits, reg = self.score_level(resized, level, stage)
+            obs.step(f"network L{j} ({stage.name})")
+            for b, out in enumerate(outputs):
+                out.append(LevelOutput(level, logits[b], reg[b] if reg is not None else None))
+        return outputs
+
+    def _finish(self, image: np.ndarray, outputs: list[LevelOutput], return_maps: bool) -> Detections:
+        """One prepared ``[H, W, 3]`` image's detections from its first stage's level outputs: a cascade's
+        later stages then the final NMS, clipping, sorting and cap, or the single stage's post-processing."""
+        height, width = image.shape[:2]
+        if not self.stage_models:
+            dets = postprocess(outputs, self.geometry, self.config, self.class_names, (width, height), return_maps)
+            observer().step("post-processing (threshold, boxes, NMS)")
+            return dets
+        windows = cascade_candidates(image, outputs, self._cascade())
+        maps = score_maps(outputs, self.geometry) if return_maps else None
+        dets = finalize(windows, self.config, self.class_names, (width, height), maps)
+        observer().step("final NMS, clipping, sorting")
+        return dets
 
     @torch.inference_mode()
     def stage_windows(self, image: np.ndarray) -> list[tuple[str, torch.Tensor]]:
@@ -275,60 +316,42 @@ class Detector:
         For measuring each stage's recall (``benchmarks/peers.py``)."""
         if not self.stage_models:
             raise ValueError("stage_windows needs a cascade (a preset with stages)")
-        trace: list[tuple[str, torch.Tensor]] = []
-        image = self._prepare(image)
-        cascade_candidates(image, self._level_outputs(image), self, trace=trace)
-        return trace
-
-    def _level_outputs(self, image: np.ndarray) -> list[LevelOutput]:
-        """:attr:`dense_model`'s output on every pyramid level of one ``[H, W, 3]`` image."""
-        height, width = image.shape[:2]
-        outputs = []
-        levels = self.levels(width, height)
-        for level, resized in zip(levels, pyramid_images(image, levels)):
-            logits, reg = self.score_level(resized, level)
-            outputs.append(LevelOutput(level, logits[0], reg[0] if reg is not None else None))
-        return outputs
+        with observing(KeptWindows()) as kept:
+            self._candidates(self._prepare(image))
+        return kept.windows
 
     def detect_array(self, image: np.ndarray, return_maps: bool = False) -> Detections:
         """Detect in an ``[H, W, 3]`` uint8 RGB array."""
         return self.detect_batch([image], return_maps=return_maps)[0]
 
     @torch.inference_mode()
-    def _candidates(self, image: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None,
-                                                      list[LevelOutput]]:
+    def _candidates(self, image: np.ndarray) -> tuple[Windows, list[LevelOutput]]:
         """The windows above threshold before the final NMS (a cascade's last stage, or the dense maps'),
         and the dense levels' outputs."""
-        outputs = self._level_outputs(image)
+        outputs = self._pyramid_outputs([image])[0]
         if self.stage_models:
-            return (*cascade_candidates(image, outputs, self), outputs)
-        return (*level_windows(outputs, self.geometry, self.config.threshold), outputs)
+            return cascade_candidates(image, outputs, self._cascade()), outputs
+        return level_windows(outputs, self.geometry, self.config.threshold), outputs
 
     def _detect_rotated(self, image: np.ndarray, return_maps: bool) -> Detections:
         """Search every angle of ``rotations``, map each window back (its box becomes the axis-aligned box of
         the rotated window; its corners and landmarks are mapped exactly), and merge all by one NMS. With
         ``return_maps``, the score maps of every angle, in ``rotations`` order (:attr:`ScoreMap.angle`)."""
         height, width = image.shape[:2]
-        parts: list[tuple[torch.Tensor, ...]] = []
-        landmarks_all: list[torch.Tensor | None] = []
+        parts: list[Windows] = []
         maps: list[ScoreMap] | None = None
         for angle in self.config.rotations:
             rotated, m = rotate_image(image, float(angle))
-            boxes, logits, labels, points, outputs = self._candidates(rotated)
+            found, outputs = self._candidates(rotated)
             if return_maps:  # one set of score maps per angle, each in its rotated image's pixels
                 maps = (maps or []) + [replace(sm, angle=float(angle)) for sm in score_maps(outputs, self.geometry)]
-            quads = map_points(box_corners(boxes.double()), m, inverse=True)
-            parts.append((quad_boxes(quads).float(), logits, labels, torch.full_like(logits, float(angle)), quads.float()))
-            if points is None and boxes.shape[0] == 0:
-                points = torch.zeros((0, 5, 2))  # nothing at this angle: no landmarks missing
-            landmarks_all.append(map_points(points.double(), m, inverse=True).float() if points is not None else None)
-        boxes, logits, labels, angles, quads = (torch.cat([p[k] for p in parts]) for k in range(5))
-        landmarks = None
-        found = [x for x in landmarks_all if x is not None]
-        if len(found) == len(landmarks_all) and any(x.shape[0] for x in found):
-            landmarks = torch.cat(found)
-        return finalize(boxes, logits, labels, self.config, self.class_names, (width, height), maps, landmarks,
-                        angles, quads)
+            quads = map_points(box_corners(found.boxes.double()), m, inverse=True)
+            points = found.landmarks
+            parts.append(found.replace(
+                boxes=quad_boxes(quads).float(), angles=torch.full_like(found.logits, float(angle)),
+                quads=quads.float(),
+                landmarks=map_points(points.double(), m, inverse=True).float() if points is not None else None))
+        return finalize(Windows.cat(parts), self.config, self.class_names, (width, height), maps)
 
     def __call__(self, image: ImageLike, *, bgr: bool = False, return_maps: bool = False) -> Detections:
         """Detect in a path, PIL image, numpy array (``[H, W, 3]`` uint8, RGB or ``bgr=True``) or tensor

@@ -19,10 +19,11 @@ import torch
 
 from .config import DetectorConfig
 from .boxes import clip_boxes, cluster_mean, nms_avg_indexed, nms_max, refine_boxes, suppress_contained
-from .detections import Detections, ScoreMap
+from .detections import OPTIONAL_FIELDS, Detections, ScoreMap
 from .geometry import Geometry, cells_to_boxes
 from .pyramid import Level
 from .rotation import quad_boxes
+from .windows import Windows
 
 __all__ = ["LevelOutput", "group_logits", "window_landmarks", "apply_regression", "level_windows", "finalize", "score_maps", "postprocess", "LOGIT_LIMIT"]
 
@@ -117,8 +118,8 @@ def apply_regression(windows: torch.Tensor, offsets: torch.Tensor) -> tuple[torc
 
 def level_windows(
     outputs: Sequence[LevelOutput], geometry: Geometry, threshold: float, level_nms_iou: float | None = None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Every cell whose probability ``sigmoid(logit)`` exceeds ``threshold``, as a box in image pixels
+) -> Windows:
+    """Every cell whose probability ``sigmoid(logit)`` exceeds ``threshold``, as a window in image pixels
     (refined by the level's regression where there is one).
 
     Args:
@@ -128,11 +129,10 @@ def level_windows(
         level_nms_iou: if given, NMS-max within each level at this IoU (a cascade's first stage).
 
     Returns:
-        ``(boxes [N, 4] float32, logits [N] float32, labels [N] int64, landmarks [N, 5, 2] or None)`` on the
-        CPU, levels in order, cells in row-major order within a level; landmarks where the regression carries
-        them.
+        the windows (boxes float32, logits float32, labels int64) on the CPU, levels in order, cells in
+        row-major order within a level; landmarks where every level's regression carries them.
     """
-    all_boxes, all_logits, all_labels, all_points = [], [], [], []
+    parts = []
     for out in outputs:
         level, logits, reg = out.level, out.logits, out.regression
         # compare probabilities in float32, exactly as documented (score > threshold), not a rounded logit
@@ -143,92 +143,61 @@ def level_windows(
         points = None
         if reg is not None:
             boxes, points = apply_regression(boxes, reg[:, i, j].T.float().cpu())
-        keys, labels = logits[g, i, j].float().cpu(), g.cpu()
+        found = Windows(boxes, logits[g, i, j].float().cpu(), g.cpu(), landmarks=points)
         if level_nms_iou is not None:
-            keep = nms_max(boxes, keys, labels, level_nms_iou)
-            boxes, keys, labels = boxes[keep], keys[keep], labels[keep]
-            points = points[keep] if points is not None else None
-        all_boxes.append(boxes)
-        all_logits.append(keys)
-        all_labels.append(labels)
-        all_points.append(points)
-    if not all_boxes:
-        return torch.zeros((0, 4)), torch.zeros(0), torch.zeros(0, dtype=torch.int64), None
-    points_kept = [p for p in all_points if p is not None]
-    landmarks = torch.cat(points_kept) if len(points_kept) == len(all_points) else None
-    return torch.cat(all_boxes), torch.cat(all_logits), torch.cat(all_labels), landmarks
+            found = found[nms_max(found.boxes, found.logits, found.labels, level_nms_iou)]
+        parts.append(found)
+    return Windows.cat(parts)
 
 
 def finalize(
-    boxes: torch.Tensor,
-    logits: torch.Tensor,
-    labels: torch.Tensor,
+    windows: Windows,
     config: DetectorConfig,
     class_names: tuple[str, ...],
     image_size: tuple[int, int],
     maps: list[ScoreMap] | None = None,
-    landmarks: torch.Tensor | None = None,
-    angles: torch.Tensor | None = None,
-    quads: torch.Tensor | None = None,
 ) -> Detections:
     """NMS-max or NMS-avg ranked by logit, the containment rule, clipping, sorting by logit, ``max_det``.
 
     Args:
-        boxes: ``[N, 4]`` windows in image pixels; logits: ``[N]`` ranking keys; labels: ``[N]`` int64.
+        windows: the image's windows (:class:`~fcndetect.windows.Windows`). NMS-avg averages the landmarks
+            within a cluster like the boxes, NMS-max keeps the seed's; landmarks are not clipped. With
+            rotations (``angles`` and ``quads``), a detection keeps its seed's angle.
         config: reads ``nms``, ``nms_iou``, ``min_neighbors``, ``containment``, ``clip``, ``max_det``.
         class_names: ``G`` names; image_size: ``(width, height)``; maps: attached as ``score_maps``.
-        landmarks: ``[N, 5, 2]`` points of each window, or ``None``; NMS-avg averages them within a cluster
-            like the boxes, NMS-max keeps the seed's. Landmarks are not clipped.
-        angles, quads: ``[N]`` rotation (degrees) and ``[N, 4, 2]`` rotated-window corners of each window
-            (:mod:`fcndetect.rotation`), or ``None``; a detection keeps its seed's.
     """
     width, height = image_size
-    if boxes.shape[0] == 0:
+    if len(windows) == 0:
         dets = Detections.empty(class_names, (width, height))
         dets.score_maps = maps
         return dets
+    w = windows
     if config.nms == "avg":
-        all_angles, all_quads = angles, quads
-        boxes, logits, labels, sizes, seeds, cluster = nms_avg_indexed(boxes, logits, labels, config.nms_iou)
+        boxes, logits, labels, sizes, seeds, cluster = nms_avg_indexed(w.boxes, w.logits, w.labels, config.nms_iou)
         # with rotations, a cluster's shape (rotated window, box, landmarks) is the mean over its windows found
         # at the seed's angle: windows of other angles vote for the cluster, not for its shape
-        k, weight = seeds.shape[0], None
-        if all_angles is not None and all_quads is not None:
-            angles = all_angles[seeds]
-            weight = all_angles == angles[cluster]
-            quads = cluster_mean(all_quads.reshape(-1, 8), cluster, k, weight).reshape(-1, 4, 2).float()
+        k, weight, angles, quads, landmarks = seeds.shape[0], None, None, None, None
+        if w.angles is not None and w.quads is not None:
+            angles = w.angles[seeds]
+            weight = w.angles == angles[cluster]
+            quads = cluster_mean(w.quads.reshape(-1, 8), cluster, k, weight).reshape(-1, 4, 2).float()
             boxes = quad_boxes(quads)
-        if landmarks is not None:
-            landmarks = cluster_mean(landmarks.reshape(-1, 10), cluster, k, weight).reshape(-1, 5, 2)
-        keep = sizes >= config.min_neighbors
+        if w.landmarks is not None:
+            landmarks = cluster_mean(w.landmarks.reshape(-1, 10), cluster, k, weight).reshape(-1, 5, 2)
+        w = Windows(boxes, logits, labels, landmarks, angles, quads)[sizes >= config.min_neighbors]
     else:
-        keep = nms_max(boxes, logits, labels, config.nms_iou)
-    boxes, logits, labels = boxes[keep], logits[keep], labels[keep]
-    landmarks, angles, quads = _take(keep, landmarks, angles, quads)
+        w = w[nms_max(w.boxes, w.logits, w.labels, config.nms_iou)]
     if config.containment is not None:
-        keep = suppress_contained(boxes, logits, labels, config.containment)
-        boxes, logits, labels = boxes[keep], logits[keep], labels[keep]
-        landmarks, angles, quads = _take(keep, landmarks, angles, quads)
+        w = w[suppress_contained(w.boxes, w.logits, w.labels, config.containment)]
     if config.clip:
-        boxes = clip_boxes(boxes, width, height)
-    order = torch.argsort(logits, descending=True, stable=True)[: config.max_det]
+        w = w.replace(boxes=clip_boxes(w.boxes, width, height))
+    w = w[torch.argsort(w.logits, descending=True, stable=True)[: config.max_det]].float()
+    optional = {name: getattr(w, name) for name in OPTIONAL_FIELDS}
     return Detections(
-        boxes=boxes[order].float().numpy(),
-        scores=torch.sigmoid(logits[order].float()).numpy(),
-        labels=labels[order].numpy().astype(np.int64),
-        class_names=class_names,
-        image_size=(width, height),
-        logits=logits[order].float().numpy(),
-        score_maps=maps,
-        landmarks=landmarks[order].float().numpy() if landmarks is not None else None,
-        angles=angles[order].float().numpy() if angles is not None else None,
-        quads=quads[order].float().numpy() if quads is not None else None,
+        boxes=w.boxes.numpy(), scores=torch.sigmoid(w.logits).numpy(), labels=w.labels.numpy().astype(np.int64),
+        class_names=class_names, image_size=(width, height), logits=w.logits.numpy(), score_maps=maps,
+        **{name: t.numpy() if t is not None else None for name, t in optional.items()},
     )
-
-
-def _take(index: torch.Tensor, *tensors: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
-    """Each tensor indexed by ``index`` (``None`` stays ``None``)."""
-    return tuple(t[index] if t is not None else None for t in tensors)
 
 
 def score_maps(outputs: Sequence[LevelOutput], geometry: Geometry) -> list[ScoreMap]:
@@ -258,6 +227,5 @@ def postprocess(
     Returns:
         the image's detections, by decreasing logit (ties: level order, then row-major cell order).
     """
-    boxes, logits, labels, landmarks = level_windows(outputs, geometry, config.threshold)
     maps = score_maps(outputs, geometry) if return_maps else None
-    return finalize(boxes, logits, labels, config, class_names, image_size, maps, landmarks)
+    return finalize(level_windows(outputs, geometry, config.threshold), config, class_names, image_size, maps)

@@ -13,12 +13,13 @@ pyramid's resizing from 137 to 10 ms per photo (``benchmarks/frontier.py``'s set
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-__all__ = ["Level", "pyramid_scales", "pyramid_levels", "resize_image", "pyramid_images"]
+__all__ = ["Level", "pyramid_scales", "pyramid_levels", "resize_image", "pyramid_images", "iter_pyramid_images"]
 
 
 #: The most levels one pyramid may have (a guard for direct callers; the settings' own bound on
@@ -115,13 +116,16 @@ def resize_image(image: np.ndarray, width: int, height: int) -> np.ndarray:
     return out
 
 
-def pyramid_images(image: np.ndarray, levels: list[Level]) -> list[np.ndarray]:
+def iter_pyramid_images(image: np.ndarray, levels: list[Level]) -> Iterator[np.ndarray]:
     """The ``[h, w, C]`` image of every level, largest first, each resized from the one before it (the first
-    from ``image``) with :func:`resize_image`. ``levels`` must be ordered largest first
-    (:func:`pyramid_levels`)."""
-    out: list[np.ndarray] = []
+    from ``image``) with :func:`resize_image`, made as they are asked for. ``levels`` must be ordered largest
+    first (:func:`pyramid_levels`)."""
     prev = image
     for level in levels:
         prev = resize_image(prev, level.width, level.height)
-        out.append(prev)
-    return out
+        yield prev
+
+
+def pyramid_images(image: np.ndarray, levels: list[Level]) -> list[np.ndarray]:
+    """Every level's image at once (:func:`iter_pyramid_images`)."""
+    return list(iter_pyramid_images(image, levels))

@@ -37,8 +37,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from ._version import __version__
 from .detector import Detector, remote_detect_batch
-from .engines.base import EngineOptions, ItemResult, error_reason
-from .engines.local import iter_detections
+from .engines.base import DetectorWork, Engine, EngineOptions, ItemResult, error_reason
+from .engines.registry import DEFAULT_ENGINE, make_engine
 from .io.anonymize import DEFAULT_HOLD, DEFAULT_MARGIN
 from .io.combined import CombinedOutputs, run_files
 from .io.images import DEFAULT_MAX_PIXELS
@@ -46,7 +46,7 @@ from .io.outdir import OWN_ENTRIES, FolderInUse, OutputLock, clear_scratch, outp
 from .io.progress import Progress, printable
 from .io.render import RenderOptions, render_image_outputs
 from .io.sinks import SINKS, atomic_write_bytes, atomic_write_text, dumps_record, output_name, result_record
-from .io.sources import LOCAL_INPUTS, SourceItem, expand_sources
+from .io.sources import SourceItem, expand_sources
 from .io.video import is_video_path
 from .video_runner import VideoJob, completed_video, input_records, video_refusal
 
@@ -54,7 +54,8 @@ if TYPE_CHECKING:
     from .config import DetectorConfig
     from .engines.ray import RayOptions
 
-__all__ = ["RunOptions", "RunSummary", "BatchRunner", "OutputDirError", "read_sources", "driver_detector", "maps_info",
+__all__ = ["RunOptions", "RunSummary", "BatchRunner", "OutputDirError", "read_sources", "driver_detector", "engine_detector",
+           "maps_info",
            "FORMATS"]
 
 FORMATS = tuple(SINKS)  # the built-in formats (fcndetect.io.combined registers them): the registry's names
@@ -114,12 +115,16 @@ class RunOptions:
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     quiet: bool = False
     progress: bool | None = None  # None: a bar when stderr is a terminal
-    engine: str = "local"  # "local" or "ray" (recorded in run.json; not a setting --resume checks)
-    ray: "RayOptions | None" = None  # engine "ray": where and how wide (None: its defaults)
+    engine: str = DEFAULT_ENGINE  # a name of fcndetect.engines.registry (recorded in run.json; --resume ignores it)
+    ray: "RayOptions | None" = None  # the Ray engine: where and how wide (None: its defaults)
     anonymize: str | None = None  # "blur", "pixelate" or "solid": also <name>.anonymized<ext> (videos: .mp4)
     anonymize_margin: float = DEFAULT_MARGIN
     anonymize_hold: int = DEFAULT_HOLD  # videos: frames a track's region is held before and after it
     vid_stride: int = 1  # videos: detect in frames 0, N, 2N, ...
+
+    def make_engine(self) -> Engine:
+        """The engine :attr:`engine` names (:func:`fcndetect.engines.registry.make_engine`)."""
+        return make_engine(self.engine, self.ray)
 
     def render_options(self, detector: Any) -> RenderOptions:
         """What each image's files are, for :func:`~fcndetect.io.render.render_image_outputs`."""
@@ -270,24 +275,16 @@ class BatchRunner:
             return result_record(item.path, None, error_reason(exc, "cannot write its outputs"), width, height)
         return record
 
-    def _engine(self, items: list[SourceItem], need_maps: bool) -> Iterator[ItemResult]:
-        """The chosen engine's results for ``items``, in their order."""
+    def _engine(self, engine: Engine, items: list[SourceItem], need_maps: bool) -> Iterator[ItemResult]:
+        """``engine``'s results for ``items``, in their order."""
         opt = self.opt
         options = EngineOptions(batch_size=opt.batch_size, max_pixels=opt.max_pixels, return_maps=need_maps,
                                 workers=opt.workers, vid_stride=opt.vid_stride)
-        if opt.engine == "ray":
-            from .engines.ray import iter_detections_ray
-
-            if opt.output is not None:  # the actors render where they detect
-                render = functools.partial(render_image_outputs, options=opt.render_options(self.detector))
-                options = dataclasses.replace(options, render=render)
-            # the model's files travel through Ray's object store: the actors need no shared filesystem
-            from .models.files import build_from_copies, driver_files
-
-            config = self.detector.config
-            make = functools.partial(build_from_copies, remote_detect_batch, config)
-            return iter_detections_ray(make, items, options, opt.ray, driver_files(config))
-        return iter_detections(self.detector.detect_batch, items, options)
+        if engine.renders_where_it_detects and opt.output is not None:
+            render = functools.partial(render_image_outputs, options=opt.render_options(self.detector))
+            options = dataclasses.replace(options, render=render)
+        work = DetectorWork(self.detector.detect_batch, self.detector.config, remote_detect_batch)
+        return engine.results(work, items, options)
 
     def _files(self, name: str, res: ItemResult) -> list[tuple[str, bytes]]:
         """An image's rendered files: as the engine rendered them, else rendered here from its pixels."""
@@ -322,15 +319,10 @@ class BatchRunner:
         order; a resumed input's record is read again from its JSON file when its turn comes), so memory does
         not grow with the number of inputs."""
         opt = self.opt
-        if opt.engine == "ray" and opt.ray is not None and opt.ray.address:  # before any output is written
-            from .engines.ray import RayEngineError
-            from .models.files import cluster_refusal
-
-            refusal = cluster_refusal(self.detector.config)
-            if refusal is not None:
-                raise RayEngineError(refusal)
-        items = list(expand_sources(sources, *_uri_support(opt.engine), videos=True))
-        refusal = video_refusal(items, opt.engine, opt.format)
+        engine = opt.make_engine()
+        engine.check_config(self.detector.config)  # before any output is written
+        items = list(expand_sources(sources, *engine.uri_support(), videos=True))
+        refusal = video_refusal(items, engine, opt.format)
         if refusal is not None:
             raise OutputDirError(refusal)
         lock = OutputLock(opt.output) if opt.output is not None and not OutputLock.held(opt.output) else None
@@ -347,14 +339,14 @@ class BatchRunner:
                 raise OutputDirError(f"{opt.output}: cannot use as the output folder ({error_reason(exc)})") from None
             raise
         try:
-            return self._process(items)
+            return self._process(engine, items)
         finally:
             if opt.output is not None:
                 clear_scratch(opt.output)  # a write cut short (Ctrl-C, an error) leaves no partial file
             if lock is not None:
                 lock.release()
 
-    def _process(self, items: list[SourceItem]) -> RunSummary:
+    def _process(self, engine: Engine, items: list[SourceItem]) -> RunSummary:
         """:meth:`run`'s work, once the output folder is prepared (and locked)."""
         opt = self.opt
         summary = RunSummary(n_inputs=len(items))
@@ -400,7 +392,7 @@ class BatchRunner:
         results: Iterator[ItemResult] | None = None
         published = False
         try:
-            results = self._engine([it for k, it in enumerate(items) if k not in resumed] if resumed else items,
+            results = self._engine(engine, [it for k, it in enumerate(items) if k not in resumed] if resumed else items,
                                    need_maps)
             for k, item in enumerate(items):
                 if k in resumed:
@@ -450,16 +442,6 @@ class BatchRunner:
         return summary
 
 
-def _uri_support(engine: str) -> tuple[tuple[str, ...], str]:
-    """The URI schemes ``engine`` reads, and what a URL argument's error says is supported."""
-    if engine != "ray":
-        return (), LOCAL_INPUTS
-    from .engines.ray.options import REMOTE_SCHEMES
-
-    return REMOTE_SCHEMES, ("--engine ray reads local image files, folders, glob patterns and object-store URIs ("
-                            + ", ".join(f"{s}://" for s in REMOTE_SCHEMES) + "); download http(s) files first")
-
-
 def maps_info(detector: Any) -> dict[str, Any]:
     """What a saved maps' ``index.json`` says of ``detector``'s dense model: its name, which stage it is, its
     geometry (plain JSON values, so the Ray actors' renderer needs no detector)."""
@@ -470,11 +452,20 @@ def maps_info(detector: Any) -> dict[str, Any]:
 
 
 def driver_detector(config: "DetectorConfig") -> Detector:
-    """The driver's detector for ``--engine ray``: built on the CPU (the driver detects nothing; its node may
-    have no GPU), its ``config`` still the one asked for, so ``run.json`` records it and the actors build it."""
+    """The driver's detector for an engine that detects elsewhere (Ray): built on the CPU (the driver detects
+    nothing; its node may have no GPU), its ``config`` still the one asked for, so ``run.json`` records it and
+    the workers build it."""
     detector = Detector(config.replace(device="cpu"))
     detector.config = config
     return detector
+
+
+def engine_detector(config: "DetectorConfig", engine: Engine) -> Detector:
+    """The driver's detector for ``engine``, checked to be available first (a one-line error without its
+    optional package): ``Detector(config)`` where the engine detects in this process, else
+    :func:`driver_detector`."""
+    engine.check_available()
+    return Detector(config) if engine.detects_in_driver else driver_detector(config)
 
 
 def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:

@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
@@ -45,6 +45,9 @@ from .io.sources import SourceItem
 from .io.video import Frame, VideoInfo, is_video_path
 from .io.video_writer import TEMP_SUFFIX, VideoFileWriter
 from .track import Tracker, TrackerConfig
+
+if TYPE_CHECKING:
+    from .engines.base import Engine
 
 __all__ = ["VideoJob", "frame_record", "video_refusal", "completed_video", "input_records", "FRAME_FORMATS",
            "VIDEO_TEMP_SUFFIX", "tracker_config"]
@@ -97,14 +100,14 @@ def input_records(records: Record | list[Record] | None) -> list[Record]:
     return [] if records is None else records if isinstance(records, list) else [records]
 
 
-def video_refusal(items: Sequence[SourceItem], engine: str, fmt: str) -> str | None:
-    """Why a run cannot take its videos (one line), or ``None``: the Ray engine reads no video, and a
+def video_refusal(items: Sequence[SourceItem], engine: Engine, fmt: str) -> str | None:
+    """Why a run cannot take its videos (one line), or ``None``: an engine that reads no video (Ray), and a
     ``--format`` that cannot tell frames apart (FDDB, WIDER FACE) cannot hold a video's records."""
     videos = [it.path for it in items if it.error is None and is_video_path(it.path)]
     if not videos:
         return None
-    if engine == "ray":
-        return (f"--engine ray does not read videos ({videos[0]}): run videos with --engine local (the default)")
+    if not engine.reads_videos:
+        return (f"--engine {engine.name} does not read videos ({videos[0]}): run videos with --engine local (the default)")
     from .io.combined import sink_names
     from .io.sinks import SINKS
 

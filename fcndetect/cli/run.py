@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from ..engines.registry import DEFAULT_ENGINE, engine_names
 from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, err, one_line, os_error_line, setting_options
 
 RUN_EPILOG = """\b
@@ -63,7 +64,7 @@ Exit codes: 0 all inputs processed, 1 some inputs failed, 2 usage error, 130 int
 @click.option("--max-pixels", type=int, default=None, help="Refuse larger images (decompression-bomb guard).")
 @click.option("--print-config", is_flag=True, help="Print the effective settings (TOML) and exit.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress, errors or summary on stderr.")
-@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+@click.option("--engine", type=click.Choice(engine_names()), default=DEFAULT_ENGINE, show_default=True,
               help="local: this machine; ray: Ray Data actors on a Ray cluster (pip install 'fcndetect[ray]').")
 @click.option("--ray-address", default=None, help="With --engine ray: 'auto' or HOST:PORT of a running cluster "
               "(default: a local Ray instance for this run).")
@@ -137,8 +138,7 @@ def run_cmd(sources: tuple[str, ...], config: str | None, output: str | None, he
         opts.anonymize_margin = anonymize_margin
     if anonymize_hold is not None:
         opts.anonymize_hold = anonymize_hold
-    if engine == "ray":
-        opts.ray = _ray_options(ray_address, actors, cpus_per_actor, gpus_per_actor, threads)
+    opts.ray = _ray_options(ray_address, actors, cpus_per_actor, gpus_per_actor, threads)  # other engines ignore it
     sys.exit(_locked_run(sources, cfg, opts, threads))
 
 
@@ -228,18 +228,6 @@ def _num(v: float) -> str:
     return str(int(v)) if float(v).is_integer() else f"{v:g}"
 
 
-def _engine_detector(cfg: Any, engine: str) -> Any:
-    """The driver's detector: for ``--engine ray`` built where Ray is checked first (a one-line error without
-    it) and on the CPU (the actors detect, on the configured device)."""
-    from ..detector import Detector
-
-    if engine != "ray":
-        return Detector(cfg)
-    from ..engines.ray import require_ray
-    from ..runner import driver_detector
-
-    require_ray()
-    return driver_detector(cfg)
 
 
 def summary_line(summary: Any, chain: str, threshold: float) -> str:
@@ -257,14 +245,14 @@ def _run(sources: tuple[str, ...], cfg: Any, opts: Any, threads: int | None) -> 
     import torch
 
     from ..engines.ray import RayEngineError
-    from ..runner import BatchRunner, OutputDirError, read_sources
+    from ..runner import BatchRunner, OutputDirError, engine_detector, read_sources
     from ..threads import default_num_threads
 
     # OpenMP's wait policy was set when the fcndetect package was imported, before torch (fcndetect.threads)
     torch.set_num_threads(threads or default_num_threads(workers=opts.workers))
     try:
         paths = read_sources(sources)
-        detector = _engine_detector(cfg, opts.engine)
+        detector = engine_detector(cfg, opts.make_engine())
         runner = BatchRunner(detector, opts)
         summary = runner.run(paths)
     except (OutputDirError, RayEngineError) as exc:

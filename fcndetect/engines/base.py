@@ -10,9 +10,9 @@ factory of one for engines that detect in other processes) and a ``render`` call
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -22,10 +22,11 @@ from ..io.sinks import output_name
 from ..io.sources import SourceItem
 
 if TYPE_CHECKING:
+    from ..config import DetectorConfig
     from .frames import VideoStream
 
-__all__ = ["DetectBatch", "Render", "EngineOptions", "ItemResult", "error_reason", "detect_each", "render_one",
-           "item_ext"]
+__all__ = ["DetectBatch", "Render", "EngineOptions", "ItemResult", "DetectorWork", "Engine", "error_reason",
+           "detect_each", "render_one", "item_ext"]
 
 #: ``detect_batch(images, return_maps=...)``: ``[H, W, 3]`` uint8 RGB arrays in, one Detections each out.
 DetectBatch = Callable[..., list[Detections]]
@@ -72,6 +73,52 @@ class ItemResult:
     error: str | None
     files: list[tuple[str, bytes]] | None = None
     video: "VideoStream | None" = None
+
+
+@dataclass(frozen=True)
+class DetectorWork:
+    """What the runner hands an engine to detect with (the engine never imports the detector).
+
+    Attributes:
+        detect_batch: the driver's own detector's ``detect_batch`` (engines that detect in this process).
+        config: the detector's settings, as asked for (engines that build detectors elsewhere).
+        remote: ``remote(config)`` builds a ``detect_batch`` in another process; a module-level function,
+            so that ``functools.partial(remote, config)`` pickles.
+    """
+
+    detect_batch: DetectBatch
+    config: "DetectorConfig"
+    remote: Callable[["DetectorConfig"], DetectBatch]
+
+
+class Engine(Protocol):
+    """An engine, as the runner and the command line see it: they ask it what it needs, never its name.
+
+    Attributes:
+        name: its ``--engine`` value (recorded in ``run.json``).
+        detects_in_driver: the driver's detector detects (``False``: workers elsewhere do, and the driver's
+            detector, built on the CPU, only describes the run).
+        renders_where_it_detects: image files are rendered by the workers (the runner passes ``render``).
+        reads_videos: it takes video inputs.
+    """
+
+    name: str
+    detects_in_driver: bool
+    renders_where_it_detects: bool
+    reads_videos: bool
+
+    def check_available(self) -> None:
+        """Raise the engine's one-line error when it cannot run here (a missing optional package)."""
+
+    def check_config(self, config: "DetectorConfig") -> None:
+        """Raise the engine's one-line error when it cannot run ``config`` (before any output is written)."""
+
+    def uri_support(self) -> tuple[tuple[str, ...], str]:
+        """The URI schemes it reads, and what a refused URL's error says is supported."""
+
+    def results(self, work: DetectorWork, items: list[SourceItem],
+                options: EngineOptions) -> Iterator[ItemResult]:
+        """Every item's :class:`ItemResult`, lazily, in input order (``close()`` frees its resources)."""
 
 
 def error_reason(exc: BaseException, doing: str = "") -> str:

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..io.images import load_image
-from ..io.sources import SourceItem
+from ..io.sources import LOCAL_INPUTS, SourceItem
 from ..io.video import VideoReader, is_video_path, open_video, silence_video_logs
-from .base import DetectBatch, EngineOptions, ItemResult, detect_each, error_reason, item_ext, render_one
+from .base import (DetectBatch, DetectorWork, EngineOptions, ItemResult, detect_each, error_reason, item_ext,
+                   render_one)
 from .frames import VideoStream
 
-__all__ = ["ItemResult", "iter_detections"]
+__all__ = ["ItemResult", "iter_detections", "LocalEngine"]
 
 
 @dataclass
@@ -115,3 +116,27 @@ def iter_detections(
             yield from flush()
     yield from flush()
 
+
+
+class LocalEngine:
+    """The local engine (:class:`~fcndetect.engines.base.Engine`): this process detects, with
+    :func:`iter_detections`."""
+
+    name = "local"
+    detects_in_driver = True
+    renders_where_it_detects = False
+    reads_videos = True
+
+    def check_available(self) -> None:
+        """Always available."""
+
+    def check_config(self, config: object) -> None:
+        """Runs any configuration."""
+
+    def uri_support(self) -> tuple[tuple[str, ...], str]:
+        """Local files only."""
+        return (), LOCAL_INPUTS
+
+    def results(self, work: DetectorWork, items: list[SourceItem], options: EngineOptions) -> Iterator[ItemResult]:
+        """:func:`iter_detections` with the driver's detector."""
+        return iter_detections(work.detect_batch, items, options)

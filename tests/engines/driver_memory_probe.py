@@ -64,19 +64,15 @@ def main() -> int:
     ap.add_argument("--from", dest="start", type=int, default=1000)
     args = ap.parse_args()
     from fcndetect.config import DetectorConfig
-    from fcndetect.detector import Detector
-    from fcndetect.runner import BatchRunner, RunOptions, driver_detector
+    from fcndetect.engines.ray import RayOptions
+    from fcndetect.runner import BatchRunner, RunOptions, engine_detector
 
     import torch  # after fcndetect, which sets OpenMP's wait policy first
 
     torch.set_num_threads(1)
     config = DetectorConfig(model="face-pnet", stages=(), stage_thresholds=())
-    detector = driver_detector(config) if args.engine == "ray" else Detector(config)
-    opts = RunOptions(engine=args.engine, quiet=True, progress=False)
-    if args.engine == "ray":
-        from fcndetect.engines.ray import RayOptions
-
-        opts.ray = RayOptions(threads=1)
+    opts = RunOptions(engine=args.engine, ray=RayOptions(threads=1), quiet=True, progress=False)  # others ignore ray
+    detector = engine_detector(config, opts.make_engine())
     probe = Probe(args.start, sum(1 for _ in Path(args.folder).iterdir()))
     tracemalloc.start()
     t0 = time.perf_counter()

@@ -42,3 +42,31 @@ def test_ray_submodules_never_import_their_package():
     for path in sorted((PKG / "engines" / "ray").glob("*.py")):
         if path.name != "__init__.py":
             assert "fcndetect.engines.ray" not in _imports(path), path.name
+
+
+def test_no_engine_name_is_compared_outside_the_engine_registry():
+    """An engine is chosen in one place: only the registry and each engine's own module spell its name."""
+    from fcndetect.engines.registry import engine_names
+
+    own = {PKG / "engines" / "registry.py", PKG / "engines" / "local.py", *(PKG / "engines" / "ray").glob("*.py")}
+    for path in sorted(PKG.rglob("*.py")):
+        if path in own:
+            continue
+        text = path.read_text(encoding="utf-8")
+        for name in engine_names():
+            assert f'"{name}"' not in text and f"'{name}'" not in text, f"{path.relative_to(PKG)} spells {name!r}"
+
+
+def test_the_registry_makes_every_engine_and_refuses_unknown_names():
+    import pytest
+
+    from fcndetect.engines.registry import engine_names, make_engine
+
+    assert engine_names()[0] == "local"
+    for name in engine_names():
+        engine = make_engine(name)
+        assert engine.name == name
+        schemes, hint = engine.uri_support()
+        assert isinstance(schemes, tuple) and hint
+    with pytest.raises(ValueError, match="unknown engine 'nope'"):
+        make_engine("nope")
