@@ -56,5 +56,9 @@ def test_driver_memory_does_not_grow_with_the_records(tiny_images, engine):
     print(f"{engine}: {got}")
     assert got["records"] == N_IMAGES and got["failed"] == 0
     assert got["current_growth"] < BOUND, got
-    # what is in flight (Ray: blocks, 64 results handed over); the interned-string table aside (see the probe)
-    assert got["peak_growth"] - got["pathlib_growth"] < 2 * BOUND, got
+    # what is in flight, the interned-string table aside (see the probe). Ray: blocks and 64 results handed
+    # over, which depend on Ray Data's pacing rather than on the number of records: 4.3 MiB measured on a quiet
+    # 2-core machine (36 s for the 20,000 images), 0.8 MiB at a load of 14; the retained records stay bounded
+    # by ``current_growth`` above.
+    in_flight = 2 * BOUND if engine == "local" else 4 * BOUND
+    assert got["peak_growth"] - got["pathlib_growth"] < in_flight, got
