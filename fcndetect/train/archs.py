@@ -10,7 +10,8 @@ from torch import nn
 from ..convert import make_fully_convolutional
 from ..geometry import GeometryError
 from ..models.custom import BUILTIN_ARCHS
-from ..models.torchvision_models import IMAGENET_MEAN, IMAGENET_STD, ModelLoadError, is_torchvision_arch, load_checkpoint, load_state
+from ..models.registry import find_family
+from ..models.torchvision_models import IMAGENET_MEAN, IMAGENET_STD, ModelLoadError, load_checkpoint, load_state
 
 __all__ = ["TrainableModel", "build_trainable", "replace_last_linear"]
 
@@ -65,7 +66,9 @@ def build_trainable(arch: str, input_size: int | None = None, weights: str | Non
     """
     import torchvision
 
-    if arch in BUILTIN_ARCHS:
+    family = find_family(arch)  # the model registry recognises the name; training builds what it recognised
+    kind = family.name if family is not None else None
+    if kind == "builtin":
         spec = BUILTIN_ARCHS[arch]
         size = input_size or spec.input_size
         try:
@@ -78,7 +81,7 @@ def build_trainable(arch: str, input_size: int | None = None, weights: str | Non
             load_state(model, load_checkpoint(weights), f"{weights}: weights do not fit a two-output {arch}",
                        "pass a model.pt from an earlier `fcndetect train --arch tiny`")
             source = weights
-    elif is_torchvision_arch(arch):
+    elif kind == "torchvision":
         from ..convert import TORCHVISION_ARCHS, UNSUPPORTED_ARCHS
 
         if arch in UNSUPPORTED_ARCHS:
