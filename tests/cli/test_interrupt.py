@@ -102,12 +102,12 @@ def test_sigint_during_a_run_with_output(tmp_path, samples):
 def test_keyboard_interrupt_in_a_command_is_one_line(monkeypatch, samples):
     """In process (CliRunner): an interrupt outside the runner's own handling, e.g. while the detector is
     built, is `interrupted` and exit 130, never click's `Aborted!` and exit 1."""
-    import fcndetect.detector
+    import fcndetect.runner
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(fcndetect.detector, "Detector", interrupted)
+    monkeypatch.setattr(fcndetect.runner, "Detector", interrupted)  # where the run builds its detector
     r = CliRunner().invoke(cli, ["run", str(samples / "astronaut.png")])
     assert r.exit_code == 130
     assert r.stderr.splitlines() == ["interrupted"]
