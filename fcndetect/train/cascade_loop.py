@@ -31,7 +31,7 @@ from ..config import toml_value
 from .augment import augment_faces
 from .data import TrainDataError
 from .faces import NEGATIVE, PART, POSITIVE, read_face_photos, split_photos
-from .loop import TrainError, _atomic_save, _atomic_text, _deferred_interrupt
+from .loop import TrainError, _atomic_save, _atomic_text, _deferred_interrupt, refuse_non_empty
 from .recipe import MTCNN_MODEL_NAMES, Recipe, StageSpec
 from .validate import fold_ap
 from .windows import StageWindows, collect_windows, stage_candidates
@@ -173,9 +173,7 @@ def _check_output(out: Path, recipe: Recipe, resume: bool, overwrite: bool) -> d
         if state.get("recipe") != json.loads(json.dumps(recipe.to_dict())):
             raise TrainError(f"{out}: --resume with another recipe than the interrupted run")
         return state
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise TrainError(f"{out}: output folder is not empty (use --resume to continue a run, --overwrite to "
-                         "replace it)")
+    refuse_non_empty(out, overwrite)
     return None
 
 

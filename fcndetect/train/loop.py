@@ -266,10 +266,15 @@ def _check_output(opts: TrainOptions, resume: bool, overwrite: bool) -> dict[str
         if diff:
             raise TrainError(f"{out}: --resume with other settings than the interrupted run ({', '.join(diff)})")
         return state
+    refuse_non_empty(out, overwrite)
+    return None
+
+
+def refuse_non_empty(out: Path, overwrite: bool) -> None:
+    """A fresh run into a folder with files in it is refused unless ``overwrite`` (one line)."""
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise TrainError(f"{out}: output folder is not empty (use --resume to continue a run, "
                          "--overwrite to replace it)")
-    return None
 
 
 def _claim_output(out: Path, fresh: bool) -> None:
